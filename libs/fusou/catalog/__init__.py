@@ -1,0 +1,1 @@
+"""The catalog: datasets, tables, schema versions, objects and their block index."""

@@ -1,0 +1,1 @@
+"""The ``fusou`` command line."""

@@ -1,0 +1,109 @@
+"""Running services in this process: ``fusou serve`` and ``fusou up``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fusou.config import Settings
+from fusou.runtime import Runtime, open_runtime
+from fusou.server.app import FusouServer
+
+log = logging.getLogger(__name__)
+
+
+def service_factories(names: Sequence[str]) -> list[Callable[[Runtime], object]]:
+    from services import PLANNED, SERVICES
+
+    unknown = [n for n in names if n not in SERVICES and n not in PLANNED]
+    if unknown:
+        raise SystemExit(
+            f"unknown service(s): {', '.join(unknown)}; choose from "
+            f"{', '.join([*SERVICES, *PLANNED])}"
+        )
+    planned = [n for n in names if n in PLANNED]
+    if planned:
+        raise SystemExit(f"service(s) not implemented yet: {', '.join(planned)}")
+    return [SERVICES[n] for n in names]
+
+
+async def serve(
+    settings: Settings,
+    names: Sequence[str],
+    *,
+    on_started: Callable[[int], None] | None = None,
+) -> None:
+    from services import SERVICES
+
+    runtime = await open_runtime(settings)
+    try:
+        hosted = [SERVICES[n](runtime) for n in names]
+        server = FusouServer(settings, hosted)
+        port = await server.start()
+        server.install_signal_handlers()
+        if on_started is not None:
+            on_started(port)
+        await server.wait()
+    finally:
+        await runtime.close()
+
+
+def default_data_dir(settings: Settings) -> Path:
+    if settings.data_dir:
+        return Path(settings.data_dir).expanduser().resolve()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "fusou"
+
+
+def up(settings: Settings) -> int:
+    """The whole system on this machine, with embedded defaults for what is not configured."""
+    from services import SERVICES
+
+    data_dir = default_data_dir(settings)
+    embedded = None
+    notes: list[str] = []
+    if not settings.database_url:
+        from fusou.db.embedded import EmbeddedPostgres
+
+        embedded = EmbeddedPostgres(data_dir / "postgres")
+        print(f"starting embedded PostgreSQL in {data_dir / 'postgres'} ...", file=sys.stderr)
+        settings = settings.replace(database_url=embedded.start())
+        notes.append(f"database:     embedded PostgreSQL ({data_dir / 'postgres'})")
+    else:
+        notes.append("database:     FUSOU_DATABASE_URL")
+    if not settings.object_store_url:
+        objects = data_dir / "objects"
+        objects.mkdir(parents=True, exist_ok=True)
+        settings = settings.replace(object_store_url=f"file://{objects}")
+    notes.append(f"object store: {settings.object_store_url}")
+    names = list(SERVICES)
+
+    def announce(port: int) -> None:
+        target = f"localhost:{port}"
+        body = (
+            '{"dataset_id":"demo","table":"battle","request_id":"demo-1",'
+            '"rows":[{"timestamp":1700000000000,"api_no":1,"hp":42}]}'
+        )
+        lines = [
+            f"FUSOU is up on {target}",
+            "services:     " + ", ".join(names),
+            *notes,
+            "",
+            "try:",
+            f"  grpcurl -plaintext {target} list",
+            f"  grpcurl -plaintext -d '{body}' {target} fusou.ingest.v1.IngestService/Ingest",
+            "",
+            "Ctrl-C stops it.",
+        ]
+        print("\n".join(lines), flush=True)
+
+    try:
+        asyncio.run(serve(settings, names, on_started=announce))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0

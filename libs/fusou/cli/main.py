@@ -1,0 +1,123 @@
+"""``fusou``: run the system, its services, and clients of its RPCs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from fusou.config import ConfigError, Settings
+
+
+def _target_default() -> str:
+    return os.environ.get("FUSOU_TARGET", "localhost:50051")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fusou", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("up", help="run the whole system on this machine (embedded defaults)")
+
+    serve = sub.add_parser("serve", help="run the named services (for containers)")
+    serve.add_argument(
+        "services", nargs="+", metavar="SERVICE", help="ingest, archiver, compactor, reader"
+    )
+
+    sub.add_parser("migrate", help="apply database migrations to FUSOU_DATABASE_URL")
+
+    ingest = sub.add_parser("ingest", help="send a JSON-lines or Parquet file to Ingest")
+    ingest.add_argument("dataset")
+    ingest.add_argument("table")
+    ingest.add_argument("file", type=Path)
+    ingest.add_argument("--batch-size", type=int, default=1000)
+    ingest.add_argument("--target", default=_target_default())
+    ingest.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"fusou: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings)
+    try:
+        return _dispatch(args, settings)
+    except ConfigError as exc:
+        print(f"fusou: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "up":
+        from fusou.cli.hosting import up
+
+        return up(settings)
+    if args.command == "serve":
+        from fusou.cli.hosting import serve, service_factories
+
+        service_factories(args.services)
+        asyncio.run(
+            serve(
+                settings,
+                args.services,
+                on_started=lambda port: print(f"listening on port {port}", flush=True),
+            )
+        )
+        return 0
+    if args.command == "migrate":
+        from fusou.db.migrate import migrate_url
+
+        if not settings.database_url:
+            raise ConfigError("missing configuration: FUSOU_DATABASE_URL")
+        applied = asyncio.run(migrate_url(settings.database_url))
+        print(json.dumps({"applied": applied}))
+        return 0
+    if args.command == "ingest":
+        return _ingest(args)
+    raise AssertionError(args.command)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    import grpc
+
+    from fusou.cli.ingest_client import InputError, run_ingest
+
+    try:
+        summary = run_ingest(
+            args.target,
+            args.dataset,
+            args.table,
+            args.file,
+            batch_size=args.batch_size,
+            quiet=args.quiet,
+        )
+    except InputError as exc:
+        print(f"fusou ingest: {exc}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as exc:
+        print(f"fusou ingest: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

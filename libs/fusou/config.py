@@ -1,0 +1,312 @@
+"""Configuration from ``FUSOU_*`` environment variables, validated once at start.
+
+Every variable is listed in ``VARIABLES`` with its default and a description, which is what
+``fusou config`` prints and what the README's table is checked against.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+MiB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """One or more variables are invalid; the message names each of them."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    env: str
+    attr: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+
+
+def _int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be an integer (got {raw!r})") from None
+        if value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ValueError(f"must be {bound} (got {value})")
+        return value
+
+    return parse
+
+
+def _float_min(low: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be a number (got {raw!r})") from None
+        if value < low:
+            raise ValueError(f"must be at least {low} (got {value})")
+        return value
+
+    return parse
+
+
+def _optional_str(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _database_url(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be a postgresql:// URL")
+    return value
+
+
+def _object_store_url(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if value.startswith("s3://"):
+        if not value[len("s3://") :].split("/", 1)[0]:
+            raise ValueError("an s3:// URL must name a bucket: s3://bucket/prefix")
+        return value
+    if value.startswith("file://"):
+        if not value[len("file://") :].startswith("/"):
+            raise ValueError("a file:// URL must hold an absolute path: file:///path")
+        return value
+    raise ValueError(f"must be s3://bucket/prefix or file:///path (got {value!r})")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)} (got {raw!r})")
+        return value
+
+    return parse
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "FUSOU_DATABASE_URL",
+        "database_url",
+        None,
+        _database_url,
+        "PostgreSQL DSN of the buffer and catalog. Unset: `fusou up` starts a private server.",
+    ),
+    Variable(
+        "FUSOU_OBJECT_STORE_URL",
+        "object_store_url",
+        None,
+        _object_store_url,
+        "s3://bucket/prefix or file:///path. Unset: `fusou up` uses a local directory.",
+    ),
+    Variable(
+        "FUSOU_S3_ENDPOINT_URL",
+        "s3_endpoint_url",
+        None,
+        _optional_str,
+        "S3 endpoint for MinIO, R2 or a test server. Unset: AWS.",
+    ),
+    Variable(
+        "FUSOU_S3_REGION",
+        "s3_region",
+        None,
+        _optional_str,
+        "S3 region. Unset: the AWS_* variables or the SDK default.",
+    ),
+    Variable(
+        "FUSOU_DATA_DIR",
+        "data_dir",
+        None,
+        _optional_str,
+        "Where `fusou up` keeps its embedded PostgreSQL and local object store. "
+        "Unset: ~/.local/share/fusou.",
+    ),
+    Variable("FUSOU_GRPC_HOST", "grpc_host", "[::]", str, "Address the gRPC server binds."),
+    Variable(
+        "FUSOU_GRPC_PORT",
+        "grpc_port",
+        50051,
+        _int_range(0, 65535),
+        "Port of the gRPC server (0 picks a free port).",
+    ),
+    Variable(
+        "FUSOU_GRPC_MAX_MESSAGE_BYTES",
+        "grpc_max_message_bytes",
+        64 * MiB,
+        _int_range(1024, 2**31 - 1),
+        "Largest gRPC message accepted or sent.",
+    ),
+    Variable(
+        "FUSOU_SHUTDOWN_GRACE_S",
+        "shutdown_grace_s",
+        15.0,
+        _float_min(0.0),
+        "On SIGTERM, how long in-flight calls may take to finish.",
+    ),
+    Variable(
+        "FUSOU_DB_POOL_SIZE",
+        "db_pool_size",
+        10,
+        _int_range(1, 1000),
+        "Connections per service process.",
+    ),
+    Variable(
+        "FUSOU_INGEST_MAX_ROWS",
+        "ingest_max_rows",
+        100_000,
+        _int_range(1),
+        "Most rows one Ingest request may carry.",
+    ),
+    Variable(
+        "FUSOU_INGEST_MAX_BYTES",
+        "ingest_max_bytes",
+        32 * MiB,
+        _int_range(1),
+        "Largest Arrow IPC payload or encoded batch one Ingest request may carry.",
+    ),
+    Variable(
+        "FUSOU_GROUP_COMMIT_MAX_ROWS",
+        "group_commit_max_rows",
+        200_000,
+        _int_range(1),
+        "Most rows committed together in one group-commit transaction.",
+    ),
+    Variable(
+        "FUSOU_GROUP_COMMIT_CONCURRENCY",
+        "group_commit_concurrency",
+        2,
+        _int_range(1, 64),
+        "Group-commit transactions in flight at once per process.",
+    ),
+    Variable(
+        "FUSOU_DELETE_GRACE_S",
+        "delete_grace_s",
+        3600.0,
+        _float_min(0.0),
+        "Replaced or orphaned objects are deleted only after this many seconds.",
+    ),
+    Variable(
+        "FUSOU_ARCHIVE_MIN_AGE_S",
+        "archive_min_age_s",
+        3600.0,
+        _float_min(0.0),
+        "Hot rows younger than this stay in the buffer.",
+    ),
+    Variable(
+        "FUSOU_ARCHIVE_CODEC",
+        "archive_codec",
+        "deflate",
+        _choice("deflate", "null", "snappy", "zstandard"),
+        "Avro codec of cold files.",
+    ),
+    Variable(
+        "FUSOU_COMPACT_MAX_DATASETS_PER_RUN",
+        "compact_max_datasets_per_run",
+        50,
+        _int_range(1),
+        "Scheduled compaction: datasets per run.",
+    ),
+    Variable(
+        "FUSOU_COMPACT_CONCURRENCY",
+        "compact_concurrency",
+        2,
+        _int_range(1, 64),
+        "Scheduled compaction: datasets compacted at once.",
+    ),
+    Variable(
+        "FUSOU_COMPACT_MAX_FRAGMENTS",
+        "compact_max_fragments",
+        1000,
+        _int_range(1),
+        "Most input files per table per run.",
+    ),
+    Variable(
+        "FUSOU_COMPACT_MAX_BYTES",
+        "compact_max_bytes",
+        256 * MiB,
+        _int_range(1),
+        "Most input bytes per table per run.",
+    ),
+    Variable(
+        "FUSOU_COMPACT_TIMEOUT_MS",
+        "compact_timeout_ms",
+        600_000,
+        _int_range(1),
+        "Time bound of one compaction run.",
+    ),
+    Variable(
+        "FUSOU_LOG_LEVEL",
+        "log_level",
+        "INFO",
+        _choice("debug", "info", "warning", "error"),
+        "Log level.",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    object_store_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    data_dir: str | None = None
+    grpc_host: str = "[::]"
+    grpc_port: int = 50051
+    grpc_max_message_bytes: int = 64 * MiB
+    shutdown_grace_s: float = 15.0
+    db_pool_size: int = 10
+    ingest_max_rows: int = 100_000
+    ingest_max_bytes: int = 32 * MiB
+    group_commit_max_rows: int = 200_000
+    group_commit_concurrency: int = 2
+    delete_grace_s: float = 3600.0
+    archive_min_age_s: float = 3600.0
+    archive_codec: str = "deflate"
+    compact_max_datasets_per_run: int = 50
+    compact_concurrency: int = 2
+    compact_max_fragments: int = 1000
+    compact_max_bytes: int = 256 * MiB
+    compact_timeout_ms: int = 600_000
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for var in VARIABLES:
+            raw = source.get(var.env)
+            if raw is None:
+                continue
+            try:
+                values[var.attr] = var.parse(raw)
+            except ValueError as exc:
+                problems.append(f"{var.env}: {exc}")
+        if problems:
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        current = {f.name: getattr(self, f.name) for f in fields(self)}
+        current.update(changes)
+        return Settings(**current)
+
+
+def _check_defaults() -> None:
+    # The table of variables and the dataclass defaults must agree.
+    defaults = Settings()
+    for var in VARIABLES:
+        if getattr(defaults, var.attr) != var.default:
+            raise AssertionError(f"default of {var.env} differs from Settings.{var.attr}")
+
+
+_check_defaults()

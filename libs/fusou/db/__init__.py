@@ -1,0 +1,1 @@
+"""PostgreSQL access: connection pools, migrations, an embedded server for local runs."""

@@ -1,0 +1,66 @@
+"""Domain errors.
+
+Domain code raises these; the server's error interceptor is the one place that turns them into
+gRPC status codes (see ``fusou.server.errors``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+class FusouError(Exception):
+    """Base class of every error a client may see."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(FusouError):
+    """Bad input: the request changed nothing."""
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"{field}: {description}" if field else description)
+        self.violations: tuple[FieldViolation, ...] = (FieldViolation(field, description),)
+
+    @classmethod
+    def many(cls, violations: list[FieldViolation]) -> InvalidArgument:
+        first = violations[0]
+        err = cls(first.field, first.description)
+        err.violations = tuple(violations)
+        return err
+
+
+class NotFound(FusouError):
+    pass
+
+
+class AlreadyExists(FusouError):
+    pass
+
+
+class FailedPrecondition(FusouError):
+    pass
+
+
+class Aborted(FusouError):
+    """A concurrent operation holds what this one needs; retrying later is safe."""
+
+
+class ResourceExhausted(FusouError):
+    pass
+
+
+class Unavailable(FusouError):
+    """A dependency (PostgreSQL, the object store) cannot be reached; retrying is safe."""
+
+
+class DeadlineExceeded(FusouError):
+    pass

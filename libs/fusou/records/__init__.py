@@ -1,0 +1,1 @@
+"""Record batches: conversion from client input, Avro datum encoding, dedup keys."""

@@ -1,0 +1,281 @@
+"""Turn client input (protobuf Structs or an Arrow IPC stream) into a normalized Arrow table.
+
+Both inputs end up as one ``pa.Table`` whose columns use the Arrow type of their logical type
+(see ``ARROW_TYPES``), so everything downstream (schema merge, encoding, dedup) has one path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from google.protobuf import struct_pb2
+
+from fusou.errors import FieldViolation, InvalidArgument
+from fusou.schema.model import FieldType, field_name_problem
+
+ARROW_TYPES: dict[FieldType, pa.DataType] = {
+    FieldType.NULL: pa.null(),
+    FieldType.BOOLEAN: pa.bool_(),
+    FieldType.LONG: pa.int64(),
+    FieldType.DOUBLE: pa.float64(),
+    FieldType.STRING: pa.string(),
+    FieldType.BYTES: pa.binary(),
+    FieldType.JSON: pa.string(),
+}
+
+# Doubles in [-2**63, 2**63) convert to int64 exactly; JSON numbers arrive as doubles.
+_INT64_LIMIT = 2.0**63
+
+
+@dataclass(frozen=True)
+class Batch:
+    table: pa.Table
+    types: dict[str, FieldType]
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.table.num_rows)
+
+
+class _Nested:
+    """Marks a value that came in as a nested object or list."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _value_to_python(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        return value.number_value
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return {k: _value_to_python(v) for k, v in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_value_to_python(v) for v in value.list_value.values]
+    return None
+
+
+def canonical_json(value: Any) -> str:
+    """Nested values are kept as JSON text with sorted keys so equal values hash equally."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def batch_from_structs(rows: Sequence[struct_pb2.Struct], time_field: str) -> Batch:
+    n = len(rows)
+    if n == 0:
+        raise InvalidArgument("rows", "contains no rows")
+    columns: dict[str, list[Any]] = {}
+    for i, row in enumerate(rows):
+        for name, value in row.fields.items():
+            col = columns.get(name)
+            if col is None:
+                problem = field_name_problem(name)
+                if problem is not None:
+                    raise InvalidArgument(f"rows[{i}].{name}", problem)
+                col = columns[name] = [None] * n
+            kind = value.WhichOneof("kind")
+            if kind == "number_value":
+                col[i] = value.number_value
+            elif kind == "string_value":
+                col[i] = value.string_value
+            elif kind == "bool_value":
+                col[i] = value.bool_value
+            elif kind in {"struct_value", "list_value"}:
+                col[i] = _Nested(_value_to_python(value))
+    time_values = columns.get(time_field)
+    if time_values is None:
+        raise InvalidArgument(f"rows[0].{time_field}", "the time field is missing")
+    arrays: dict[str, pa.Array] = {}
+    types: dict[str, FieldType] = {}
+    # The time field first: it is the first field of every schema version.
+    for name in [time_field, *(c for c in columns if c != time_field)]:
+        arr, ftype = _column_from_python(name, columns[name], name == time_field)
+        arrays[name] = arr
+        types[name] = ftype
+    return Batch(pa.table(arrays), types)
+
+
+def _first_index(values: list[Any], predicate: Any) -> int:
+    for i, v in enumerate(values):
+        if predicate(v):
+            return i
+    return 0
+
+
+def _column_from_python(name: str, values: list[Any], is_time: bool) -> tuple[pa.Array, FieldType]:
+    kinds = {type(v) for v in values}
+    if is_time:
+        if type(None) in kinds:
+            i = _first_index(values, lambda v: v is None)
+            raise InvalidArgument(f"rows[{i}].{name}", "the time field is missing or null")
+        if kinds != {float}:
+            i = _first_index(values, lambda v: type(v) is not float)
+            raise InvalidArgument(
+                f"rows[{i}].{name}", "the time field must be an integer (epoch milliseconds)"
+            )
+    kinds.discard(type(None))
+    if not kinds:
+        return pa.nulls(len(values)), FieldType.NULL
+    if len(kinds) > 1:
+        first = next(v for v in values if v is not None)
+        i = _first_index(values, lambda v: v is not None and type(v) is not type(first))
+        raise InvalidArgument(
+            f"rows[{i}].{name}",
+            f"has type {_describe(values[i])} but earlier rows of this batch have "
+            f"{_describe(first)}",
+        )
+    kind = kinds.pop()
+    if kind is float:
+        doubles = pa.array(values, pa.float64())
+        as_long = _integral_doubles_to_long(doubles)
+        if as_long is not None:
+            return as_long, FieldType.LONG
+        if is_time:
+            i = _first_index(values, lambda v: not float(v).is_integer())
+            raise InvalidArgument(
+                f"rows[{i}].{name}", "the time field must be an integer (epoch milliseconds)"
+            )
+        return doubles, FieldType.DOUBLE
+    if kind is str:
+        return pa.array(values, pa.string()), FieldType.STRING
+    if kind is bool:
+        return pa.array(values, pa.bool_()), FieldType.BOOLEAN
+    texts = [None if v is None else canonical_json(v.value) for v in values]
+    return pa.array(texts, pa.string()), FieldType.JSON
+
+
+def _integral_doubles_to_long(doubles: pa.Array) -> pa.Array | None:
+    """The column as int64 when every value is a whole number in range, else None."""
+    valid = doubles.drop_null()
+    if len(valid) == 0:
+        return None
+    whole = pc.all(
+        pc.and_(
+            pc.equal(pc.floor(valid), valid),
+            pc.and_(pc.greater_equal(valid, -_INT64_LIMIT), pc.less(valid, _INT64_LIMIT)),
+        )
+    ).as_py()
+    if not whole:
+        return None
+    return pc.cast(doubles, pa.int64(), safe=False)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, _Nested):
+        return "object" if isinstance(value.value, dict) else "list"
+    return {float: "number", str: "string", bool: "boolean"}.get(type(value), "null")
+
+
+# -- Arrow IPC ---------------------------------------------------------------------------------
+
+
+def read_arrow_ipc(data: bytes) -> pa.Table:
+    try:
+        reader = pa.ipc.open_stream(pa.py_buffer(data))
+        return reader.read_all()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
+        raise InvalidArgument("arrow_ipc", f"not a readable Arrow IPC stream: {exc}") from None
+
+
+def batch_from_arrow_ipc(data: bytes, time_field: str) -> Batch:
+    return batch_from_arrow(read_arrow_ipc(data), time_field, field_prefix="arrow_ipc")
+
+
+def batch_from_arrow(table: pa.Table, time_field: str, field_prefix: str = "arrow_ipc") -> Batch:
+    if table.num_rows == 0:
+        raise InvalidArgument(field_prefix, "contains no rows")
+    names = table.column_names
+    violations = []
+    seen: set[str] = set()
+    for name in names:
+        problem = field_name_problem(name)
+        if name in seen:
+            problem = "the column appears twice"
+        seen.add(name)
+        if problem is not None:
+            violations.append(FieldViolation(f"{field_prefix}.{name}", problem))
+    if violations:
+        raise InvalidArgument.many(violations)
+    if time_field not in seen:
+        raise InvalidArgument(f"{field_prefix}.{time_field}", "the time field is missing")
+    arrays: dict[str, pa.Array] = {}
+    types: dict[str, FieldType] = {}
+    for name in [time_field, *(c for c in names if c != time_field)]:
+        column = table.column(name).combine_chunks()
+        arr, ftype = _normalize_arrow(f"{field_prefix}.{name}", column, name == time_field)
+        arrays[name] = arr
+        types[name] = ftype
+    return Batch(pa.table(arrays), types)
+
+
+def _timestamp_to_ms(arr: pa.Array) -> pa.Array:
+    # Finer units are truncated to whole milliseconds, the unit of every stored time.
+    as_ms = pc.cast(arr, pa.timestamp("ms", tz=arr.type.tz), safe=False)
+    return pc.cast(as_ms, pa.int64())
+
+
+def _normalize_arrow(label: str, arr: pa.Array, is_time: bool) -> tuple[pa.Array, FieldType]:
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        arr = arr.dictionary_decode()
+        t = arr.type
+    if is_time:
+        if arr.null_count:
+            raise InvalidArgument(label, "the time field must not be null")
+        if pa.types.is_timestamp(t):
+            return _timestamp_to_ms(arr), FieldType.LONG
+        if not pa.types.is_integer(t):
+            raise InvalidArgument(label, "the time field must be an integer (epoch milliseconds)")
+    if pa.types.is_null(t):
+        return arr, FieldType.NULL
+    if pa.types.is_boolean(t):
+        return arr, FieldType.BOOLEAN
+    if pa.types.is_integer(t):
+        try:
+            return pc.cast(arr, pa.int64()), FieldType.LONG
+        except pa.ArrowInvalid:
+            raise InvalidArgument(label, "has values outside the 64-bit signed range") from None
+    if pa.types.is_floating(t):
+        return pc.cast(arr, pa.float64()), FieldType.DOUBLE
+    if pa.types.is_timestamp(t):
+        return _timestamp_to_ms(arr), FieldType.LONG
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pc.cast(arr, pa.string()), FieldType.STRING
+    if (
+        pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_fixed_size_binary(t)
+        or pa.types.is_binary_view(t)
+    ):
+        return pc.cast(arr, pa.binary()), FieldType.BYTES
+    if pa.types.is_nested(t):
+        texts = [None if v is None else canonical_json(v) for v in arr.to_pylist()]
+        return pa.array(texts, pa.string()), FieldType.JSON
+    raise InvalidArgument(label, f"unsupported Arrow type {t}")
+
+
+def conform(batch: Batch, target: dict[str, FieldType], order: list[str]) -> pa.Table:
+    """Cast the batch's columns to the target version's types, adding null columns it lacks."""
+    n = batch.num_rows
+    columns: list[pa.Array] = []
+    for name in order:
+        ftype = target[name]
+        if name in batch.types:
+            arr = batch.table.column(name).combine_chunks()
+            if batch.types[name] is not ftype:
+                arr = pc.cast(arr, ARROW_TYPES[ftype])
+        else:
+            arr = pa.nulls(n, ARROW_TYPES[ftype])
+        columns.append(arr)
+    return pa.Table.from_arrays(columns, names=order)

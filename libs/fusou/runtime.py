@@ -1,0 +1,56 @@
+"""What a service process shares between its servicers: settings, the pool, the catalog cache,
+the object store. Opened once at start, after migrations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from fusou.catalog.tables import TableRegistry
+from fusou.config import ConfigError, Settings
+from fusou.db.migrate import migrate
+from fusou.db.pool import create_pool
+from fusou.objectstore.base import ObjectStore
+from fusou.objectstore.factory import open_object_store
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    pool: asyncpg.Pool
+    store: ObjectStore
+    registry: TableRegistry
+
+    async def close(self) -> None:
+        await self.store.close()
+        await self.pool.close()
+
+
+async def open_runtime(settings: Settings) -> Runtime:
+    missing = [
+        name
+        for name, value in (
+            ("FUSOU_DATABASE_URL", settings.database_url),
+            ("FUSOU_OBJECT_STORE_URL", settings.object_store_url),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConfigError(
+            "missing configuration: " + ", ".join(missing) + " (`fusou up` provides defaults)"
+        )
+    assert settings.database_url is not None and settings.object_store_url is not None
+    pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        store = open_object_store(
+            settings.object_store_url,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+        )
+    except BaseException:
+        await pool.close()
+        raise
+    return Runtime(settings, pool, store, TableRegistry(pool))

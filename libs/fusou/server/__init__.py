@@ -1,0 +1,1 @@
+"""gRPC server plumbing shared by every service: hosting, health, reflection, errors, shutdown."""

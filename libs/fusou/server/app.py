@@ -1,0 +1,100 @@
+"""Hosting any set of servicers on one grpc.aio server, with health, reflection and graceful
+shutdown (SIGTERM: health goes NOT_SERVING, new calls are refused, in-flight calls get the
+grace period to finish)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from fusou.config import Settings
+from fusou.server.interceptor import ErrorMappingInterceptor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HostedService:
+    """A servicer ready to be added to a server."""
+
+    full_name: str  # e.g. "fusou.ingest.v1.IngestService"
+    add_to_server: Callable[[aio.Server], None]
+    # Called after the server stopped accepting calls, before the process exits.
+    close: Callable[[], Awaitable[None]] | None = None
+
+
+@dataclass
+class FusouServer:
+    settings: Settings
+    services: Sequence[HostedService]
+    health: HealthServicer = field(default_factory=HealthServicer)
+    port: int = 0
+    _server: aio.Server | None = None
+    _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> int:
+        limit = self.settings.grpc_max_message_bytes
+        server = aio.server(
+            interceptors=[ErrorMappingInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        for service in self.services:
+            service.add_to_server(server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names = [s.full_name for s in self.services]
+        reflection.enable_server_reflection(
+            [
+                *names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            server,
+        )
+        address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
+        self.port = server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot bind {address}")
+        await server.start()
+        self._server = server
+        for name in ["", *names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "listening on %s:%d serving %s", self.settings.grpc_host, self.port, ", ".join(names)
+        )
+        return self.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        if self._server is None or self._stopped.is_set():
+            await self._stopped.wait()
+            return
+        grace = self.settings.shutdown_grace_s if grace is None else grace
+        log.info("shutting down: health NOT_SERVING, %.1fs grace for in-flight calls", grace)
+        await self.health.enter_graceful_shutdown()
+        await self._server.stop(grace)
+        for service in self.services:
+            if service.close is not None:
+                try:
+                    await service.close()
+                except Exception:
+                    log.exception("error while closing %s", service.full_name)
+        self._stopped.set()
+
+    async def wait(self) -> None:
+        await self._stopped.wait()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))

@@ -1,0 +1,109 @@
+"""The interceptor that turns every exception into a proper status (see ``status``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from fusou.server.decoding import Undecodable, lenient_deserializer
+from fusou.server.status import map_exception
+
+log = logging.getLogger(__name__)
+
+
+async def _abort(context: aio.ServicerContext[Any, Any], exc: BaseException) -> None:
+    mapped = map_exception(exc)
+    await context.abort(mapped.code, mapped.message, trailing_metadata=mapped.trailing_metadata)
+
+
+async def _requests(iterator: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for item in iterator:
+        if isinstance(item, Undecodable):
+            raise item.error
+        yield item
+
+
+class ErrorMappingInterceptor(aio.ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        # grpc's handler type describes sync behaviors; under grpc.aio they are coroutines.
+        handler: Any = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        parse = handler.request_deserializer
+        deserializer = (
+            lenient_deserializer(parse, getattr(parse, "__self__", None)) if parse else None
+        )
+        serializer = handler.response_serializer
+
+        if handler.unary_unary:
+            unary_unary = handler.unary_unary
+
+            async def uu(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+                try:
+                    if isinstance(request, Undecodable):
+                        raise request.error
+                    return await unary_unary(request, context)
+                except aio.AbortError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - this is the mapping point
+                    await _abort(context, exc)
+
+            return grpc.unary_unary_rpc_method_handler(uu, deserializer, serializer)
+
+        if handler.unary_stream:
+            unary_stream = handler.unary_stream
+
+            async def us(
+                request: Any, context: aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                try:
+                    if isinstance(request, Undecodable):
+                        raise request.error
+                    async for response in unary_stream(request, context):
+                        yield response
+                except aio.AbortError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    await _abort(context, exc)
+
+            return grpc.unary_stream_rpc_method_handler(us, deserializer, serializer)
+
+        if handler.stream_unary:
+            stream_unary = handler.stream_unary
+
+            async def su(
+                iterator: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]
+            ) -> Any:
+                try:
+                    return await stream_unary(_requests(iterator), context)
+                except aio.AbortError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    await _abort(context, exc)
+
+            return grpc.stream_unary_rpc_method_handler(su, deserializer, serializer)
+
+        stream_stream = handler.stream_stream
+
+        async def ss(
+            iterator: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            try:
+                async for response in stream_stream(_requests(iterator), context):
+                    yield response
+            except aio.AbortError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                await _abort(context, exc)
+
+        return grpc.stream_stream_rpc_method_handler(ss, deserializer, serializer)

@@ -1,0 +1,17 @@
+"""The four gRPC services. Each folder holds a thin servicer over domain code in ``fusou``
+and the function that hosts it; ``SERVICES`` maps the names ``fusou serve`` accepts to them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fusou.runtime import Runtime
+from fusou.server.app import HostedService
+
+from services.ingest.main import hosted as ingest_hosted
+
+SERVICES: dict[str, Callable[[Runtime], HostedService]] = {
+    "ingest": ingest_hosted,
+}
+# Named in the API, implemented by later work.
+PLANNED = ("archiver", "compactor", "reader")

@@ -1,0 +1,1 @@
+"""fusou.ingest.v1.IngestService."""

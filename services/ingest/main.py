@@ -1,0 +1,24 @@
+"""Hosting IngestService: ``fusou serve ingest`` (or ``python -m services.ingest``)."""
+
+from __future__ import annotations
+
+from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from fusou.ingestion.service import Ingestor
+from fusou.runtime import Runtime
+from fusou.server.app import HostedService
+
+from services.ingest.servicer import IngestServicer
+
+SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
+
+
+def hosted(runtime: Runtime) -> HostedService:
+    ingestor = Ingestor(runtime.settings, runtime.pool, runtime.registry)
+    servicer = IngestServicer(ingestor, runtime.registry)
+    return HostedService(
+        full_name=SERVICE_NAME,
+        add_to_server=lambda server: ingest_pb2_grpc.add_IngestServiceServicer_to_server(
+            servicer, server
+        ),
+        close=ingestor.close,
+    )
