@@ -170,7 +170,7 @@ VARIABLES: tuple[Variable, ...] = (
         "ingest_max_bytes",
         32 * MiB,
         _int_range(1),
-        "Largest Arrow IPC payload or encoded batch one Ingest request may carry.",
+        "Largest Arrow IPC payload one Ingest request may carry.",
     ),
     Variable(
         "FUSOU_GROUP_COMMIT_MAX_ROWS",
@@ -182,7 +182,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "FUSOU_GROUP_COMMIT_CONCURRENCY",
         "group_commit_concurrency",
-        2,
+        4,
         _int_range(1, 64),
         "Group-commit transactions in flight at once per process.",
     ),
@@ -267,7 +267,7 @@ class Settings:
     ingest_max_rows: int = 100_000
     ingest_max_bytes: int = 32 * MiB
     group_commit_max_rows: int = 200_000
-    group_commit_concurrency: int = 2
+    group_commit_concurrency: int = 4
     delete_grace_s: float = 3600.0
     archive_min_age_s: float = 3600.0
     archive_codec: str = "deflate"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from fusou.records.segments import Joined, Pieces, join_rows
+from fusou.records.segments import Joined, fixed, join_rows
 
 COPY_COLUMNS = (
     "seq",
@@ -84,6 +84,5 @@ def copy_rows(rows: BufferRows, first_seq: int) -> bytes:
     prefix["dedup_key"] = rows.dedup_keys
     lengths = rows.records.lengths
     prefix["record_len"] = lengths
-    fixed = Pieces.fixed(prefix.view(np.uint8).reshape(n, _ROW_PREFIX.itemsize))
-    record = Pieces(rows.records.data, rows.records.offsets[:-1], lengths)
-    return join_rows([fixed, record], n).data.tobytes()
+    head = fixed(prefix.view(np.uint8).reshape(n, _ROW_PREFIX.itemsize))
+    return join_rows([head, rows.records.as_arrow()], n).data.tobytes()

@@ -52,9 +52,13 @@ class _Nested:
 
 
 def _value_to_python(value: struct_pb2.Value) -> Any:
+    """A nested value as Python; whole numbers become ints, as JSON text would have them."""
     kind = value.WhichOneof("kind")
     if kind == "number_value":
-        return value.number_value
+        number = value.number_value
+        if number.is_integer() and abs(number) < _INT64_LIMIT:
+            return int(number)
+        return number
     if kind == "string_value":
         return value.string_value
     if kind == "bool_value":

@@ -1,8 +1,9 @@
-"""Vectorized byte assembly: build many small variable-length byte strings with numpy.
+"""Vectorized byte assembly: build many small variable-length byte strings at once.
 
-A *piece* is one byte string per row, given as start offsets and lengths into a buffer. Rows
-of output are the concatenation of several pieces, row by row. This is how Avro datums, dedup
-canonical forms and PostgreSQL binary COPY rows are built without a Python loop per row.
+A *piece* holds one byte string per row, as an Arrow binary array (or a binary scalar, the
+same bytes for every row). Output rows are the concatenation, row by row, of several pieces;
+Arrow's ``binary_join_element_wise`` does that in C++. This is how Avro datums, dedup canonical
+forms and PostgreSQL binary COPY rows are built without a Python loop per row.
 """
 
 from __future__ import annotations
@@ -12,43 +13,74 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
+# A piece is one of: an ``n x width`` uint8 matrix (fixed width), ``bytes`` (the same for every
+# row) or an Arrow binary array (variable width). Runs of fixed pieces are glued with numpy
+# before the variable ones go through Arrow, which keeps the number of Arrow inputs small.
+Piece = npt.NDArray[np.uint8] | bytes | pa.Array
 
 
-@dataclass(frozen=True)
-class Pieces:
-    buffer: U8
-    starts: I64
-    lengths: I64
+def _offsets(lengths: npt.NDArray[np.int64]) -> pa.Buffer:
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.py_buffer(offsets)
 
-    @classmethod
-    def packed(cls, buffer: U8, lengths: I64) -> Pieces:
-        """Pieces stored back to back in row order."""
-        starts = np.zeros(len(lengths), dtype=np.int64)
-        if len(lengths) > 1:
-            np.cumsum(lengths[:-1], out=starts[1:])
-        return cls(buffer, starts, lengths.astype(np.int64, copy=False))
 
-    @classmethod
-    def fixed(cls, matrix: U8) -> Pieces:
-        """One row of ``matrix`` (n x width) per piece."""
-        n, width = matrix.shape
-        return cls(
-            np.ascontiguousarray(matrix).reshape(-1),
-            np.arange(n, dtype=np.int64) * width,
-            np.full(n, width, dtype=np.int64),
-        )
+def packed(buffer: U8, lengths: I64) -> pa.Array:
+    """Pieces stored back to back in row order."""
+    return pa.Array.from_buffers(
+        pa.binary(), len(lengths), [None, _offsets(lengths), pa.py_buffer(buffer)]
+    )
 
-    @classmethod
-    def constant(cls, value: bytes, n: int) -> Pieces:
-        buf = np.frombuffer(value, dtype=np.uint8)
-        return cls(buf, np.zeros(n, dtype=np.int64), np.full(n, len(value), dtype=np.int64))
 
-    def masked(self, keep: npt.NDArray[np.bool_]) -> Pieces:
-        """Zero-length pieces where ``keep`` is false."""
-        return Pieces(self.buffer, self.starts, np.where(keep, self.lengths, 0))
+def fixed(matrix: U8) -> U8:
+    """One row of ``matrix`` (n x width) per piece."""
+    return np.ascontiguousarray(matrix, dtype=np.uint8)
+
+
+def fixed_array(matrix: U8) -> pa.Array:
+    """A fixed-width piece as an Arrow binary array."""
+    n, width = matrix.shape
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+    data = np.ascontiguousarray(matrix).reshape(-1)
+    return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def constant(value: bytes) -> bytes:
+    return value
+
+
+def repeated(value: bytes, n: int) -> U8:
+    row = np.frombuffer(value, dtype=np.uint8)
+    return np.broadcast_to(row, (n, len(row)))
+
+
+def as_binary(arr: pa.Array) -> pa.Array:
+    """A string or binary array's bytes, nulls as empty pieces."""
+    if arr.type != pa.binary():
+        arr = arr.view(pa.binary()) if arr.type == pa.string() else pc.cast(arr, pa.binary())
+    return arr
+
+
+def masked(piece: Piece, keep: npt.NDArray[np.bool_]) -> Piece:
+    """Empty pieces where ``keep`` is false."""
+    if keep.all():
+        return piece
+    if isinstance(piece, bytes):
+        piece = repeated(piece, len(keep))
+    if isinstance(piece, np.ndarray):
+        piece = fixed_array(piece)
+    validity = pa.array(keep, pa.bool_()).buffers()[1]
+    if piece.offset != 0 or piece.null_count:
+        piece = pc.if_else(pa.array(keep), piece, pa.scalar(b"", pa.binary()))
+        return piece
+    return pa.Array.from_buffers(
+        pa.binary(), len(piece), [validity, piece.buffers()[1], piece.buffers()[2]]
+    )
 
 
 @dataclass(frozen=True)
@@ -65,24 +97,63 @@ class Joined:
     def lengths(self) -> I64:
         return np.diff(self.offsets)
 
+    @classmethod
+    def from_arrow(cls, arr: pa.Array) -> Joined:
+        n = len(arr)
+        buffers = arr.buffers()
+        raw = np.frombuffer(buffers[1], dtype=np.int32)[arr.offset : arr.offset + n + 1]
+        offsets: I64 = raw.astype(np.int64)
+        data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else None
+        if data is None:
+            data = np.zeros(0, dtype=np.uint8)
+        if offsets[0] != 0:
+            data = data[offsets[0] :]
+            offsets = offsets - offsets[0]
+        return cls(data, offsets)
 
-def join_rows(parts: Sequence[Pieces], n: int) -> Joined:
+    def as_arrow(self) -> pa.Array:
+        return packed(self.data, self.lengths)
+
+
+def _coalesce(parts: Sequence[Piece], n: int) -> list[bytes | pa.Array]:
+    out: list[bytes | pa.Array] = []
+    run: list[U8 | bytes] = []
+
+    def flush() -> None:
+        if not run:
+            return
+        if all(isinstance(p, bytes) for p in run):
+            out.append(b"".join(p for p in run if isinstance(p, bytes)))
+        else:
+            matrices = [repeated(p, n) if isinstance(p, bytes) else p for p in run]
+            out.append(fixed_array(np.concatenate(matrices, axis=1)))
+        run.clear()
+
+    for p in parts:
+        if isinstance(p, (bytes, np.ndarray)):
+            run.append(p)
+        else:
+            flush()
+            out.append(p)
+    flush()
+    return out
+
+
+def join_rows(parts: Sequence[Piece], n: int) -> Joined:
     """Concatenate, for each row i, piece i of every part in order."""
-    if not parts:
+    glued = _coalesce(parts, n)
+    if not glued:
         return Joined(np.zeros(0, dtype=np.uint8), np.zeros(n + 1, dtype=np.int64))
-    bases = np.cumsum([0] + [len(p.buffer) for p in parts[:-1]], dtype=np.int64)
-    source = np.concatenate([p.buffer for p in parts]) if len(parts) > 1 else parts[0].buffer
-    starts = np.stack([p.starts + b for p, b in zip(parts, bases, strict=True)], axis=1)
-    lengths = np.stack([p.lengths for p in parts], axis=1)
-    flat_len = lengths.reshape(-1)
-    flat_start = starts.reshape(-1)
-    total = int(flat_len.sum())
-    out_start = np.cumsum(flat_len) - flat_len
-    index = np.repeat(flat_start - out_start, flat_len) + np.arange(total, dtype=np.int64)
-    data = source[index]
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(lengths.sum(axis=1), out=offsets[1:])
-    return Joined(data, offsets)
+    if len(glued) == 1:
+        only = glued[0]
+        if isinstance(only, bytes):
+            return Joined.from_arrow(fixed_array(repeated(only, n)))
+        return Joined.from_arrow(only.fill_null(b"") if only.null_count else only)
+    inputs = [pa.scalar(p, pa.binary()) if isinstance(p, bytes) else p for p in glued]
+    joined = pc.binary_join_element_wise(
+        *inputs, pa.scalar(b"", pa.binary()), null_handling="replace", null_replacement=b""
+    )
+    return Joined.from_arrow(joined)
 
 
 def zigzag(values: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
@@ -90,20 +161,27 @@ def zigzag(values: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
     return ((v << np.int64(1)) ^ (v >> np.int64(63))).view(np.uint64)
 
 
-def varints(values: npt.NDArray[np.uint64]) -> Pieces:
+def varints(values: npt.NDArray[np.uint64]) -> U8 | pa.Array:
     """Unsigned LEB128 varints (Avro's encoding of zigzagged longs), one per value."""
     n = len(values)
     z = values.astype(np.uint64, copy=False)
     lengths = np.ones(n, dtype=np.int64)
-    for k in range(1, 10):
+    width = 1
+    if n:
+        top = int(z.max())
+        while width < 10 and top >= 1 << (7 * width):
+            width += 1
+    for k in range(1, width):
         lengths += z >= np.uint64(1 << (7 * k))
-    matrix = np.empty((n, 10), dtype=np.uint8)
-    for k in range(10):
+    if width == 1:
+        return z.astype(np.uint8).reshape(n, 1)
+    matrix = np.empty((n, width), dtype=np.uint8)
+    for k in range(width):
         group = ((z >> np.uint64(7 * k)) & np.uint64(0x7F)).astype(np.uint8)
-        more = (k < lengths - 1).astype(np.uint8) << np.uint8(7)
+        more = (lengths > k + 1).astype(np.uint8) << np.uint8(7)
         matrix[:, k] = group | more
-    keep = np.arange(10)[None, :] < lengths[:, None]
-    return Pieces.packed(matrix[keep], lengths)
+    keep = np.arange(width)[None, :] < lengths[:, None]
+    return packed(matrix[keep], lengths)
 
 
 def big_endian(values: npt.NDArray[np.int64], dtype: str) -> U8:

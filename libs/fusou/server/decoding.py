@@ -74,7 +74,7 @@ def _locate(data: bytes, message_class: Any, exc: Exception) -> InvalidArgument:
                         sub.FromString(chunk)
                     except (pb_message.DecodeError, ValueError, RuntimeError):
                         kind = field.message_type.full_name
-                        what = "an object" if kind == "google.protobuf.Struct" else kind
+                        what = "object" if kind == "google.protobuf.Struct" else kind
                         return InvalidArgument(label, f"is not a valid {what}")
             else:
                 return InvalidArgument(name, f"has an unsupported wire type {wire_type}")

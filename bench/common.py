@@ -1,0 +1,117 @@
+"""Shared pieces of the benchmarks: synthetic battle records, a database, a server process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fusou.testing import PostgresForTests
+
+T0 = 1_700_000_000_000
+SHIPS = ["yamato", "musashi", "nagato", "mutsu", "akagi", "kaga", "shoukaku", "zuikaku"]
+
+
+def battle_rows(n: int, seed: int = 1, start: int = T0, step_ms: int = 86) -> list[dict[str, Any]]:
+    """Synthetic battle records of roughly 400 bytes of JSON each."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        rows.append(
+            {
+                "timestamp": start + i * step_ms,
+                "api_no": i,
+                "map_area": rng.randint(1, 7),
+                "map_no": rng.randint(1, 6),
+                "cell": rng.randint(1, 20),
+                "rank": rng.choice(["S", "A", "B", "C", "D"]),
+                "flagship": rng.choice(SHIPS),
+                "enemy_fleet": f"fleet-{rng.randint(1, 500)}",
+                "hp_before": rng.randint(1, 100),
+                "hp_after": rng.randint(0, 100),
+                "damage_dealt": rng.randint(0, 20_000),
+                "damage_taken": rng.randint(0, 5_000),
+                "air_superiority": rng.choice(["AS+", "AS", "AP", "AD", "AI"]),
+                "formation": rng.randint(1, 6),
+                "night_battle": rng.random() < 0.3,
+                "drop_ship": rng.choice([None, *SHIPS]),
+                "fuel": round(rng.random() * 100, 2),
+                "ammo": round(rng.random() * 100, 2),
+                "comment": "x" * rng.randint(10, 60),
+            }
+        )
+    return rows
+
+
+@dataclass
+class Rate:
+    label: str
+    rows: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else float("inf")
+
+
+@asynccontextmanager
+async def bench_database() -> AsyncIterator[tuple[PostgresForTests, str]]:
+    """A fresh migrated database on FUSOU_TEST_DATABASE_URL's server, or an embedded one."""
+    pg = PostgresForTests()
+    await pg.start()
+    try:
+        url = await pg.create_database()
+        yield pg, url
+    finally:
+        await pg.stop()
+
+
+@asynccontextmanager
+async def server_process(database_url: str, services: str = "ingest") -> AsyncIterator[str]:
+    """`fusou serve` in its own process (so clients and server do not share a GIL)."""
+    tmp = tempfile.TemporaryDirectory(prefix="fusou-bench-")
+    env = dict(os.environ)
+    env.update(
+        FUSOU_DATABASE_URL=database_url,
+        FUSOU_OBJECT_STORE_URL=f"file://{tmp.name}",
+        FUSOU_GRPC_PORT="0",
+        FUSOU_GRPC_HOST="127.0.0.1",
+        FUSOU_LOG_LEVEL="warning",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fusou.cli.main", "serve", *services.split()],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.to_thread(proc.stdout.readline)
+        if "listening on port" not in line:
+            raise RuntimeError(f"server did not start: {line!r}")
+        yield f"127.0.0.1:{int(line.rsplit(' ', 1)[1])}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        tmp.cleanup()
+
+
+class Stopwatch:
+    def __enter__(self) -> Stopwatch:
+        self.start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start

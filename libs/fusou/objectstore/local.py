@@ -1,0 +1,292 @@
+"""An object store in a local directory: the embedded default, and what tests run against."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import os
+import secrets
+import stat
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final, ParamSpec, TypeVar
+
+from fusou.objectstore.base import (
+    TEMP_SUFFIX,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    ObjectStoreError,
+    PutData,
+    validate_key,
+    validate_prefix,
+    validate_range,
+)
+
+# Streamed chunks are gathered up to this size before a write, so that an iterator of tiny
+# chunks costs one thread hop per MiB rather than one per chunk.
+_WRITE_BATCH: Final = 1024 * 1024
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+# Errors that mean "there is no object at this path": the file is gone, a path segment is a file,
+# or the key names a directory (which holds other keys but is not an object itself).
+_ABSENT = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+def _mtime(st: os.stat_result) -> datetime:
+    return datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC)
+
+
+def _fsync_directory(directory: Path) -> None:
+    # A rename or mkdir is only durable once the directory holding the new entry is synced.
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _AtomicFile:
+    """A temp file beside ``path`` that becomes ``path`` in one rename, or disappears.
+
+    Every method blocks; callers run them in a worker thread.
+    """
+
+    def __init__(self, key: str, path: Path) -> None:
+        self._key = key
+        self._path = path
+        self._new_dirs = self._make_parents(path.parent)
+        # Same directory, so os.replace is a rename within one filesystem and therefore atomic.
+        self._tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}{TEMP_SUFFIX}")
+        # O_EXCL: never share a temp file with a concurrent writer of the same key. Mode 0o666 so
+        # the umask, not this module, decides who may read the objects.
+        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        self._file = os.fdopen(fd, "wb")
+
+    def _make_parents(self, directory: Path) -> builtins.list[Path]:
+        missing: builtins.list[Path] = []
+        while not directory.is_dir():
+            missing.append(directory)
+            directory = directory.parent
+        for new_dir in reversed(missing):
+            try:
+                new_dir.mkdir()
+            except FileExistsError:
+                if not new_dir.is_dir():
+                    raise ObjectStoreError(
+                        f"cannot store {self._key!r}: {new_dir} is an object, not a directory"
+                    ) from None
+        return missing
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._file.write(data)
+
+    def commit(self) -> os.stat_result:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        # fstat before the rename: the result then describes our bytes even if another writer
+        # replaces the key right after us.
+        st = os.fstat(self._file.fileno())
+        self._file.close()
+        try:
+            os.replace(self._tmp, self._path)
+        except IsADirectoryError:
+            raise ObjectStoreError(
+                f"cannot store {self._key!r}: other keys already use it as a directory"
+            ) from None
+        _fsync_directory(self._path.parent)
+        for new_dir in self._new_dirs:
+            _fsync_directory(new_dir.parent)
+        return st
+
+    def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class LocalObjectStore(ObjectStore):
+    """Objects as files under ``root``; key "a/b" is the file ``root/a/b``.
+
+    Unlike S3, a key cannot be both an object and a directory: once "a/b" exists, putting "a"
+    fails with ObjectStoreError, and vice versa.
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        # abspath, not resolve(): no filesystem access in a constructor that may run on the loop.
+        self._root = Path(os.path.abspath(root))
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def __repr__(self) -> str:
+        return f"LocalObjectStore({str(self._root)!r})"
+
+    def _path(self, key: str) -> Path:
+        validate_key(key)
+        return self._root.joinpath(*key.split("/"))
+
+    async def put(self, key: str, data: PutData) -> ObjectInfo:
+        self._ensure_open()
+        path = self._path(key)
+        target = await asyncio.to_thread(self._open_atomic, key, path)
+        try:
+            if isinstance(data, bytes | bytearray | memoryview):
+                await asyncio.to_thread(self._guarded, key, target.write, data)
+            else:
+                batch = bytearray()
+                async for chunk in data:
+                    batch += chunk
+                    if len(batch) >= _WRITE_BATCH:
+                        # Hand the filled buffer to the thread and start a new one, so the
+                        # thread never reads a buffer this coroutine is appending to.
+                        full, batch = batch, bytearray()
+                        await asyncio.to_thread(self._guarded, key, target.write, full)
+                if batch:
+                    await asyncio.to_thread(self._guarded, key, target.write, batch)
+            st = await asyncio.to_thread(self._guarded, key, target.commit)
+        except BaseException:
+            # Runs to completion in its thread even if this await is cancelled again.
+            await asyncio.to_thread(target.abort)
+            raise
+        return ObjectInfo(key=key, size=st.st_size, last_modified=_mtime(st))
+
+    @staticmethod
+    def _open_atomic(key: str, path: Path) -> _AtomicFile:
+        try:
+            return _AtomicFile(key, path)
+        except NotADirectoryError:
+            raise ObjectStoreError(
+                f"cannot store {key!r}: one of its parent segments is an object"
+            ) from None
+        except ObjectStoreError:
+            raise
+        except OSError as exc:
+            raise ObjectStoreError(f"cannot store {key!r}: {exc}") from exc
+
+    @staticmethod
+    def _guarded(key: str, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return fn(*args, **kwargs)
+        except ObjectStoreError:
+            raise
+        except OSError as exc:
+            raise ObjectStoreError(f"cannot store {key!r}: {exc}") from exc
+
+    async def get(self, key: str) -> bytes:
+        self._ensure_open()
+        return await asyncio.to_thread(self._read, key, self._path(key), 0, None)
+
+    async def get_range(self, key: str, offset: int, length: int) -> bytes:
+        self._ensure_open()
+        path = self._path(key)
+        validate_range(offset, length)
+        return await asyncio.to_thread(self._read, key, path, offset, length)
+
+    @staticmethod
+    def _read(key: str, path: Path, offset: int, length: int | None) -> bytes:
+        try:
+            with open(path, "rb") as f:
+                if length is None:
+                    return f.read()
+                # Clamp to what exists: a buffered read allocates the full length it is asked
+                # for up front, so "everything from here" as a huge length would exhaust memory.
+                available = max(0, os.fstat(f.fileno()).st_size - offset)
+                length = min(length, available)
+                if not length:
+                    return b""
+                f.seek(offset)
+                # A buffered read keeps reading until it has ``length`` bytes or hits the end.
+                return f.read(length)
+        except _ABSENT:
+            raise ObjectNotFound(key) from None
+        except OSError as exc:
+            raise ObjectStoreError(f"cannot read {key!r}: {exc}") from exc
+
+    async def head(self, key: str) -> ObjectInfo:
+        self._ensure_open()
+        path = self._path(key)
+        st = await asyncio.to_thread(self._stat, key, path)
+        return ObjectInfo(key=key, size=st.st_size, last_modified=_mtime(st))
+
+    @staticmethod
+    def _stat(key: str, path: Path) -> os.stat_result:
+        try:
+            st = os.stat(path)
+        except _ABSENT:
+            raise ObjectNotFound(key) from None
+        except OSError as exc:
+            raise ObjectStoreError(f"cannot stat {key!r}: {exc}") from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise ObjectNotFound(key)
+        return st
+
+    async def delete(self, key: str) -> None:
+        self._ensure_open()
+        path = self._path(key)
+        await asyncio.to_thread(self._unlink, [(key, path)])
+
+    async def delete_many(self, keys: Iterable[str]) -> None:
+        self._ensure_open()
+        # Validate everything first so a bad key in the middle does not leave half the batch done.
+        targets = [(key, self._path(key)) for key in keys]
+        if targets:
+            await asyncio.to_thread(self._unlink, targets)
+
+    @staticmethod
+    def _unlink(targets: builtins.list[tuple[str, Path]]) -> None:
+        # Emptied directories stay: removing them would race with a concurrent put that has just
+        # created the same directory for its temp file.
+        for key, path in targets:
+            try:
+                os.unlink(path)
+            except _ABSENT:
+                pass
+            except OSError as exc:
+                raise ObjectStoreError(f"cannot delete {key!r}: {exc}") from exc
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        self._ensure_open()
+        validate_prefix(prefix)
+        for info in await asyncio.to_thread(self._scan, prefix):
+            yield info
+
+    def _scan(self, prefix: str) -> builtins.list[ObjectInfo]:
+        head, _, _ = prefix.rpartition("/")
+        start = self._root.joinpath(*head.split("/")) if head else self._root
+        found: builtins.list[ObjectInfo] = []
+        pending = [(str(start), f"{head}/" if head else "")]
+        while pending:
+            directory, key_prefix = pending.pop()
+            try:
+                with os.scandir(directory) as entries:
+                    listing = builtins.list(entries)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                raise ObjectStoreError(f"cannot list {prefix!r}: {exc}") from exc
+            for entry in listing:
+                key = key_prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    sub = key + "/"
+                    # Descend only where a matching key can still be: below the prefix, or on
+                    # the way down to it.
+                    if sub.startswith(prefix) or prefix.startswith(sub):
+                        pending.append((entry.path, sub))
+                elif not entry.name.endswith(TEMP_SUFFIX) and key.startswith(prefix):
+                    try:
+                        if not entry.is_file():
+                            continue
+                        st = entry.stat()
+                    except FileNotFoundError:
+                        continue  # deleted since scandir saw it
+                    found.append(ObjectInfo(key=key, size=st.st_size, last_modified=_mtime(st)))
+        # Walk order is per directory ("a/b" before "a-c"); the contract is order by whole key.
+        found.sort(key=lambda info: info.key)
+        return found
+
+    async def close(self) -> None:
+        self._closed = True

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from fusou.config import Settings
+from fusou.testing import PostgresForTests, ServicesUnderTest, running_services
+
+
+@pytest.fixture(scope="session")
+async def postgres() -> AsyncIterator[PostgresForTests]:
+    pg = PostgresForTests()
+    await pg.start()
+    try:
+        yield pg
+    finally:
+        await pg.stop()
+
+
+@pytest.fixture
+async def database_url(postgres: PostgresForTests) -> AsyncIterator[str]:
+    url = await postgres.create_database()
+    try:
+        yield url
+    finally:
+        await postgres.drop_database(url)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    objects = tmp_path / "objects"
+    objects.mkdir()
+    return Settings(database_url=database_url, object_store_url=f"file://{objects}")
+
+
+@pytest.fixture
+async def services(settings: Settings) -> AsyncIterator[ServicesUnderTest]:
+    async with running_services(settings) as running:
+        yield running
+
+
+@pytest.fixture
+async def channel(services: ServicesUnderTest) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(services.target) as ch:
+        yield ch

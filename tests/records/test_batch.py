@@ -1,0 +1,117 @@
+"""Client input to normalized Arrow batches, and the rejections that name the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from fusou.errors import InvalidArgument
+from fusou.records.batch import batch_from_arrow, batch_from_arrow_ipc, batch_from_structs
+from fusou.schema.model import FieldType as F
+from google.protobuf import struct_pb2
+
+
+def _structs(rows: list[dict[str, Any]]) -> list[struct_pb2.Struct]:
+    out = []
+    for r in rows:
+        s = struct_pb2.Struct()
+        s.update(r)
+        out.append(s)
+    return out
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def test_struct_numbers_become_long_when_whole_and_double_otherwise() -> None:
+    b = batch_from_structs(
+        _structs(
+            [{"timestamp": 1, "a": 2, "b": 2.5, "c": "x", "d": True, "e": {"k": [1]}, "f": None}]
+        ),
+        "timestamp",
+    )
+    assert b.types == {
+        "timestamp": F.LONG,
+        "a": F.LONG,
+        "b": F.DOUBLE,
+        "c": F.STRING,
+        "d": F.BOOLEAN,
+        "e": F.JSON,
+        "f": F.NULL,
+    }
+    assert b.table.column("timestamp").to_pylist() == [1]
+    assert b.table.column("e").to_pylist() == ['{"k":[1]}']
+
+
+@pytest.mark.parametrize(
+    ("rows", "field"),
+    [
+        ([{"x": 1}], "rows[0].timestamp"),
+        ([{"timestamp": 1}, {"x": 1}], "rows[1].timestamp"),
+        ([{"timestamp": "2024-01-01"}], "rows[0].timestamp"),
+        ([{"timestamp": 1.5}], "rows[0].timestamp"),
+        ([{"timestamp": None}], "rows[0].timestamp"),
+        ([{"timestamp": 1, "v": 1}, {"timestamp": 2, "v": "s"}], "rows[1].v"),
+        ([{"timestamp": 1, "bad-name": 1}], "rows[0].bad-name"),
+        ([{"timestamp": 1, "_fusou_seq": 1}], "rows[0]._fusou_seq"),
+    ],
+)
+def test_struct_rejections_name_the_row_and_field(rows: list[dict[str, Any]], field: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        batch_from_structs(_structs(rows), "timestamp")
+    assert err.value.violations[0].field == field
+
+
+def test_arrow_types_are_normalized() -> None:
+    t = pa.table(
+        {
+            "timestamp": pa.array([1_700_000_000_123_456], pa.timestamp("us")),
+            "i8": pa.array([1], pa.int8()),
+            "f32": pa.array([1.5], pa.float32()),
+            "ls": pa.array(["a"], pa.large_string()),
+            "dict": pa.array(["x"]).dictionary_encode(),
+            "st": pa.array([{"a": 1}]),
+            "bin": pa.array([b"\x00"], pa.large_binary()),
+        }
+    )
+    b = batch_from_arrow_ipc(_ipc(t), "timestamp")
+    assert b.types == {
+        "timestamp": F.LONG,
+        "i8": F.LONG,
+        "f32": F.DOUBLE,
+        "ls": F.STRING,
+        "dict": F.STRING,
+        "st": F.JSON,
+        "bin": F.BYTES,
+    }
+    assert b.table.column("timestamp").to_pylist() == [1_700_000_000_123]
+
+
+@pytest.mark.parametrize(
+    ("table", "field"),
+    [
+        (pa.table({"x": [1]}), "arrow_ipc.timestamp"),
+        (pa.table({"timestamp": [1.0]}), "arrow_ipc.timestamp"),
+        (pa.table({"timestamp": pa.array([1, None], pa.int64())}), "arrow_ipc.timestamp"),
+        (pa.table({"timestamp": [1], "d": pa.array([1], pa.date32())}), "arrow_ipc.d"),
+        (pa.table({"timestamp": [1], "u": pa.array([2**64 - 1], pa.uint64())}), "arrow_ipc.u"),
+        (pa.table({"timestamp": pa.array([], pa.int64())}), "arrow_ipc"),
+    ],
+)
+def test_arrow_rejections_name_the_column(table: pa.Table, field: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        batch_from_arrow(table, "timestamp")
+    assert err.value.violations[0].field == field
+
+
+def test_corrupt_ipc_is_rejected() -> None:
+    data = _ipc(pa.table({"timestamp": [1]}))
+    for bad in (b"not arrow", data[: len(data) // 2], b"\xff" * 64):
+        with pytest.raises(InvalidArgument) as err:
+            batch_from_arrow_ipc(bad, "timestamp")
+        assert err.value.violations[0].field == "arrow_ipc"
