@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -86,23 +85,22 @@ async def server_process(database_url: str, services: str = "ingest") -> AsyncIt
         FUSOU_GRPC_HOST="127.0.0.1",
         FUSOU_LOG_LEVEL="warning",
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fusou.cli.main", "serve", *services.split()],
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fusou.cli.main", "serve", *services.split(),
         env=env,
-        stdout=subprocess.PIPE,
-        text=True,
+        stdout=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
-        line = await asyncio.to_thread(proc.stdout.readline)
+        line = (await proc.stdout.readline()).decode()
         if "listening on port" not in line:
             raise RuntimeError(f"server did not start: {line!r}")
         yield f"127.0.0.1:{int(line.rsplit(' ', 1)[1])}"
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(proc.wait(), 20)
+        except TimeoutError:
             proc.kill()
         tmp.cleanup()
 

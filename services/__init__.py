@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 from fusou.runtime import Runtime
 from fusou.server.app import HostedService
-
 from services.ingest.main import hosted as ingest_hosted
 
 SERVICES: dict[str, Callable[[Runtime], HostedService]] = {

@@ -6,7 +6,6 @@ from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.ingestion.service import Ingestor
 from fusou.runtime import Runtime
 from fusou.server.app import HostedService
-
 from services.ingest.servicer import IngestServicer
 
 SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name

@@ -6,13 +6,14 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from grpc import aio
+
 from fusou.catalog.tables import DEFAULT_TIME_FIELD, TableRegistry
 from fusou.errors import InvalidArgument
 from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.ingestion.service import IngestInput, Ingestor
 from fusou.names import check_name
 from fusou.schema.model import TableSchema
-from grpc import aio
 
 Context = aio.ServicerContext[Any, Any]
 

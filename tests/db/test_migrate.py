@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import asyncpg
+
 from fusou.db.migrate import available_migrations, migrate
 from fusou.testing import PostgresForTests, database_url_with_name
 

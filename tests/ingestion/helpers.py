@@ -10,10 +10,11 @@ import asyncpg
 import fastavro
 import grpc
 import pyarrow as pa
-from fusou.ingest.v1 import ingest_pb2
-from fusou.server.status import bad_request_fields
 from google.protobuf import struct_pb2
 from google.rpc import status_pb2
+
+from fusou.ingest.v1 import ingest_pb2
+from fusou.server.status import bad_request_fields
 
 
 def structs(rows: list[dict[str, Any]]) -> list[struct_pb2.Struct]:

@@ -8,10 +8,10 @@ from typing import Any
 import grpc
 import pyarrow as pa
 import pytest
+
 from fusou.config import Settings
 from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.testing import running_services
-
 from tests.ingestion.helpers import arrow_ipc, snapshot, structs, violation_fields
 
 GOOD_ROW = {"timestamp": 1_700_000_000_000, "hp": 1}

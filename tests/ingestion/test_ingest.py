@@ -11,12 +11,12 @@ import grpc
 import numpy as np
 import pyarrow as pa
 import pytest
+from google.protobuf import struct_pb2
+
 from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.records.batch import batch_from_arrow
 from fusou.records.dedup import dedup_keys
 from fusou.testing import ServicesUnderTest
-from google.protobuf import struct_pb2
-
 from tests.ingestion.helpers import arrow_ipc, buffer_rows, request, snapshot, structs
 
 T0 = 1_700_000_000_000

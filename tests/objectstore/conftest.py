@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+
 from fusou.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from fusou.objectstore.base import MiB
-
 from tests.support.s3server import S3Server, running_s3_server
 
 # The smallest part S3 (and moto) accept, so multipart tests need only a few MiB.

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+
 from fusou.objectstore import (
     LocalObjectStore,
     ObjectInfo,
@@ -27,7 +28,6 @@ from fusou.objectstore import (
 )
 from fusou.objectstore.base import MiB
 from fusou.objectstore.s3 import _translate_error
-
 from tests.objectstore.conftest import S3_LIST_PAGE_SIZE, S3_PART_SIZE, Backend
 from tests.support.s3server import S3Server
 

@@ -9,6 +9,7 @@ from typing import Any
 import fastavro
 import pyarrow as pa
 import pytest
+
 from fusou.records.avro_datum import encode_datums
 from fusou.records.batch import batch_from_arrow, canonical_json, conform
 from fusou.schema import TableSchema, merge_batch_schema

@@ -6,10 +6,11 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from google.protobuf import struct_pb2
+
 from fusou.errors import InvalidArgument
 from fusou.records.batch import batch_from_arrow, batch_from_arrow_ipc, batch_from_structs
 from fusou.schema.model import FieldType as F
-from google.protobuf import struct_pb2
 
 
 def _structs(rows: list[dict[str, Any]]) -> list[struct_pb2.Struct]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+
 from fusou.records.dedup import dedup_keys
 from fusou.schema.model import FieldType as F
 

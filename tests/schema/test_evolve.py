@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import fastavro
 import pytest
+
 from fusou.errors import InvalidArgument
 from fusou.schema import TableSchema, merge_batch_schema
 from fusou.schema.model import FieldType as F

@@ -11,6 +11,7 @@ import hashlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import orjson
@@ -39,8 +40,7 @@ def _is_parquet(path: Path) -> bool:
         return f.read(4) == b"PAR1"
 
 
-def _json_batches(path: Path, batch_size: int) -> Iterator[list[struct_pb2.Struct]]:
-    batch: list[struct_pb2.Struct] = []
+def _json_objects(path: Path) -> Iterator[dict[str, Any]]:
     with path.open("rb") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
@@ -51,12 +51,24 @@ def _json_batches(path: Path, batch_size: int) -> Iterator[list[struct_pb2.Struc
                 raise InputError(f"{path}:{lineno}: not valid JSON: {exc}") from None
             if not isinstance(value, dict):
                 raise InputError(f"{path}:{lineno}: a row must be a JSON object")
-            row = struct_pb2.Struct()
-            row.update(value)
-            batch.append(row)
-            if len(batch) >= batch_size:
-                yield batch
-                batch = []
+            yield value
+
+
+def check_json_lines(path: Path) -> int:
+    """Read the whole file once before sending anything, so a bad line in the middle does
+    not leave half the file ingested; returns the number of rows."""
+    return sum(1 for _ in _json_objects(path))
+
+
+def _json_batches(path: Path, batch_size: int) -> Iterator[list[struct_pb2.Struct]]:
+    batch: list[struct_pb2.Struct] = []
+    for value in _json_objects(path):
+        row = struct_pb2.Struct()
+        row.update(value)
+        batch.append(row)
+        if len(batch) >= batch_size:
+            yield batch
+            batch = []
     if batch:
         yield batch
 
@@ -75,7 +87,7 @@ def run_ingest(
         raise InputError(f"{path}: no such file")
     digest = _file_digest(path)
     parquet = _is_parquet(path)
-    total_rows = pq.ParquetFile(path).metadata.num_rows if parquet else None
+    total_rows = pq.ParquetFile(path).metadata.num_rows if parquet else check_json_lines(path)
     rows_sent = rows_written = replayed = batches = 0
     with grpc.insecure_channel(
         target, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]

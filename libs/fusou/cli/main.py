@@ -13,6 +13,16 @@ from pathlib import Path
 from fusou.config import ConfigError, Settings
 
 
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer (got {raw!r})") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
 def _target_default() -> str:
     return os.environ.get("FUSOU_TARGET", "localhost:50051")
 
@@ -34,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("dataset")
     ingest.add_argument("table")
     ingest.add_argument("file", type=Path)
-    ingest.add_argument("--batch-size", type=int, default=1000)
+    ingest.add_argument("--batch-size", type=_positive_int, default=1000)
     ingest.add_argument("--target", default=_target_default())
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +22,7 @@ I64 = npt.NDArray[np.int64]
 # A piece is one of: an ``n x width`` uint8 matrix (fixed width), ``bytes`` (the same for every
 # row) or an Arrow binary array (variable width). Runs of fixed pieces are glued with numpy
 # before the variable ones go through Arrow, which keeps the number of Arrow inputs small.
-Piece = npt.NDArray[np.uint8] | bytes | pa.Array
+Piece: TypeAlias = npt.NDArray[np.uint8] | bytes | pa.Array
 
 
 def _offsets(lengths: npt.NDArray[np.int64]) -> pa.Buffer:

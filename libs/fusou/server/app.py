@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from fusou.config import Settings
+from fusou.config import ConfigError, Settings
 from fusou.server.interceptor import ErrorMappingInterceptor
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class FusouServer:
     port: int = 0
     _server: aio.Server | None = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopping: asyncio.Future[None] | None = None
 
     async def start(self) -> int:
         limit = self.settings.grpc_max_message_bytes
@@ -63,9 +64,14 @@ class FusouServer:
             server,
         )
         address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
-        self.port = server.add_insecure_port(address)
+        try:
+            self.port = server.add_insecure_port(address)
+        except RuntimeError:
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot bind {address}")
+            raise ConfigError(
+                f"FUSOU_GRPC_PORT: cannot listen on {address} (port in use or address not available)"
+            )
         await server.start()
         self._server = server
         for name in ["", *names]:
@@ -76,9 +82,16 @@ class FusouServer:
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:
-        if self._server is None or self._stopped.is_set():
-            await self._stopped.wait()
+        """Stop once; a second SIGTERM during the grace period waits for the first stop."""
+        if self._server is None:
+            self._stopped.set()  # never started: nothing to drain
             return
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop(grace))
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self, grace: float | None) -> None:
+        assert self._server is not None
         grace = self.settings.shutdown_grace_s if grace is None else grace
         log.info("shutting down: health NOT_SERVING, %.1fs grace for in-flight calls", grace)
         await self.health.enter_graceful_shutdown()

@@ -16,7 +16,6 @@ from google.protobuf.internal import decoder
 
 from fusou.errors import InvalidArgument
 
-
 # protobuf has no public wire-format reader; its internal varint decoder is stable.
 _read_varint: Callable[[bytes, int], tuple[int, int]] = getattr(decoder, "_DecodeVarint")  # noqa: B009
 
@@ -76,6 +75,11 @@ def _locate(data: bytes, message_class: Any, exc: Exception) -> InvalidArgument:
                         kind = field.message_type.full_name
                         what = "object" if kind == "google.protobuf.Struct" else kind
                         return InvalidArgument(label, f"is not a valid {what}")
+                if field is not None and field.type == FieldDescriptor.TYPE_STRING:
+                    try:
+                        chunk.decode("utf-8")
+                    except UnicodeDecodeError:
+                        return InvalidArgument(label, "is not valid UTF-8")
             else:
                 return InvalidArgument(name, f"has an unsupported wire type {wire_type}")
             if field is not None and not _wire_type_matches(field, wire_type):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -62,6 +63,19 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):
 
         if handler.unary_stream:
             unary_stream = handler.unary_stream
+            if inspect.iscoroutinefunction(unary_stream):
+                # Writer style (context.write), e.g. grpc's own health Watch.
+                async def us_writer(request: Any, context: aio.ServicerContext[Any, Any]) -> None:
+                    try:
+                        if isinstance(request, Undecodable):
+                            raise request.error
+                        await unary_stream(request, context)
+                    except aio.AbortError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001
+                        await _abort(context, exc)
+
+                return grpc.unary_stream_rpc_method_handler(us_writer, deserializer, serializer)
 
             async def us(
                 request: Any, context: aio.ServicerContext[Any, Any]
@@ -94,6 +108,19 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):
             return grpc.stream_unary_rpc_method_handler(su, deserializer, serializer)
 
         stream_stream = handler.stream_stream
+        if inspect.iscoroutinefunction(stream_stream):
+
+            async def ss_writer(
+                iterator: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]
+            ) -> None:
+                try:
+                    await stream_stream(_requests(iterator), context)
+                except aio.AbortError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    await _abort(context, exc)
+
+            return grpc.stream_stream_rpc_method_handler(ss_writer, deserializer, serializer)
 
         async def ss(
             iterator: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]

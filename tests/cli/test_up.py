@@ -1,0 +1,464 @@
+"""``fusou up``, ``fusou serve`` and ``fusou migrate`` run as a user runs them: the installed
+console script in a subprocess, driven with the grpcurl binary through server reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import asyncpg
+import psutil  # type: ignore[import-untyped]
+import pytest
+
+from fusou.db.migrate import available_migrations
+from fusou.testing import PostgresForTests, database_url_with_name
+from tests.support.grpcurl import (
+    FUSOU,
+    INGEST_METHOD,
+    INGEST_SERVICE,
+    agrpcurl,
+    arun,
+    clean_env,
+    grpcurl,
+    run,
+)
+
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def processes_using(path: Path) -> list[Any]:
+    """Live processes whose command line mentions ``path`` (the embedded PostgreSQL's
+    postmaster is started with ``-D <data dir>/postgres``)."""
+    needle = str(path)
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if any(needle in part for part in cmdline):
+            found.append(proc)
+    return found
+
+
+@dataclass
+class LineReader:
+    """Collects a child's stdout lines on a thread so the test can wait for one with a bound."""
+
+    stream: IO[str]
+    lines: list[str] = field(default_factory=list)
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _closed: bool = False
+
+    def start(self) -> None:
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.stream:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str] | None:
+        """The first match of ``pattern`` in a line, or None on timeout or end of output."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines:
+                    m = regex.search(line)
+                    if m is not None:
+                        return m
+                remaining = deadline - time.monotonic()
+                if self._closed or remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+
+    def text(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+
+@dataclass
+class UpProcess:
+    proc: subprocess.Popen[str]
+    port: int
+    data_dir: Path
+    stdout: LineReader
+    stderr_path: Path
+
+    @property
+    def target(self) -> str:
+        return f"localhost:{self.port}"
+
+    def output(self) -> str:
+        return (
+            f"--- stdout ---\n{self.stdout.text()}\n"
+            f"--- stderr ---\n{self.stderr_path.read_text(errors='replace')}"
+        )
+
+
+def _stop_leftovers(data_dir: Path) -> None:
+    """Teardown only: stop the embedded PostgreSQL this test started if it outlived `fusou up`
+    (for example after a failed test killed it)."""
+    for proc in processes_using(data_dir):
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _gone, alive = psutil.wait_procs(processes_using(data_dir), timeout=10)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def fusou_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
+    data_dir = tmp_path_factory.mktemp("fusou-up")
+    port = free_port()
+    env = clean_env(FUSOU_DATA_DIR=str(data_dir), FUSOU_GRPC_PORT=str(port))
+    assert "FUSOU_DATABASE_URL" not in env and "FUSOU_OBJECT_STORE_URL" not in env
+    stderr_path = data_dir.parent / f"{data_dir.name}-stderr.log"
+    with stderr_path.open("w") as stderr:
+        proc = subprocess.Popen(
+            [FUSOU, "up"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    assert proc.stdout is not None
+    reader = LineReader(proc.stdout)
+    reader.start()
+    up = UpProcess(proc, port, data_dir, reader, stderr_path)
+    try:
+        started = reader.wait_for(r"^FUSOU is up on localhost:(\d+)$", START_TIMEOUT_S)
+        assert started is not None, f"`fusou up` did not come up:\n{up.output()}"
+        assert int(started.group(1)) == port
+        # The announcement is one print; wait for its last line before tests read it.
+        assert reader.wait_for(r"Ctrl-C stops it", 10) is not None, up.output()
+        yield up
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        _stop_leftovers(data_dir)
+
+
+def test_up_announces_target_and_grpcurl_example(fusou_up: UpProcess) -> None:
+    lines = fusou_up.stdout.lines
+    assert any(line.strip().startswith("grpcurl ") and INGEST_METHOD in line for line in lines), (
+        fusou_up.output()
+    )
+    assert any(f"grpcurl -plaintext {fusou_up.target} list" in line for line in lines)
+    # Embedded defaults: a private PostgreSQL and a local directory, both under the data dir.
+    text = fusou_up.stdout.text()
+    assert str(fusou_up.data_dir / "postgres") in text
+    assert f"file://{fusou_up.data_dir / 'objects'}" in text
+    assert (fusou_up.data_dir / "objects").is_dir()
+    assert processes_using(fusou_up.data_dir / "postgres"), "no embedded PostgreSQL running"
+
+
+def test_grpcurl_list(fusou_up: UpProcess) -> None:
+    result = grpcurl(fusou_up.target, "list")
+    assert result.returncode == 0, result.explain()
+    services = set(result.stdout.split())
+    assert {
+        INGEST_SERVICE,
+        "grpc.health.v1.Health",
+    } <= services, result.explain()
+    assert services & {
+        "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
+    }, result.explain()
+
+
+def test_grpcurl_describe(fusou_up: UpProcess) -> None:
+    result = grpcurl(fusou_up.target, "describe", INGEST_SERVICE)
+    assert result.returncode == 0, result.explain()
+    assert re.search(
+        r"rpc Ingest \( \.fusou\.ingest\.v1\.IngestRequest \) returns "
+        r"\( \.fusou\.ingest\.v1\.IngestResponse \)",
+        result.stdout,
+    ), result.explain()
+
+
+def test_grpcurl_health(fusou_up: UpProcess) -> None:
+    result = grpcurl(fusou_up.target, "grpc.health.v1.Health/Check")
+    assert result.returncode == 0, result.explain()
+    assert result.json() == {"status": "SERVING"}
+
+
+def test_grpcurl_ingest(fusou_up: UpProcess) -> None:
+    body = {
+        "dataset_id": "cli-up",
+        "table": "battle",
+        "request_id": "cli-up-1",
+        "rows": [
+            {"timestamp": 1_700_000_000_000, "api_no": 1, "hp": 42},
+            {"timestamp": 1_700_000_000_001, "api_no": 2, "hp": 17},
+        ],
+    }
+    result = grpcurl(fusou_up.target, INGEST_METHOD, data=body)
+    assert result.returncode == 0, result.explain()
+    answer = result.json()
+    assert answer["rows_written"] == "2"  # int64 is a string in proto3 JSON
+    assert answer["schema_version"] == 1
+    assert int(answer["last_seq"]) - int(answer["first_seq"]) == 1
+
+    # The same request_id again: the first answer, marked as a replay.
+    again = grpcurl(fusou_up.target, INGEST_METHOD, data=body)
+    assert again.returncode == 0, again.explain()
+    replay = again.json()
+    assert replay["rows_written"] == "2"
+    assert replay["first_seq"] == answer["first_seq"]
+    assert replay.get("replayed") is True
+
+
+def test_printed_grpcurl_example_works(fusou_up: UpProcess) -> None:
+    examples = [
+        line.strip()
+        for line in fusou_up.stdout.lines
+        if line.strip().startswith("grpcurl ") and INGEST_METHOD in line
+    ]
+    assert len(examples) == 1, fusou_up.output()
+    # Exactly what a user would paste into a shell (the env puts our grpcurl first on PATH).
+    result = run(shlex.split(examples[0]), env=clean_env())
+    assert result.returncode == 0, result.explain()
+    answer = result.json()
+    assert int(answer["rows_written"]) >= 1
+    assert answer["schema_version"] == 1
+
+    listed = [
+        line.strip()
+        for line in fusou_up.stdout.lines
+        if line.strip().startswith("grpcurl ") and line.strip().endswith(" list")
+    ]
+    assert listed, fusou_up.output()
+    result = run(shlex.split(listed[0]), env=clean_env())
+    assert result.returncode == 0, result.explain()
+    assert INGEST_SERVICE in result.stdout.split()
+
+
+def test_grpcurl_bad_request_names_field(fusou_up: UpProcess) -> None:
+    body = {"dataset_id": "../x", "table": "battle", "rows": [{"timestamp": 1}]}
+    result = grpcurl(fusou_up.target, INGEST_METHOD, data=body)
+    assert result.returncode != 0, result.explain()
+    output = result.stdout + result.stderr
+    assert "InvalidArgument" in output, result.explain()
+    assert "dataset_id" in output, result.explain()
+    # The BadRequest details name the field, not just the message.
+    assert '"field":"dataset_id"' in output.replace(" ", ""), result.explain()
+
+
+def test_sigterm_stops_server_and_embedded_postgres(fusou_up: UpProcess) -> None:
+    """Runs last among the tests using ``fusou_up``: it stops the shared process."""
+    pg_dir = fusou_up.data_dir / "postgres"
+    postmasters = processes_using(pg_dir)
+    assert postmasters, "no embedded PostgreSQL running before shutdown"
+    watched = list(postmasters)
+    for pm in postmasters:
+        with contextlib.suppress(psutil.Error):
+            watched.extend(pm.children(recursive=True))
+
+    fusou_up.proc.send_signal(signal.SIGTERM)
+    try:
+        code = fusou_up.proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`fusou up` did not exit within {STOP_TIMEOUT_S}s of SIGTERM")
+    assert code == 0, f"exit code {code}\n{fusou_up.output()}"
+    stderr = fusou_up.stderr_path.read_text(errors="replace")
+    assert "Traceback" not in stderr, fusou_up.output()
+
+    # The embedded PostgreSQL was stopped by `fusou up` itself, not left behind.
+    _gone, alive = psutil.wait_procs(watched, timeout=10)
+    assert not alive, f"PostgreSQL processes left running: {alive}"
+    assert not processes_using(fusou_up.data_dir), processes_using(fusou_up.data_dir)
+    assert not (pg_dir / "postmaster.pid").exists()
+    # And the port is free again.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", fusou_up.port))
+
+
+# -- fusou serve / fusou migrate -----------------------------------------------------------------
+
+
+async def test_serve_ingest(database_url: str, tmp_path: Path) -> None:
+    objects = tmp_path / "objects"
+    objects.mkdir()
+    env = clean_env(
+        FUSOU_DATABASE_URL=database_url,
+        FUSOU_OBJECT_STORE_URL=f"file://{objects}",
+        FUSOU_GRPC_PORT="0",
+        FUSOU_SHUTDOWN_GRACE_S="2",
+    )
+    stderr_path = tmp_path / "stderr.log"
+    with stderr_path.open("w") as stderr:
+        proc = await asyncio.create_subprocess_exec(
+            FUSOU,
+            "serve",
+            "ingest",
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+        )
+    assert proc.stdout is not None
+    try:
+        port = await _listening_port(proc.stdout, stderr_path)
+        assert port > 0
+        target = f"localhost:{port}"
+
+        listed = await agrpcurl(target, "list")
+        assert listed.returncode == 0, listed.explain()
+        assert INGEST_SERVICE in listed.stdout.split()
+
+        body = {
+            "dataset_id": "cli-serve",
+            "table": "sortie",
+            "rows": [{"timestamp": 1, "area": "1-1"}, {"timestamp": 2, "area": "1-2"}],
+        }
+        result = await agrpcurl(target, INGEST_METHOD, data=body)
+        assert result.returncode == 0, result.explain()
+        assert result.json()["rows_written"] == "2"
+        assert result.json()["schema_version"] == 1
+
+        conn = await asyncpg.connect(database_url)
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM fusou_buffer") == 2
+        finally:
+            await conn.close()
+
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
+        log = _read(stderr_path)
+        assert code == 0, f"exit code {code}\n{log}"
+        assert "Traceback" not in log, log
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def _listening_port(stdout: asyncio.StreamReader, stderr_path: Path) -> int:
+    """The port of the first ``listening on port N`` line, waiting at most 60 s for it."""
+    seen: list[str] = []
+
+    async def scan() -> int:
+        while line := (await stdout.readline()).decode():
+            seen.append(line)
+            m = re.search(r"listening on port (\d+)", line)
+            if m is not None:
+                return int(m.group(1))
+        raise AssertionError("the process ended without a 'listening on port' line")
+
+    try:
+        return await asyncio.wait_for(scan(), 60)
+    except (AssertionError, TimeoutError):
+        pytest.fail(
+            "no 'listening on port' line\n--- stdout ---\n"
+            + "".join(seen)
+            + "\n--- stderr ---\n"
+            + _read(stderr_path)
+        )
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace")
+
+
+async def test_serve_port_in_use_is_a_readable_error(database_url: str, tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("0.0.0.0", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        env = clean_env(
+            FUSOU_DATABASE_URL=database_url,
+            FUSOU_OBJECT_STORE_URL=f"file://{tmp_path}",
+            FUSOU_GRPC_PORT=str(port),
+        )
+        result = await arun([FUSOU, "serve", "ingest"], env=env)
+    assert result.returncode != 0, result.explain()
+    assert "Traceback" not in result.stderr, result.explain()
+    assert str(port) in result.stderr, result.explain()
+
+
+async def test_serve_without_database_url_exits_2(tmp_path: Path) -> None:
+    env = clean_env(FUSOU_OBJECT_STORE_URL=f"file://{tmp_path}", FUSOU_GRPC_PORT="0")
+    result = await arun([FUSOU, "serve", "ingest"], env=env)
+    assert result.returncode == 2, result.explain()
+    assert "FUSOU_DATABASE_URL" in result.stderr, result.explain()
+    assert "Traceback" not in result.stderr, result.explain()
+
+
+async def test_serve_unknown_service(database_url: str, tmp_path: Path) -> None:
+    env = clean_env(
+        FUSOU_DATABASE_URL=database_url,
+        FUSOU_OBJECT_STORE_URL=f"file://{tmp_path}",
+        FUSOU_GRPC_PORT="0",
+    )
+    result = await arun([FUSOU, "serve", "nosuch"], env=env)
+    assert result.returncode != 0, result.explain()
+    assert "nosuch" in result.stderr, result.explain()
+    assert "Traceback" not in result.stderr, result.explain()
+
+
+async def test_migrate_fresh_database_then_nothing(postgres: PostgresForTests) -> None:
+    name = f"fusou_cli_migrate_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres.admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = database_url_with_name(postgres.admin_url, name)
+    try:
+        env = clean_env(FUSOU_DATABASE_URL=url)
+        first = await arun([FUSOU, "migrate"], env=env)
+        assert first.returncode == 0, first.explain()
+        expected = [m.version for m in available_migrations()]
+        assert expected[0] == 1
+        assert json.loads(first.stdout.strip().splitlines()[-1]) == {"applied": expected}
+
+        second = await arun([FUSOU, "migrate"], env=env)
+        assert second.returncode == 0, second.explain()
+        assert json.loads(second.stdout.strip().splitlines()[-1]) == {"applied": []}
+
+        conn = await asyncpg.connect(url)
+        try:
+            assert await conn.fetchval("SELECT to_regclass('fusou_buffer') IS NOT NULL")
+        finally:
+            await conn.close()
+    finally:
+        admin = await asyncpg.connect(postgres.admin_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def test_migrate_without_database_url_exits_2() -> None:
+    result = await arun([FUSOU, "migrate"], env=clean_env())
+    assert result.returncode == 2, result.explain()
+    assert "FUSOU_DATABASE_URL" in result.stderr, result.explain()

@@ -1,0 +1,165 @@
+"""Configuration from ``FUSOU_*`` variables: defaults, validation naming the bad variable, the CLI's
+exit code, and the agreement of ``VARIABLES`` with ``Settings``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fusou.config import VARIABLES, ConfigError, Settings, Variable
+
+MiB = 1024 * 1024
+
+
+def test_defaults_without_variables() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.database_url is None
+    assert settings.object_store_url is None
+    assert settings.grpc_port == 50051
+    assert settings.grpc_max_message_bytes == 64 * MiB
+    assert settings.shutdown_grace_s == 15.0
+    assert settings.archive_codec == "deflate"
+
+
+def test_variables_outside_the_fusou_prefix_are_ignored() -> None:
+    assert Settings.from_env({"GRPC_PORT": "x", "DATABASE_URL": "mysql://x"}) == Settings()
+
+
+def test_valid_values_are_parsed() -> None:
+    settings = Settings.from_env(
+        {
+            "FUSOU_DATABASE_URL": "postgresql://u@db:5432/fusou",
+            "FUSOU_OBJECT_STORE_URL": "s3://bucket/prefix",
+            "FUSOU_GRPC_PORT": " 0 ",
+            "FUSOU_GRPC_MAX_MESSAGE_BYTES": "65536",
+            "FUSOU_SHUTDOWN_GRACE_S": "2.5",
+            "FUSOU_ARCHIVE_CODEC": "SNAPPY",
+            "FUSOU_S3_ENDPOINT_URL": "",
+        }
+    )
+    assert settings.database_url == "postgresql://u@db:5432/fusou"
+    assert settings.object_store_url == "s3://bucket/prefix"
+    assert settings.grpc_port == 0
+    assert settings.grpc_max_message_bytes == 65536
+    assert settings.shutdown_grace_s == 2.5
+    assert settings.archive_codec == "snappy"
+    assert settings.s3_endpoint_url is None
+    assert Settings.from_env({"FUSOU_DATABASE_URL": "postgres://h/db"}).database_url == (
+        "postgres://h/db"
+    )
+    assert Settings.from_env({"FUSOU_OBJECT_STORE_URL": "file:///var/fusou"}).object_store_url
+
+
+BAD_VALUES = [
+    ("FUSOU_GRPC_PORT", "fifty"),
+    ("FUSOU_GRPC_PORT", "1.5"),
+    ("FUSOU_GRPC_PORT", "-1"),
+    ("FUSOU_GRPC_PORT", "65536"),
+    ("FUSOU_DATABASE_URL", "mysql://u@db/fusou"),
+    ("FUSOU_DATABASE_URL", "db.internal:5432"),
+    ("FUSOU_OBJECT_STORE_URL", "gs://bucket/prefix"),
+    ("FUSOU_OBJECT_STORE_URL", "s3:///no-bucket"),
+    ("FUSOU_OBJECT_STORE_URL", "file://relative/path"),
+    ("FUSOU_ARCHIVE_CODEC", "lz4"),
+    ("FUSOU_LOG_LEVEL", "loud"),
+    ("FUSOU_SHUTDOWN_GRACE_S", "soon"),
+    ("FUSOU_SHUTDOWN_GRACE_S", "-1"),
+    ("FUSOU_GRPC_MAX_MESSAGE_BYTES", "10"),
+    ("FUSOU_DB_POOL_SIZE", "0"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value"), BAD_VALUES)
+def test_bad_value_raises_config_error_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({variable: value})
+    message = str(caught.value)
+    assert variable in message
+    # Only the bad variable is blamed.
+    others = {v.env for v in VARIABLES} - {variable}
+    assert not [other for other in others if other in message], message
+
+
+def test_several_bad_variables_are_named_together() -> None:
+    bad = {
+        "FUSOU_GRPC_PORT": "http",
+        "FUSOU_DATABASE_URL": "sqlite:///fusou.db",
+        "FUSOU_OBJECT_STORE_URL": "ftp://host/x",
+        "FUSOU_ARCHIVE_CODEC": "brotli",
+    }
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**bad, "FUSOU_DB_POOL_SIZE": "4"})
+    message = str(caught.value)
+    for variable in bad:
+        assert variable in message, f"{variable} not named in {message!r}"
+    assert "FUSOU_DB_POOL_SIZE" not in message
+    # One line per problem.
+    assert len([line for line in message.splitlines() if line.strip().startswith("FUSOU_")]) == 4
+
+
+def test_cli_with_a_bad_variable_exits_2_naming_it(tmp_path: Path) -> None:
+    fusou = Path(sys.executable).parent / "fusou"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUSOU_")}
+    env["FUSOU_GRPC_PORT"] = "not-a-port"
+    # A database URL that would be used if validation let the command through.
+    env["FUSOU_DATABASE_URL"] = "postgresql://nobody@127.0.0.1:1/none"
+    done = subprocess.run(
+        [str(fusou), "migrate"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert "FUSOU_GRPC_PORT" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+def test_every_variable_maps_to_a_settings_field_with_the_same_default() -> None:
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    defaults = Settings()
+    seen_envs: set[str] = set()
+    seen_attrs: set[str] = set()
+    for var in VARIABLES:
+        assert var.env.startswith("FUSOU_"), var.env
+        assert var.env == "FUSOU_" + var.attr.upper(), (var.env, var.attr)
+        assert var.attr in fields, f"{var.env} maps to no Settings field {var.attr!r}"
+        assert getattr(defaults, var.attr) == var.default, var.env
+        assert var.help.strip(), f"{var.env} has no description"
+        assert var.env not in seen_envs and var.attr not in seen_attrs, var.env
+        seen_envs.add(var.env)
+        seen_attrs.add(var.attr)
+    # And every setting can be configured.
+    assert seen_attrs == set(fields), set(fields) - seen_attrs
+
+
+@pytest.mark.parametrize("var", VARIABLES, ids=lambda v: v.env)
+def test_setting_a_variable_to_its_default_changes_nothing(var: Variable) -> None:
+    if var.default is None:
+        assert getattr(Settings.from_env({var.env: ""}), var.attr) is None
+        return
+    parsed = getattr(Settings.from_env({var.env: str(var.default)}), var.attr)
+    if isinstance(var.default, str):
+        # Choices are normalized to lower case (FUSOU_LOG_LEVEL's default is spelled "INFO").
+        assert isinstance(parsed, str) and parsed.lower() == var.default.lower(), var.env
+    else:
+        assert parsed == var.default, var.env
+
+
+def test_replace_keeps_other_values_and_rejects_unknown_settings() -> None:
+    base = Settings.from_env({"FUSOU_GRPC_PORT": "7000"})
+    changed = base.replace(grpc_host="127.0.0.1")
+    assert changed.grpc_port == 7000
+    assert changed.grpc_host == "127.0.0.1"
+    assert base.grpc_host == "[::]"
+    with pytest.raises(TypeError):
+        base.replace(no_such_setting=1)
