@@ -187,6 +187,13 @@ VARIABLES: tuple[Variable, ...] = (
         "Group-commit transactions in flight at once per process.",
     ),
     Variable(
+        "FUSOU_CPU_WORKERS",
+        "cpu_workers",
+        1,
+        _int_range(1, 64),
+        "Threads for CPU-heavy work (encoding, compression) per process.",
+    ),
+    Variable(
         "FUSOU_DELETE_GRACE_S",
         "delete_grace_s",
         3600.0,
@@ -268,6 +275,7 @@ class Settings:
     ingest_max_bytes: int = 32 * MiB
     group_commit_max_rows: int = 200_000
     group_commit_concurrency: int = 4
+    cpu_workers: int = 1
     delete_grace_s: float = 3600.0
     archive_min_age_s: float = 3600.0
     archive_codec: str = "deflate"

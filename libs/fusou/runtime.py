@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from fusou import cpu
 from fusou.catalog.tables import TableRegistry
 from fusou.config import ConfigError, Settings
 from fusou.db.migrate import migrate
@@ -41,6 +42,7 @@ async def open_runtime(settings: Settings) -> Runtime:
             "missing configuration: " + ", ".join(missing) + " (`fusou up` provides defaults)"
         )
     assert settings.database_url is not None and settings.object_store_url is not None
+    cpu.configure(settings.cpu_workers)
     pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
     try:
         async with pool.acquire() as conn:

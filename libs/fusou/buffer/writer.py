@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from fusou.buffer.copy_format import COPY_COLUMNS, HEADER, TRAILER, BufferRows, copy_rows
+from fusou.cpu import run_cpu
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ class GroupCommitWriter:
         yield HEADER
         for item in items:
             # Building the tuples is numpy work on large buffers; keep the event loop free.
-            yield await asyncio.to_thread(copy_rows, item.rows, item.first_seq)
+            yield await run_cpu(copy_rows, item.rows, item.first_seq)
         yield TRAILER
 
 

@@ -8,7 +8,6 @@ batch fits it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ from fusou.buffer.copy_format import BufferRows
 from fusou.buffer.writer import GroupCommitWriter, WriteResult, lookup_response, now_ms
 from fusou.catalog.tables import DEFAULT_TIME_FIELD, TableInfo, TableRegistry
 from fusou.config import Settings
+from fusou.cpu import run_cpu
 from fusou.errors import FieldViolation, InvalidArgument
 from fusou.names import name_problem
 from fusou.records.avro_datum import encode_datums
@@ -97,13 +97,13 @@ class Ingestor:
                 return previous
         info = await self._registry.get(req.dataset_id, req.table)
         time_field = info.time_field if info is not None else DEFAULT_TIME_FIELD
-        batch = await asyncio.to_thread(self._convert, req, time_field)
+        batch = await run_cpu(self._convert, req, time_field)
         info, schema = await self._fit(req, info, batch)
         if info.time_field != time_field:
             # The table was declared with another time field while we converted: redo once.
-            batch = await asyncio.to_thread(self._convert, req, info.time_field)
+            batch = await run_cpu(self._convert, req, info.time_field)
             info, schema = await self._fit(req, info, batch)
-        rows = await asyncio.to_thread(_encode, batch, info, schema)
+        rows = await run_cpu(_encode, batch, info, schema)
         return await self._writer.write(req.dataset_id, request_id, rows)
 
     def _convert(self, req: IngestInput, time_field: str) -> Batch:
