@@ -42,6 +42,10 @@ class Batch:
         return int(self.table.num_rows)
 
 
+_SCALAR_KINDS = frozenset({"number_value", "string_value", "bool_value"})
+_NESTED_KINDS = frozenset({"struct_value", "list_value"})
+
+
 class _Nested:
     """Marks a value that came in as a nested object or list."""
 
@@ -79,26 +83,13 @@ def batch_from_structs(rows: Sequence[struct_pb2.Struct], time_field: str) -> Ba
     n = len(rows)
     if n == 0:
         raise InvalidArgument("rows", "contains no rows")
-    columns: dict[str, list[Any]] = {}
-    for i, row in enumerate(rows):
-        for name, value in row.fields.items():
-            col = columns.get(name)
-            if col is None:
-                problem = field_name_problem(name)
-                if problem is not None:
-                    raise InvalidArgument(f"rows[{i}].{name}", problem)
-                col = columns[name] = [None] * n
-            kind = value.WhichOneof("kind")
-            if kind == "number_value":
-                col[i] = value.number_value
-            elif kind == "string_value":
-                col[i] = value.string_value
-            elif kind == "bool_value":
-                col[i] = value.bool_value
-            elif kind in {"struct_value", "list_value"}:
-                col[i] = _Nested(_value_to_python(value))
-    time_values = columns.get(time_field)
-    if time_values is None:
+    columns = _struct_columns(rows)
+    for i_name in columns:
+        problem = field_name_problem(i_name)
+        if problem is not None:
+            i = next(i for i, r in enumerate(rows) if i_name in r.fields)
+            raise InvalidArgument(f"rows[{i}].{i_name}", problem)
+    if time_field not in columns:
         raise InvalidArgument(f"rows[0].{time_field}", "the time field is missing")
     arrays: dict[str, pa.Array] = {}
     types: dict[str, FieldType] = {}
@@ -108,6 +99,34 @@ def batch_from_structs(rows: Sequence[struct_pb2.Struct], time_field: str) -> Ba
         arrays[name] = arr
         types[name] = ftype
     return Batch(pa.table(arrays), types)
+
+
+def _struct_columns(rows: Sequence[struct_pb2.Struct]) -> dict[str, list[Any]]:
+    """Column lists of Python values (None for null or absent, _Nested for objects/lists).
+
+    The hot loop of JSON ingest: upb field access dominates, so each value is touched once.
+    (Measured alternatives, C-level map() over keys and zip() transposition, were slower.)
+    """
+    n = len(rows)
+    columns: dict[str, list[Any]] = {}
+    scalar = _SCALAR_KINDS
+    nested = _NESTED_KINDS
+    for i, row in enumerate(rows):
+        fields = row.fields
+        for name in fields:
+            value = fields[name]
+            kind = value.WhichOneof("kind")
+            if kind in scalar:
+                item = getattr(value, kind)
+            elif kind in nested:
+                item = _Nested(_value_to_python(value))
+            else:
+                item = None  # null: the field still belongs to the schema
+            col = columns.get(name)
+            if col is None:
+                col = columns[name] = [None] * n
+            col[i] = item
+    return columns
 
 
 def _first_index(values: list[Any], predicate: Any) -> int:
