@@ -191,7 +191,7 @@ VARIABLES: tuple[Variable, ...] = (
         "cpu_workers",
         1,
         _int_range(1, 64),
-        "Threads for CPU-heavy work (encoding, compression) per process.",
+        "Worker processes for CPU-heavy work (parsing, encoding, compression); 0 runs it on a thread.",
     ),
     Variable(
         "FUSOU_DELETE_GRACE_S",

@@ -22,6 +22,21 @@ class FusouError(Exception):
         super().__init__(message)
         self.message = message
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Errors cross process boundaries (the CPU worker pool); keep their exact contents.
+        return (_rebuild, (type(self), self.message, getattr(self, "violations", None)))
+
+
+def _rebuild(
+    cls: type[FusouError], message: str, violations: tuple[FieldViolation, ...] | None
+) -> FusouError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.message = message
+    if violations is not None:
+        err.violations = violations  # type: ignore[attr-defined]
+    return err
+
 
 class InvalidArgument(FusouError):
     """Bad input: the request changed nothing."""

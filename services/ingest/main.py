@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from grpc import aio
+
 from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.ingestion.service import Ingestor
+from fusou.ingestion.wire import RawIngestRequest
 from fusou.runtime import Runtime
 from fusou.server.app import HostedService
 from services.ingest.servicer import IngestServicer
@@ -11,13 +14,17 @@ from services.ingest.servicer import IngestServicer
 SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 
 
+def _add(servicer: IngestServicer, server: aio.Server) -> None:
+    ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server)
+
+
 def hosted(runtime: Runtime) -> HostedService:
     ingestor = Ingestor(runtime.settings, runtime.pool, runtime.registry)
     servicer = IngestServicer(ingestor, runtime.registry)
     return HostedService(
         full_name=SERVICE_NAME,
-        add_to_server=lambda server: ingest_pb2_grpc.add_IngestServiceServicer_to_server(
-            servicer, server
-        ),
+        add_to_server=lambda server: _add(servicer, server),
         close=ingestor.close,
+        # Ingest requests stay bytes until a worker process parses them (see ingestion.wire).
+        request_types={"/fusou.ingest.v1.IngestService/Ingest": RawIngestRequest},
     )

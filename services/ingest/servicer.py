@@ -11,7 +11,8 @@ from grpc import aio
 from fusou.catalog.tables import DEFAULT_TIME_FIELD, TableRegistry
 from fusou.errors import InvalidArgument
 from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from fusou.ingestion.service import IngestInput, Ingestor
+from fusou.ingestion.service import Ingestor
+from fusou.ingestion.wire import RawIngestRequest
 from fusou.names import check_name
 from fusou.schema.model import TableSchema
 
@@ -23,18 +24,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self._ingestor = ingestor
         self._registry = registry
 
-    async def Ingest(
-        self, request: ingest_pb2.IngestRequest, context: Context
+    async def Ingest(  # type: ignore[override]  # registered with the raw deserializer
+        self, request: RawIngestRequest, context: Context
     ) -> ingest_pb2.IngestResponse:
-        result = await self._ingestor.ingest(
-            IngestInput(
-                dataset_id=request.dataset_id,
-                table=request.table,
-                request_id=request.request_id,
-                rows=request.rows,
-                arrow_ipc=request.arrow_ipc,
-            )
-        )
+        result = await self._ingestor.ingest(request)
         return ingest_pb2.IngestResponse(
             rows_written=result.rows_written,
             schema_version=result.schema_version,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import asyncpg
 
@@ -33,6 +34,11 @@ class TableInfo:
     @property
     def types(self) -> dict[str, FieldType]:
         return {f.name: f.type for f in self.latest.fields}
+
+    @cached_property
+    def latest_json(self) -> str:
+        """The latest version's Avro schema as JSON ("" before the first version)."""
+        return "" if self.latest.version == 0 else json.dumps(self.latest.to_avro())
 
 
 @dataclass(frozen=True)

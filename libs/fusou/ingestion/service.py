@@ -1,43 +1,39 @@
-"""Ingest: from a validated request to committed buffer rows.
+"""Ingest: from a request to committed buffer rows.
 
 The order of steps is what makes "a rejected request writes nothing" hold: everything that can
-reject (names, limits, conversion, schema conflicts) happens before the first write, and the
-only write before the rows themselves is a schema version, which is committed only when the
-batch fits it.
+reject (names, limits, parsing, conversion, schema conflicts) happens before the first write,
+and the only write before the rows themselves is a schema version, which is committed only when
+the batch fits it.
+
+The CPU half (parse, convert, encode) runs in a worker process (``prepare``); this process
+does the database half: idempotency, schema versions, group commit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 import asyncpg
-from google.protobuf import struct_pb2
 
-from fusou.buffer.copy_format import BufferRows
 from fusou.buffer.writer import GroupCommitWriter, WriteResult, lookup_response, now_ms
 from fusou.catalog.tables import DEFAULT_TIME_FIELD, TableInfo, TableRegistry
 from fusou.config import Settings
-from fusou.cpu import run_cpu
-from fusou.errors import FieldViolation, InvalidArgument
+from fusou.cpu import run_in_process
+from fusou.errors import Aborted, FieldViolation, InvalidArgument
+from fusou.ingestion.prepare import Limits, Prepared, TableContext, prepare
+from fusou.ingestion.wire import RawIngestRequest
 from fusou.names import name_problem
-from fusou.records.avro_datum import encode_datums
-from fusou.records.batch import Batch, batch_from_arrow_ipc, batch_from_structs, conform
-from fusou.records.columns import int64_values
-from fusou.records.dedup import dedup_keys
-from fusou.schema.evolve import merge_batch_schema
-from fusou.schema.model import TableSchema
 
 MAX_REQUEST_ID_LENGTH = 256
+# A batch that needs a new schema version is prepared again after the version is stored; a
+# concurrent writer may have grown the schema meanwhile, hence a few rounds.
+MAX_SCHEMA_ROUNDS = 4
 
 
-@dataclass(frozen=True)
-class IngestInput:
-    dataset_id: str
-    table: str
-    request_id: str
-    rows: Sequence[struct_pb2.Struct]
-    arrow_ipc: bytes
+def table_context(info: TableInfo | None) -> TableContext:
+    if info is None:
+        return TableContext(0, DEFAULT_TIME_FIELD, (), 0, "")
+    return TableContext(
+        info.table_id, info.time_field, info.key_fields, info.latest.version, info.latest_json
+    )
 
 
 class Ingestor:
@@ -45,6 +41,7 @@ class Ingestor:
         self._settings = settings
         self._pool = pool
         self._registry = registry
+        self._limits = Limits(settings.ingest_max_rows, settings.ingest_max_bytes)
         self._writer = GroupCommitWriter(
             pool,
             max_rows=settings.group_commit_max_rows,
@@ -54,7 +51,8 @@ class Ingestor:
     async def close(self) -> None:
         await self._writer.close()
 
-    def validate(self, req: IngestInput) -> None:
+    @staticmethod
+    def validate_header(req: RawIngestRequest) -> None:
         violations: list[FieldViolation] = []
         for field_name, value in (("dataset_id", req.dataset_id), ("table", req.table)):
             problem = name_problem(value)
@@ -64,79 +62,25 @@ class Ingestor:
             violations.append(
                 FieldViolation("request_id", f"must be at most {MAX_REQUEST_ID_LENGTH} characters")
             )
-        has_rows, has_arrow = len(req.rows) > 0, len(req.arrow_ipc) > 0
-        if has_rows and has_arrow:
-            violations.append(FieldViolation("rows", "set either rows or arrow_ipc, not both"))
-        elif not has_rows and not has_arrow:
-            violations.append(FieldViolation("rows", "no rows: set rows or arrow_ipc"))
-        if len(req.rows) > self._settings.ingest_max_rows:
-            violations.append(
-                FieldViolation(
-                    "rows",
-                    f"{len(req.rows)} rows is over the limit of {self._settings.ingest_max_rows}",
-                )
-            )
-        if len(req.arrow_ipc) > self._settings.ingest_max_bytes:
-            violations.append(
-                FieldViolation(
-                    "arrow_ipc",
-                    f"{len(req.arrow_ipc)} bytes is over the limit of "
-                    f"{self._settings.ingest_max_bytes}",
-                )
-            )
         if violations:
             raise InvalidArgument.many(violations)
 
-    async def ingest(self, req: IngestInput) -> WriteResult:
-        self.validate(req)
+    async def ingest(self, req: RawIngestRequest) -> WriteResult:
+        self.validate_header(req)
         request_id = req.request_id or None
         if request_id is not None:
+            # Cheap check first: a retry is answered without parsing or encoding anything.
             async with self._pool.acquire() as conn:
                 previous = await lookup_response(conn, req.dataset_id, request_id)
             if previous is not None:
                 return previous
         info = await self._registry.get(req.dataset_id, req.table)
-        time_field = info.time_field if info is not None else DEFAULT_TIME_FIELD
-        batch = await run_cpu(self._convert, req, time_field)
-        info, schema = await self._fit(req, info, batch)
-        if info.time_field != time_field:
-            # The table was declared with another time field while we converted: redo once.
-            batch = await run_cpu(self._convert, req, info.time_field)
-            info, schema = await self._fit(req, info, batch)
-        rows = await run_cpu(_encode, batch, info, schema)
-        return await self._writer.write(req.dataset_id, request_id, rows)
-
-    def _convert(self, req: IngestInput, time_field: str) -> Batch:
-        if req.rows:
-            batch = batch_from_structs(req.rows, time_field)
-        else:
-            batch = batch_from_arrow_ipc(req.arrow_ipc, time_field)
-            if batch.num_rows > self._settings.ingest_max_rows:
-                raise InvalidArgument(
-                    "arrow_ipc",
-                    f"{batch.num_rows} rows is over the limit of {self._settings.ingest_max_rows}",
-                )
-        return batch
-
-    async def _fit(
-        self, req: IngestInput, info: TableInfo | None, batch: Batch
-    ) -> tuple[TableInfo, TableSchema]:
-        if info is not None:
-            merged = merge_batch_schema(info.latest, batch.types)  # raises on conflicts
-            if not merged.changed:
-                return info, info.latest
-        info = await self._registry.evolve(req.dataset_id, req.table, batch.types)
-        return info, info.latest
-
-
-def _encode(batch: Batch, info: TableInfo, schema: TableSchema) -> BufferRows:
-    types = {f.name: f.type for f in schema.fields}
-    table = conform(batch, types, schema.names)
-    return BufferRows(
-        table_id=info.table_id,
-        schema_version=schema.version,
-        ingested_at=now_ms(),
-        event_times=int64_values(table.column(schema.time_field).combine_chunks()),
-        dedup_keys=dedup_keys(table, types, info.key_fields),
-        records=encode_datums(table, schema),
-    )
+        for _ in range(MAX_SCHEMA_ROUNDS):
+            prepared: Prepared = await run_in_process(
+                prepare, req.data, table_context(info), self._limits, now_ms()
+            )
+            if prepared.rows is not None:
+                return await self._writer.write(req.dataset_id, request_id, prepared.rows)
+            assert prepared.grow_to is not None
+            info = await self._registry.evolve(req.dataset_id, req.table, prepared.grow_to)
+        raise Aborted("the table's schema kept changing while this batch was prepared; retry")

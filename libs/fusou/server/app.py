@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -29,6 +30,9 @@ class HostedService:
     add_to_server: Callable[[aio.Server], None]
     # Called after the server stopped accepting calls, before the process exits.
     close: Callable[[], Awaitable[None]] | None = None
+    # Per method ("/pkg.Service/Method"), a class whose FromString replaces the generated
+    # request parser, e.g. to keep a request as bytes for a worker process.
+    request_types: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -44,7 +48,11 @@ class FusouServer:
     async def start(self) -> int:
         limit = self.settings.grpc_max_message_bytes
         server = aio.server(
-            interceptors=[ErrorMappingInterceptor()],
+            interceptors=[
+                ErrorMappingInterceptor(
+                    {m: t for s in self.services for m, t in s.request_types.items()}
+                )
+            ],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),

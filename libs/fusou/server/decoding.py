@@ -34,12 +34,12 @@ def lenient_deserializer(
         try:
             return parse(data)
         except (pb_message.DecodeError, ValueError, RuntimeError) as exc:
-            return Undecodable(_locate(data, message_class, exc))
+            return Undecodable(locate_decode_error(data, message_class, exc))
 
     return deserialize
 
 
-def _locate(data: bytes, message_class: Any, exc: Exception) -> InvalidArgument:
+def locate_decode_error(data: bytes, message_class: Any, exc: Exception) -> InvalidArgument:
     """Find the first top-level field whose bytes do not parse as its declared type."""
     if message_class is None:
         return InvalidArgument("", f"the request is not a valid message: {exc}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -29,6 +29,9 @@ async def _requests(iterator: AsyncIterator[Any]) -> AsyncIterator[Any]:
 
 
 class ErrorMappingInterceptor(aio.ServerInterceptor):
+    def __init__(self, request_types: Mapping[str, Any] | None = None) -> None:
+        self._request_types = dict(request_types or {})
+
     async def intercept_service(
         self,
         continuation: Callable[
@@ -40,7 +43,8 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):
         handler: Any = await continuation(handler_call_details)
         if handler is None:
             return handler
-        parse = handler.request_deserializer
+        override = self._request_types.get(handler_call_details.method)
+        parse = override.FromString if override is not None else handler.request_deserializer
         deserializer = (
             lenient_deserializer(parse, getattr(parse, "__self__", None)) if parse else None
         )
