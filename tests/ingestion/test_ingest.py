@@ -13,10 +13,11 @@ import pyarrow as pa
 import pytest
 from google.protobuf import struct_pb2
 
+from fusou.config import Settings
 from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.records.batch import batch_from_arrow
 from fusou.records.dedup import dedup_keys
-from fusou.testing import ServicesUnderTest
+from fusou.testing import ServicesUnderTest, running_services
 from tests.ingestion.helpers import arrow_ipc, buffer_rows, request, snapshot, structs
 
 T0 = 1_700_000_000_000
@@ -278,3 +279,21 @@ async def test_structs_helper_is_json_faithful() -> None:
     nested = s["c"]
     assert s["a"] == 1.0
     assert isinstance(nested, struct_pb2.Struct) and nested["d"] is None
+
+
+async def test_ingest_with_cpu_work_on_a_thread(settings: Settings, database_url: str) -> None:
+    # FUSOU_CPU_WORKERS=0: the same results without worker processes.
+    async with (
+        running_services(settings.replace(cpu_workers=0)) as s,
+        grpc.aio.insecure_channel(s.target) as ch,
+    ):
+        stub = ingest_pb2_grpc.IngestServiceStub(ch)
+        resp = await stub.Ingest(request("u1", "battle", [battle(i) for i in range(30)], "t-1"))
+        again = await stub.Ingest(request("u1", "battle", [battle(i) for i in range(30)], "t-1"))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Ingest(request("u1", "battle", [{"timestamp": "x"}]))
+    assert resp.rows_written == 30 and again.replayed
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [r["decoded"] for r in await buffer_rows(database_url, "u1", "battle")] == [
+        battle(i) for i in range(30)
+    ]
