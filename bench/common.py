@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
 from fusou.testing import PostgresForTests
 
 T0 = 1_700_000_000_000
@@ -73,8 +75,53 @@ async def bench_database() -> AsyncIterator[tuple[PostgresForTests, str]]:
         await pg.stop()
 
 
+def _cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds spent by the server process, its worker processes and PostgreSQL."""
+
+    server_pid: int | None = None
+
+    def sample(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.server_pid is not None:
+            server = psutil.Process(self.server_pid)
+            out["server"] = _cpu_seconds([server])
+            out["workers"] = _cpu_seconds(server.children(recursive=True))
+        postgres = [
+            p
+            for p in psutil.process_iter(["name"])
+            if (p.info["name"] or "").startswith("postgres")
+        ]
+        out["postgres"] = _cpu_seconds(postgres)
+        return out
+
+    @staticmethod
+    def per_row(before: dict[str, float], after: dict[str, float], rows: int) -> str:
+        parts = [f"{k} {(after[k] - before[k]) / rows * 1e6:.1f}" for k in before]
+        return "CPU us/row: " + ", ".join(parts)
+
+
+@dataclass
+class ServerProcess:
+    target: str
+    pid: int
+
+
 @asynccontextmanager
-async def server_process(database_url: str, services: str = "ingest") -> AsyncIterator[str]:
+async def server_process(
+    database_url: str, services: str = "ingest"
+) -> AsyncIterator[ServerProcess]:
     """`fusou serve` in its own process (so clients and server do not share a GIL)."""
     tmp = tempfile.TemporaryDirectory(prefix="fusou-bench-")
     env = dict(os.environ)
@@ -86,7 +133,11 @@ async def server_process(database_url: str, services: str = "ingest") -> AsyncIt
         FUSOU_LOG_LEVEL="warning",
     )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "fusou.cli.main", "serve", *services.split(),
+        sys.executable,
+        "-m",
+        "fusou.cli.main",
+        "serve",
+        *services.split(),
         env=env,
         stdout=asyncio.subprocess.PIPE,
     )
@@ -95,7 +146,7 @@ async def server_process(database_url: str, services: str = "ingest") -> AsyncIt
         line = (await proc.stdout.readline()).decode()
         if "listening on port" not in line:
             raise RuntimeError(f"server did not start: {line!r}")
-        yield f"127.0.0.1:{int(line.rsplit(' ', 1)[1])}"
+        yield ServerProcess(f"127.0.0.1:{int(line.rsplit(' ', 1)[1])}", proc.pid)
     finally:
         proc.terminate()
         try:

@@ -22,7 +22,15 @@ import asyncpg
 import grpc
 import pyarrow as pa
 
-from bench.common import Rate, Stopwatch, battle_rows, bench_database, server_process
+from bench.common import (
+    CpuMeter,
+    Rate,
+    ServerProcess,
+    Stopwatch,
+    battle_rows,
+    bench_database,
+    server_process,
+)
 from fusou.ingest.v1 import ingest_pb2
 from fusou.records.avro_datum import encode_datums
 from fusou.records.batch import batch_from_arrow, conform
@@ -62,10 +70,13 @@ def struct_requests(rows: list[dict[str, Any]], table: str) -> list[bytes]:
     return out
 
 
-async def send_all(target: str, requests: Sequence[bytes], clients: int) -> float:
+async def send_all(
+    server: ServerProcess, requests: Sequence[bytes], clients: int
+) -> tuple[float, str]:
     queue = list(reversed(requests))
+    meter = CpuMeter(server.pid)
     async with grpc.aio.insecure_channel(
-        target, options=[("grpc.max_send_message_length", 64 << 20)]
+        server.target, options=[("grpc.max_send_message_length", 64 << 20)]
     ) as channel:
         call = channel.unary_unary(
             "/fusou.ingest.v1.IngestService/Ingest",
@@ -79,9 +90,11 @@ async def send_all(target: str, requests: Sequence[bytes], clients: int) -> floa
             while queue:
                 await call(queue.pop())
 
+        before = meter.sample()
         with Stopwatch() as sw:
             await asyncio.gather(*(client() for _ in range(clients)))
-    return sw.seconds
+        cpu = meter.per_row(before, meter.sample(), BATCH * (len(requests) - 1))
+    return sw.seconds, cpu
 
 
 def encoded_records(rows: list[dict[str, Any]]) -> list[list[tuple[Any, ...]]]:
@@ -99,13 +112,21 @@ def encoded_records(rows: list[dict[str, Any]]) -> list[list[tuple[Any, ...]]]:
     return [records[i : i + BATCH] for i in range(0, len(records), BATCH)]
 
 
-async def raw_copy(url: str, batches: list[list[tuple[Any, ...]]], clients: int) -> float:
+async def raw_copy(
+    url: str, batches: list[list[tuple[Any, ...]]], clients: int
+) -> tuple[float, str]:
     conns = [await asyncpg.connect(url) for _ in range(clients)]
-    await conns[0].execute(
-        "CREATE TABLE bench_raw_copy (LIKE fusou_buffer INCLUDING ALL)"
-    )
+    await conns[0].execute("CREATE TABLE bench_raw_copy (LIKE fusou_buffer INCLUDING ALL)")
     queue = list(reversed(batches))
-    columns = ["seq", "table_id", "event_time", "ingested_at", "schema_version", "dedup_key", "record"]
+    columns = [
+        "seq",
+        "table_id",
+        "event_time",
+        "ingested_at",
+        "schema_version",
+        "dedup_key",
+        "record",
+    ]
 
     async def client(conn: asyncpg.Connection) -> None:
         while queue:
@@ -113,13 +134,16 @@ async def raw_copy(url: str, batches: list[list[tuple[Any, ...]]], clients: int)
             async with conn.transaction():
                 await conn.copy_records_to_table("bench_raw_copy", records=batch, columns=columns)
 
+    meter = CpuMeter()
     try:
+        before = meter.sample()
         with Stopwatch() as sw:
             await asyncio.gather(*(client(c) for c in conns))
+        cpu = meter.per_row(before, meter.sample(), sum(len(b) for b in batches))
     finally:
         for c in conns:
             await c.close()
-    return sw.seconds
+    return sw.seconds, cpu
 
 
 async def main(argv: list[str] | None = None) -> int:
@@ -131,16 +155,19 @@ async def main(argv: list[str] | None = None) -> int:
 
     rows = battle_rows(args.rows)
     json_rows = rows[: args.json_rows]
-    print(f"preparing {len(rows):,} rows (~{len(json.dumps(rows[0]))} bytes of JSON each) ...", file=sys.stderr)
+    print(
+        f"preparing {len(rows):,} rows (~{len(json.dumps(rows[0]))} bytes of JSON each) ...",
+        file=sys.stderr,
+    )
     arrow_reqs = arrow_requests(rows, "arrow")
     struct_reqs = struct_requests(json_rows, "json")
     copy_batches = encoded_records(rows)
 
     async with bench_database() as (_, url):
-        copy_s = await raw_copy(url, copy_batches, args.clients)
-        async with server_process(url) as target:
-            arrow_s = await send_all(target, arrow_reqs, args.clients)
-            json_s = await send_all(target, struct_reqs, args.clients)
+        copy_s, copy_cpu = await raw_copy(url, copy_batches, args.clients)
+        async with server_process(url) as server:
+            arrow_s, arrow_cpu = await send_all(server, arrow_reqs, args.clients)
+            json_s, json_cpu = await send_all(server, struct_reqs, args.clients)
         conn = await asyncpg.connect(url)
         try:
             stored = await conn.fetchval("SELECT count(*) FROM fusou_buffer")
@@ -151,10 +178,12 @@ async def main(argv: list[str] | None = None) -> int:
     raw = Rate("raw asyncpg COPY (bytea datums, 4 conns, 1k batches)", len(rows), copy_s)
     arrow = Rate("Ingest, Arrow IPC, 4 clients, 1k-row batches", len(rows) - BATCH, arrow_s)
     js = Rate("Ingest, JSON Struct, 4 clients, 1k-row batches", len(json_rows) - BATCH, json_s)
-    for r in (raw, arrow, js):
-        print(f"{r.label:58s} {r.per_second:>12,.0f} rows/s")
+    for r, cpu in ((raw, copy_cpu), (arrow, arrow_cpu), (js, json_cpu)):
+        print(f"{r.label:58s} {r.per_second:>12,.0f} rows/s   ({cpu})")
     ratio = arrow.per_second / raw.per_second
-    print(f"Arrow IPC / raw COPY ratio: {ratio:.2f} (target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
+    print(
+        f"Arrow IPC / raw COPY ratio: {ratio:.2f} (target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})"
+    )
     print(
         f"JSON Struct: {js.per_second:,.0f} rows/s (target >= 50,000: "
         f"{'met' if js.per_second >= 50_000 else 'NOT met'})"

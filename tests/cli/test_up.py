@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import asyncpg
-import psutil  # type: ignore[import-untyped]
+import psutil
 import pytest
 
 from fusou.db.migrate import available_migrations
