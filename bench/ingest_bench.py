@@ -31,20 +31,15 @@ from bench.common import (
     bench_database,
     server_process,
 )
+from fusou.buffer.copy_format import COPY_COLUMNS
 from fusou.ingest.v1 import ingest_pb2
 from fusou.records.avro_datum import encode_datums
 from fusou.records.batch import batch_from_arrow, conform
 from fusou.records.dedup import dedup_keys
+from fusou.records.wire_formats import arrow_ipc_bytes
 from fusou.schema import TableSchema, merge_batch_schema
 
 BATCH = 1000
-
-
-def _ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return bytes(sink.getvalue().to_pybytes())
 
 
 def _chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -54,7 +49,7 @@ def _chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 def arrow_requests(rows: list[dict[str, Any]], table: str) -> list[bytes]:
     return [
         ingest_pb2.IngestRequest(
-            dataset_id="bench", table=table, arrow_ipc=_ipc(pa.Table.from_pylist(chunk))
+            dataset_id="bench", table=table, arrow_ipc=arrow_ipc_bytes(pa.Table.from_pylist(chunk))
         ).SerializeToString()
         for chunk in _chunks(rows)
     ]
@@ -118,15 +113,7 @@ async def raw_copy(
     conns = [await asyncpg.connect(url) for _ in range(clients)]
     await conns[0].execute("CREATE TABLE bench_raw_copy (LIKE fusou_buffer INCLUDING ALL)")
     queue = list(reversed(batches))
-    columns = [
-        "seq",
-        "table_id",
-        "event_time",
-        "ingested_at",
-        "schema_version",
-        "dedup_key",
-        "record",
-    ]
+    columns = list(COPY_COLUMNS)
 
     async def client(conn: asyncpg.Connection) -> None:
         while queue:

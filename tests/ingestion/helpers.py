@@ -9,28 +9,11 @@ from typing import Any
 import asyncpg
 import fastavro
 import grpc
-import pyarrow as pa
-from google.protobuf import struct_pb2
 from google.rpc import status_pb2
 
 from fusou.ingest.v1 import ingest_pb2
+from fusou.records.wire_formats import structs
 from fusou.server.status import bad_request_fields
-
-
-def structs(rows: list[dict[str, Any]]) -> list[struct_pb2.Struct]:
-    out = []
-    for r in rows:
-        s = struct_pb2.Struct()
-        s.update(r)
-        out.append(s)
-    return out
-
-
-def arrow_ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return bytes(sink.getvalue().to_pybytes())
 
 
 def request(

@@ -11,8 +11,10 @@ import pytest
 
 from fusou.config import Settings
 from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from fusou.records.wire_formats import arrow_ipc_bytes as arrow_ipc
+from fusou.records.wire_formats import structs
 from fusou.testing import running_services
-from tests.ingestion.helpers import arrow_ipc, snapshot, structs, violation_fields
+from tests.ingestion.helpers import snapshot, violation_fields
 
 GOOD_ROW = {"timestamp": 1_700_000_000_000, "hp": 1}
 LIMIT = 100
@@ -20,9 +22,10 @@ LIMIT = 100
 
 @pytest.fixture
 async def limited(settings: Settings) -> AsyncIterator[ingest_pb2_grpc.IngestServiceAsyncStub]:
-    async with running_services(
-        settings.replace(ingest_max_rows=LIMIT, ingest_max_bytes=64 * 1024)
-    ) as s, grpc.aio.insecure_channel(s.target) as channel:
+    async with (
+        running_services(settings.replace(ingest_max_rows=LIMIT, ingest_max_bytes=64 * 1024)) as s,
+        grpc.aio.insecure_channel(s.target) as channel,
+    ):
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         # Something already there, so "unchanged" is checked against a non-empty state.
         await stub.Ingest(_req(request_id="seed"))

@@ -6,32 +6,16 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from google.protobuf import struct_pb2
 
 from fusou.errors import InvalidArgument
 from fusou.records.batch import batch_from_arrow, batch_from_arrow_ipc, batch_from_structs
+from fusou.records.wire_formats import arrow_ipc_bytes, structs
 from fusou.schema.model import FieldType as F
-
-
-def _structs(rows: list[dict[str, Any]]) -> list[struct_pb2.Struct]:
-    out = []
-    for r in rows:
-        s = struct_pb2.Struct()
-        s.update(r)
-        out.append(s)
-    return out
-
-
-def _ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as w:
-        w.write_table(table)
-    return bytes(sink.getvalue().to_pybytes())
 
 
 def test_struct_numbers_become_long_when_whole_and_double_otherwise() -> None:
     b = batch_from_structs(
-        _structs(
+        structs(
             [{"timestamp": 1, "a": 2, "b": 2.5, "c": "x", "d": True, "e": {"k": [1]}, "f": None}]
         ),
         "timestamp",
@@ -64,7 +48,7 @@ def test_struct_numbers_become_long_when_whole_and_double_otherwise() -> None:
 )
 def test_struct_rejections_name_the_row_and_field(rows: list[dict[str, Any]], field: str) -> None:
     with pytest.raises(InvalidArgument) as err:
-        batch_from_structs(_structs(rows), "timestamp")
+        batch_from_structs(structs(rows), "timestamp")
     assert err.value.violations[0].field == field
 
 
@@ -80,7 +64,7 @@ def test_arrow_types_are_normalized() -> None:
             "bin": pa.array([b"\x00"], pa.large_binary()),
         }
     )
-    b = batch_from_arrow_ipc(_ipc(t), "timestamp")
+    b = batch_from_arrow_ipc(arrow_ipc_bytes(t), "timestamp")
     assert b.types == {
         "timestamp": F.LONG,
         "i8": F.LONG,
@@ -111,7 +95,7 @@ def test_arrow_rejections_name_the_column(table: pa.Table, field: str) -> None:
 
 
 def test_corrupt_ipc_is_rejected() -> None:
-    data = _ipc(pa.table({"timestamp": [1]}))
+    data = arrow_ipc_bytes(pa.table({"timestamp": [1]}))
     for bad in (b"not arrow", data[: len(data) // 2], b"\xff" * 64):
         with pytest.raises(InvalidArgument) as err:
             batch_from_arrow_ipc(bad, "timestamp")

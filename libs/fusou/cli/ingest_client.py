@@ -15,12 +15,12 @@ from typing import Any
 
 import grpc
 import orjson
-import pyarrow as pa
 import pyarrow.parquet as pq
 from google.protobuf import struct_pb2
 from tqdm import tqdm
 
 from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from fusou.records.wire_formats import arrow_ipc_bytes
 
 
 class InputError(Exception):
@@ -73,13 +73,6 @@ def _json_batches(path: Path, batch_size: int) -> Iterator[list[struct_pb2.Struc
         yield batch
 
 
-def _ipc(batch: pa.RecordBatch) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-    return bytes(sink.getvalue().to_pybytes())
-
-
 def run_ingest(
     target: str, dataset: str, table: str, path: Path, *, batch_size: int, quiet: bool
 ) -> dict[str, int]:
@@ -97,7 +90,7 @@ def run_ingest(
         requests: Iterator[tuple[int, ingest_pb2.IngestRequest]]
         if parquet:
             requests = (
-                (b.num_rows, ingest_pb2.IngestRequest(arrow_ipc=_ipc(b)))
+                (b.num_rows, ingest_pb2.IngestRequest(arrow_ipc=arrow_ipc_bytes(b)))
                 for b in pq.ParquetFile(path).iter_batches(batch_size=batch_size)
             )
         else:
