@@ -7,10 +7,15 @@ from collections.abc import Callable
 
 from fusou.runtime import Runtime
 from fusou.server.app import HostedService
+from services.archiver.main import hosted as archiver_hosted
 from services.ingest.main import hosted as ingest_hosted
+from services.reader.main import hosted as reader_hosted
 
 SERVICES: dict[str, Callable[[Runtime], HostedService]] = {
     "ingest": ingest_hosted,
+    "archiver": archiver_hosted,
+    # GetStats; ReadRange answers UNIMPLEMENTED until the Reader lands.
+    "reader": reader_hosted,
 }
 # Named in the API, implemented by later work.
-PLANNED = ("archiver", "compactor", "reader")
+PLANNED = ("compactor",)

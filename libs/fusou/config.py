@@ -215,6 +215,27 @@ VARIABLES: tuple[Variable, ...] = (
         "Avro codec of cold files.",
     ),
     Variable(
+        "FUSOU_ARCHIVE_BLOCK_ROWS",
+        "archive_block_rows",
+        4096,
+        _int_range(1, 1_000_000),
+        "Most rows per Avro block of a cold file (one block is what a reader fetches at once).",
+    ),
+    Variable(
+        "FUSOU_ARCHIVE_BLOCK_BYTES",
+        "archive_block_bytes",
+        1 * MiB,
+        _int_range(1024),
+        "Most uncompressed bytes per Avro block.",
+    ),
+    Variable(
+        "FUSOU_ARCHIVE_MAX_FILE_BYTES",
+        "archive_max_file_bytes",
+        128 * MiB,
+        _int_range(64 * 1024),
+        "A cold file is closed once it holds this many bytes (it may exceed it by one block).",
+    ),
+    Variable(
         "FUSOU_COMPACT_MAX_DATASETS_PER_RUN",
         "compact_max_datasets_per_run",
         50,
@@ -279,6 +300,9 @@ class Settings:
     delete_grace_s: float = 3600.0
     archive_min_age_s: float = 3600.0
     archive_codec: str = "deflate"
+    archive_block_rows: int = 4096
+    archive_block_bytes: int = 1 * MiB
+    archive_max_file_bytes: int = 128 * MiB
     compact_max_datasets_per_run: int = 50
     compact_concurrency: int = 2
     compact_max_fragments: int = 1000

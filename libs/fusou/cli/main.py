@@ -47,6 +47,27 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--batch-size", type=_positive_int, default=1000)
     ingest.add_argument("--target", default=_target_default())
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    archive = sub.add_parser(
+        "archive", help="move hot rows older than the minimum age to cold files (for CronJobs)"
+    )
+    archive.add_argument("--dataset", default="", help="only this dataset")
+    archive.add_argument("--table", default="", help="only this table (needs --dataset)")
+    archive.add_argument(
+        "--min-age-seconds",
+        type=float,
+        default=None,
+        help="override FUSOU_ARCHIVE_MIN_AGE_S of the server",
+    )
+    archive.add_argument("--max-rows-per-table", type=int, default=0)
+    archive.add_argument("--timeout", type=float, default=3600.0, help="seconds")
+    archive.add_argument("--target", default=_target_default())
+
+    stats = sub.add_parser("stats", help="hot/cold distribution and compression per table")
+    stats.add_argument("--dataset", default="")
+    stats.add_argument("--table", default="")
+    stats.add_argument("--timeout", type=float, default=60.0, help="seconds")
+    stats.add_argument("--target", default=_target_default())
     return parser
 
 
@@ -102,7 +123,35 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "ingest":
         return _ingest(args)
+    if args.command in ("archive", "stats"):
+        return _admin(args)
     raise AssertionError(args.command)
+
+
+def _admin(args: argparse.Namespace) -> int:
+    import grpc
+
+    from fusou.cli.admin_client import run_archive, run_stats
+
+    try:
+        if args.command == "archive":
+            output = run_archive(
+                args.target,
+                dataset=args.dataset,
+                table=args.table,
+                min_age_seconds=args.min_age_seconds,
+                max_rows_per_table=args.max_rows_per_table,
+                timeout=args.timeout,
+            )
+        else:
+            output = run_stats(
+                args.target, dataset=args.dataset, table=args.table, timeout=args.timeout
+            )
+    except grpc.RpcError as exc:
+        print(f"fusou {args.command}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    print(output)
+    return 0
 
 
 def _ingest(args: argparse.Namespace) -> int:

@@ -73,7 +73,9 @@ def check_payload(request: ingest_pb2.IngestRequest, limits: Limits) -> None:
         violations.append(FieldViolation("rows", "no rows: set rows or arrow_ipc"))
     if len(request.rows) > limits.max_rows:
         violations.append(
-            FieldViolation("rows", f"{len(request.rows)} rows is over the limit of {limits.max_rows}")
+            FieldViolation(
+                "rows", f"{len(request.rows)} rows is over the limit of {limits.max_rows}"
+            )
         )
     if len(request.arrow_ipc) > limits.max_arrow_bytes:
         violations.append(
@@ -109,7 +111,9 @@ def prepare(data: bytes, table: TableContext, limits: Limits, ingested_at: int) 
     return Prepared(encode_rows(batch, table, latest, ingested_at), None, batch.num_rows)
 
 
-def encode_rows(batch: Batch, table: TableContext, schema: TableSchema, ingested_at: int) -> BufferRows:
+def encode_rows(
+    batch: Batch, table: TableContext, schema: TableSchema, ingested_at: int
+) -> BufferRows:
     types = {f.name: f.type for f in schema.fields}
     conformed = conform(batch, types, schema.names)
     return BufferRows(

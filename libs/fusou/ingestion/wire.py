@@ -57,4 +57,6 @@ class RawIngestRequest:
 
     @classmethod
     def of(cls, request: ingest_pb2.IngestRequest) -> RawIngestRequest:
-        return cls(request.SerializeToString(), request.dataset_id, request.table, request.request_id)
+        return cls(
+            request.SerializeToString(), request.dataset_id, request.table, request.request_id
+        )

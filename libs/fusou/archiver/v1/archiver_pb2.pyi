@@ -64,9 +64,12 @@ class ArchiveResponse(_message.Message):
     TOTAL_ROWS_FIELD_NUMBER: _builtins.int
     TOTAL_FILES_FIELD_NUMBER: _builtins.int
     TOTAL_BYTES_FIELD_NUMBER: _builtins.int
+    ORPHANS_DELETED_FIELD_NUMBER: _builtins.int
     total_rows: _builtins.int
     total_files: _builtins.int
     total_bytes: _builtins.int
+    orphans_deleted: _builtins.int
+    """Unregistered objects under cold/ (left by crashed runs) deleted after the grace period."""
     @_builtins.property
     def tables(self) -> _containers.RepeatedCompositeFieldContainer[Global___TableArchiveResult]: ...
     def __init__(
@@ -76,10 +79,11 @@ class ArchiveResponse(_message.Message):
         total_rows: _builtins.int = ...,
         total_files: _builtins.int = ...,
         total_bytes: _builtins.int = ...,
+        orphans_deleted: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tables", b"tables", "total_bytes", b"total_bytes", "total_files", b"total_files", "total_rows", b"total_rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["orphans_deleted", b"orphans_deleted", "tables", b"tables", "total_bytes", b"total_bytes", "total_files", b"total_files", "total_rows", b"total_rows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -98,6 +102,7 @@ class TableArchiveResult(_message.Message):
     UNCOMPRESSED_BYTES_FIELD_NUMBER: _builtins.int
     COMPRESSION_RATIO_FIELD_NUMBER: _builtins.int
     MORE_REMAINING_FIELD_NUMBER: _builtins.int
+    SKIPPED_BUSY_FIELD_NUMBER: _builtins.int
     dataset_id: _builtins.str
     table: _builtins.str
     rows: _builtins.int
@@ -111,6 +116,8 @@ class TableArchiveResult(_message.Message):
     """uncompressed_bytes / bytes."""
     more_remaining: _builtins.bool
     """True when rows older than the minimum age remain (a limit was reached)."""
+    skipped_busy: _builtins.bool
+    """True when another archiver held this table; it was left to that one."""
     def __init__(
         self,
         *,
@@ -123,10 +130,11 @@ class TableArchiveResult(_message.Message):
         uncompressed_bytes: _builtins.int = ...,
         compression_ratio: _builtins.float = ...,
         more_remaining: _builtins.bool = ...,
+        skipped_busy: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocks", b"blocks", "bytes", b"bytes", "compression_ratio", b"compression_ratio", "dataset_id", b"dataset_id", "files", b"files", "more_remaining", b"more_remaining", "rows", b"rows", "table", b"table", "uncompressed_bytes", b"uncompressed_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocks", b"blocks", "bytes", b"bytes", "compression_ratio", b"compression_ratio", "dataset_id", b"dataset_id", "files", b"files", "more_remaining", b"more_remaining", "rows", b"rows", "skipped_busy", b"skipped_busy", "table", b"table", "uncompressed_bytes", b"uncompressed_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

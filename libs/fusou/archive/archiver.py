@@ -1,0 +1,336 @@
+"""Moving hot rows to cold Avro files, exactly once.
+
+Per (dataset, table), under a PostgreSQL advisory lock so two archivers never move the same
+rows: stream the rows older than the cut-off from a cursor (one schema version per file,
+ordered by time so blocks have tight time ranges), frame them into blocks from their stored
+bytes, upload the file, then in one transaction register the file with its block index and
+delete exactly the rows it holds. A crash before that commit leaves the rows in the buffer and
+at most an unregistered object, which ``sweep_orphans`` deletes after the grace period.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+import numpy as np
+
+from fusou.archive.blocks import build_blocks
+from fusou.buffer.writer import now_ms
+from fusou.catalog.files import BlockEntry, NewFile, register_file
+from fusou.catalog.tables import TableRegistry
+from fusou.config import Settings
+from fusou.cpu import run_cpu
+from fusou.errors import Aborted, InvalidArgument
+from fusou.formats.avro_container import cold_schema, container_header
+from fusou.names import check_name
+from fusou.objectstore.base import ObjectStore
+from fusou.schema.model import TableSchema
+
+log = logging.getLogger(__name__)
+
+# Advisory lock class of "archiving table N" (the second key is the table id).
+ARCHIVE_LOCK = 7239012
+
+Checkpoint = Callable[[str], Awaitable[None]]
+
+
+async def _no_checkpoint(_: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ArchiveOptions:
+    dataset_id: str = ""
+    table: str = ""
+    min_age_s: float | None = None
+    max_rows_per_table: int = 0
+    max_tables: int = 0
+
+
+@dataclass
+class TableOutcome:
+    dataset_id: str
+    table: str
+    rows: int = 0
+    files: int = 0
+    blocks: int = 0
+    bytes: int = 0
+    uncompressed_bytes: int = 0
+    more_remaining: bool = False
+    skipped_busy: bool = False
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.uncompressed_bytes / self.bytes if self.bytes else 0.0
+
+
+@dataclass
+class ArchiveReport:
+    tables: list[TableOutcome] = field(default_factory=list)
+    orphans_deleted: int = 0
+
+
+@dataclass(frozen=True)
+class _Table:
+    table_id: int
+    dataset_id: str
+    name: str
+
+
+@dataclass
+class _FileResult:
+    rows: int
+    blocks: int
+    bytes: int
+    uncompressed_bytes: int
+
+
+_ROWS_QUERY = (
+    "SELECT seq, event_time, ingested_at, record FROM fusou_buffer "
+    "WHERE table_id = $1 AND schema_version = $2 AND ingested_at < $3 "
+    "ORDER BY event_time, seq"
+)
+
+
+class Archiver:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        store: ObjectStore,
+        registry: TableRegistry,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._store = store
+        self._registry = registry
+        # Fault injection for the crash-safety tests; a no-op otherwise.
+        self._checkpoint = checkpoint or _no_checkpoint
+
+    async def archive(self, options: ArchiveOptions) -> ArchiveReport:
+        if options.dataset_id:
+            check_name("dataset_id", options.dataset_id)
+        if options.table:
+            if not options.dataset_id:
+                raise InvalidArgument("table", "a table filter needs dataset_id")
+            check_name("table", options.table)
+        if options.min_age_s is not None and options.min_age_s < 0:
+            raise InvalidArgument("min_age_seconds", "must not be negative")
+        if options.max_rows_per_table < 0:
+            raise InvalidArgument("max_rows_per_table", "must not be negative")
+        if options.max_tables < 0:
+            raise InvalidArgument("max_tables", "must not be negative")
+        min_age = (
+            self._settings.archive_min_age_s if options.min_age_s is None else options.min_age_s
+        )
+        cutoff = now_ms() - int(min_age * 1000)
+        tables = await self._candidates(options, cutoff)
+        if options.max_tables:
+            tables = tables[: options.max_tables]
+        report = ArchiveReport()
+        for table in tables:
+            outcome = await self._archive_table(
+                table, cutoff, options.max_rows_per_table, single=bool(options.table)
+            )
+            report.tables.append(outcome)
+        report.orphans_deleted = await self.sweep_orphans(options.dataset_id or None)
+        return report
+
+    async def _candidates(self, options: ArchiveOptions, cutoff: int) -> list[_Table]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT t.table_id, t.dataset_id, t.table_name FROM fusou_tables t "
+                "WHERE ($1 = '' OR t.dataset_id = $1) AND ($2 = '' OR t.table_name = $2) "
+                "AND EXISTS (SELECT 1 FROM fusou_buffer b "
+                "            WHERE b.table_id = t.table_id AND b.ingested_at < $3) "
+                "ORDER BY t.dataset_id, t.table_name",
+                options.dataset_id,
+                options.table,
+                cutoff,
+            )
+        return [_Table(r["table_id"], r["dataset_id"], r["table_name"]) for r in rows]
+
+    async def _archive_table(
+        self, table: _Table, cutoff: int, max_rows: int, *, single: bool
+    ) -> TableOutcome:
+        outcome = TableOutcome(table.dataset_id, table.name)
+        async with self._pool.acquire() as lock_conn:
+            # A session lock on its own connection: it outlives the per-file transactions,
+            # and a crashed archiver's lock goes away with its connection.
+            locked = await lock_conn.fetchval(
+                "SELECT pg_try_advisory_lock($1, $2)", ARCHIVE_LOCK, table.table_id
+            )
+            if not locked:
+                if single:
+                    raise Aborted(
+                        f"{table.dataset_id}/{table.name} is being archived by another call"
+                    )
+                outcome.skipped_busy = True
+                return outcome
+            try:
+                await self._move_rows(table, cutoff, max_rows, outcome)
+            finally:
+                await lock_conn.execute(
+                    "SELECT pg_advisory_unlock($1, $2)", ARCHIVE_LOCK, table.table_id
+                )
+        return outcome
+
+    async def _move_rows(
+        self, table: _Table, cutoff: int, max_rows: int, outcome: TableOutcome
+    ) -> None:
+        async with self._pool.acquire() as conn:
+            versions = [
+                r["schema_version"]
+                for r in await conn.fetch(
+                    "SELECT DISTINCT schema_version FROM fusou_buffer "
+                    "WHERE table_id = $1 AND ingested_at < $2 ORDER BY 1",
+                    table.table_id,
+                    cutoff,
+                )
+            ]
+        budget = max_rows or None
+        for version in versions:
+            schema = await self._registry.version(table.table_id, version)
+            async with self._pool.acquire() as read_conn, read_conn.transaction(readonly=True):
+                cursor = await read_conn.cursor(_ROWS_QUERY, table.table_id, version, cutoff)
+                while budget is None or budget > 0:
+                    written = await self._write_file(table, schema, cursor, budget)
+                    if written is None:
+                        break
+                    outcome.rows += written.rows
+                    outcome.files += 1
+                    outcome.blocks += written.blocks
+                    outcome.bytes += written.bytes
+                    outcome.uncompressed_bytes += written.uncompressed_bytes
+                    if budget is not None:
+                        budget -= written.rows
+            if budget == 0:
+                break
+        if budget == 0:
+            async with self._pool.acquire() as conn:
+                outcome.more_remaining = bool(
+                    await conn.fetchval(
+                        "SELECT EXISTS (SELECT 1 FROM fusou_buffer "
+                        "WHERE table_id = $1 AND ingested_at < $2)",
+                        table.table_id,
+                        cutoff,
+                    )
+                )
+
+    async def _write_file(
+        self,
+        table: _Table,
+        schema: TableSchema,
+        cursor: asyncpg.cursor.Cursor,
+        budget: int | None,
+    ) -> _FileResult | None:
+        s = self._settings
+        block_rows = s.archive_block_rows if budget is None else min(s.archive_block_rows, budget)
+        first = await cursor.fetch(block_rows)
+        if not first:
+            return None
+        codec = s.archive_codec
+        sync = os.urandom(16)
+        header = container_header(cold_schema(schema), codec, sync)
+        index: list[BlockEntry] = []
+        seqs: list[np.ndarray] = []
+        sizes = {"rows": 0, "uncompressed": 0, "bytes": len(header)}
+        day = dt.datetime.fromtimestamp(first[0]["event_time"] / 1000, dt.UTC).date().isoformat()
+        key = f"cold/{table.dataset_id}/{table.name}/date={day}/{uuid.uuid4().hex}.avro"
+
+        async def body() -> AsyncIterator[bytes]:
+            yield header
+            batch = first
+            while batch:
+                blocks = await run_cpu(
+                    build_blocks,
+                    batch,
+                    codec=codec,
+                    sync=sync,
+                    max_block_bytes=s.archive_block_bytes,
+                )
+                for b in blocks:
+                    index.append(
+                        BlockEntry(sizes["bytes"], len(b.data), b.row_count, b.min_time, b.max_time)
+                    )
+                    sizes["bytes"] += len(b.data)
+                    sizes["uncompressed"] += b.uncompressed_bytes
+                    seqs.append(b.seqs)
+                    yield b.data
+                sizes["rows"] += len(batch)
+                await self._checkpoint("upload")
+                left = None if budget is None else budget - sizes["rows"]
+                if sizes["bytes"] >= s.archive_max_file_bytes or left == 0:
+                    break
+                batch = await cursor.fetch(block_rows if left is None else min(block_rows, left))
+
+        info = await self._store.put(key, body())
+        await self._checkpoint("uploaded")
+        all_seqs = np.concatenate(seqs)
+        new_file = NewFile(
+            dataset_id=table.dataset_id,
+            table_id=table.table_id,
+            object_key=key,
+            kind="cold",
+            file_format="avro",
+            size_bytes=info.size,
+            row_count=len(all_seqs),
+            uncompressed_bytes=sizes["uncompressed"],
+            min_time=min(b.min_time for b in index),
+            max_time=max(b.max_time for b in index),
+            schema_version=schema.version,
+            codec=codec,
+            header=header,
+            blocks=index,
+        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            await register_file(conn, new_file)
+            status = await conn.execute(
+                "DELETE FROM fusou_buffer WHERE seq = ANY($1::bigint[])", all_seqs.tolist()
+            )
+            deleted = int(status.split()[-1])
+            if deleted != len(all_seqs):
+                # Someone else moved some of these rows: keep the buffer as it was.
+                raise Aborted(
+                    f"expected to retire {len(all_seqs)} buffer rows, found {deleted}; retry"
+                )
+            await conn.execute(
+                "UPDATE fusou_datasets SET compaction_needed = true WHERE dataset_id = $1",
+                table.dataset_id,
+            )
+            await self._checkpoint("commit")
+        await self._checkpoint("committed")
+        log.info(
+            "archived %d rows of %s/%s to %s", len(all_seqs), table.dataset_id, table.name, key
+        )
+        return _FileResult(len(all_seqs), len(index), info.size, sizes["uncompressed"])
+
+    async def sweep_orphans(self, dataset_id: str | None = None) -> int:
+        """Delete objects under cold/ that no catalog row names, once older than the grace."""
+        prefix = f"cold/{dataset_id}/" if dataset_id else "cold/"
+        horizon = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self._settings.delete_grace_s)
+        old = [info.key async for info in self._store.list(prefix) if info.last_modified < horizon]
+        deleted = 0
+        for start in range(0, len(old), 1000):
+            chunk = old[start : start + 1000]
+            async with self._pool.acquire() as conn:
+                known = {
+                    r["object_key"]
+                    for r in await conn.fetch(
+                        "SELECT object_key FROM fusou_objects WHERE object_key = ANY($1::text[])",
+                        chunk,
+                    )
+                }
+            orphans = [k for k in chunk if k not in known]
+            if orphans:
+                await self._store.delete_many(orphans)
+                deleted += len(orphans)
+                log.info("deleted %d orphaned objects under %s", len(orphans), prefix)
+        return deleted

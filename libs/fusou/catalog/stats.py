@@ -1,0 +1,71 @@
+"""Per-table statistics: where the rows are and how well cold files compress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from fusou.buffer.writer import now_ms
+from fusou.names import check_name
+
+
+@dataclass(frozen=True)
+class TableStats:
+    dataset_id: str
+    table: str
+    schema_version: int
+    hot_rows: int
+    hot_bytes: int
+    oldest_hot_row_age_s: float
+    cold_files: int
+    cold_rows: int
+    cold_bytes: int
+    compression_ratio: float
+    raw_fragments: int
+    raw_bytes: int
+    optimized_files: int
+    optimized_bytes: int
+
+
+async def table_stats(
+    pool: asyncpg.Pool, dataset_id: str = "", table: str = ""
+) -> list[TableStats]:
+    if dataset_id:
+        check_name("dataset_id", dataset_id)
+    if table:
+        check_name("table", table)
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT * FROM fusou_hot_cold_summary "
+            "WHERE ($1 = '' OR dataset_id = $1) AND ($2 = '' OR table_name = $2) "
+            "ORDER BY dataset_id, table_name",
+            dataset_id,
+            table,
+        )
+    now = now_ms()
+    return [
+        TableStats(
+            dataset_id=r["dataset_id"],
+            table=r["table_name"],
+            schema_version=r["latest_version"],
+            hot_rows=r["hot_rows"],
+            hot_bytes=r["hot_bytes"],
+            oldest_hot_row_age_s=(
+                0.0
+                if r["oldest_hot_ingested_at"] is None
+                else max(0.0, (now - r["oldest_hot_ingested_at"]) / 1000)
+            ),
+            cold_files=r["cold_files"],
+            cold_rows=r["cold_rows"],
+            cold_bytes=r["cold_bytes"],
+            compression_ratio=(
+                r["cold_uncompressed_bytes"] / r["cold_bytes"] if r["cold_bytes"] else 0.0
+            ),
+            raw_fragments=r["raw_fragments"],
+            raw_bytes=r["raw_bytes"],
+            optimized_files=r["optimized_files"],
+            optimized_bytes=r["optimized_bytes"],
+        )
+        for r in rows
+    ]

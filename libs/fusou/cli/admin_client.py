@@ -1,0 +1,77 @@
+"""``fusou archive`` and ``fusou stats``: clients of Archive and GetStats, for people and for
+the Kubernetes CronJobs (a JSON summary on stdout, a non-zero exit when the call fails)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
+
+
+def _as_json(message: Message) -> str:
+    data: dict[str, Any] = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return json.dumps(data, indent=2)
+
+
+class _Elapsed:
+    """A 'still working' line on a terminal's stderr while a long call runs."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        while not self._stop.wait(0.5):
+            sys.stderr.write(f"\r{self._label}... {time.monotonic() - start:5.0f}s")
+            sys.stderr.flush()
+        sys.stderr.write("\r" + " " * (len(self._label) + 12) + "\r")
+
+    def __enter__(self) -> _Elapsed:
+        if sys.stderr.isatty():
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+def run_archive(
+    target: str,
+    *,
+    dataset: str,
+    table: str,
+    min_age_seconds: float | None,
+    max_rows_per_table: int,
+    timeout: float,
+) -> str:
+    request = archiver_pb2.ArchiveRequest(
+        dataset_id=dataset, table=table, max_rows_per_table=max_rows_per_table
+    )
+    if min_age_seconds is not None:
+        request.min_age_seconds = int(min_age_seconds)
+    with grpc.insecure_channel(target) as channel, _Elapsed("archiving"):
+        response = archiver_pb2_grpc.ArchiverServiceStub(channel).Archive(request, timeout=timeout)
+    return _as_json(response)
+
+
+def run_stats(target: str, *, dataset: str, table: str, timeout: float) -> str:
+    with grpc.insecure_channel(target) as channel:
+        response = reader_pb2_grpc.ReaderServiceStub(channel).GetStats(
+            reader_pb2.GetStatsRequest(dataset_id=dataset, table=table), timeout=timeout
+        )
+    return _as_json(response)

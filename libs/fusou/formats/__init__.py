@@ -1,0 +1,1 @@
+"""File formats of the object store: Avro object container files (cold) and Parquet."""

@@ -1,0 +1,1 @@
+"""fusou.archiver.v1.ArchiverService."""

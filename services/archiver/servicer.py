@@ -1,0 +1,52 @@
+"""ArchiverService: protobuf in, domain calls, protobuf out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grpc import aio
+
+from fusou.archive.archiver import ArchiveOptions, Archiver
+from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+
+Context = aio.ServicerContext[Any, Any]
+
+
+class ArchiverServicer(archiver_pb2_grpc.ArchiverServiceServicer):
+    def __init__(self, archiver: Archiver) -> None:
+        self._archiver = archiver
+
+    async def Archive(
+        self, request: archiver_pb2.ArchiveRequest, context: Context
+    ) -> archiver_pb2.ArchiveResponse:
+        report = await self._archiver.archive(
+            ArchiveOptions(
+                dataset_id=request.dataset_id,
+                table=request.table,
+                min_age_s=request.min_age_seconds if request.HasField("min_age_seconds") else None,
+                max_rows_per_table=request.max_rows_per_table,
+                max_tables=request.max_tables,
+            )
+        )
+        tables = [
+            archiver_pb2.TableArchiveResult(
+                dataset_id=t.dataset_id,
+                table=t.table,
+                rows=t.rows,
+                files=t.files,
+                blocks=t.blocks,
+                bytes=t.bytes,
+                uncompressed_bytes=t.uncompressed_bytes,
+                compression_ratio=t.compression_ratio,
+                more_remaining=t.more_remaining,
+                skipped_busy=t.skipped_busy,
+            )
+            for t in report.tables
+        ]
+        return archiver_pb2.ArchiveResponse(
+            tables=tables,
+            total_rows=sum(t.rows for t in report.tables),
+            total_files=sum(t.files for t in report.tables),
+            total_bytes=sum(t.bytes for t in report.tables),
+            orphans_deleted=report.orphans_deleted,
+        )

@@ -1,0 +1,1 @@
+"""fusou.reader.v1.ReaderService."""

@@ -1,0 +1,23 @@
+"""Hosting ReaderService: ``fusou serve reader``."""
+
+from __future__ import annotations
+
+from grpc import aio
+
+from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
+from fusou.runtime import Runtime
+from fusou.server.app import HostedService
+from services.reader.servicer import ReaderServicer
+
+SERVICE_NAME = reader_pb2.DESCRIPTOR.services_by_name["ReaderService"].full_name
+
+
+def _add(servicer: ReaderServicer, server: aio.Server) -> None:
+    reader_pb2_grpc.add_ReaderServiceServicer_to_server(servicer, server)
+
+
+def hosted(runtime: Runtime) -> HostedService:
+    servicer = ReaderServicer(runtime.pool)
+    return HostedService(
+        full_name=SERVICE_NAME, add_to_server=lambda server: _add(servicer, server)
+    )
