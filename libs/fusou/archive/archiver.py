@@ -16,6 +16,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import numpy as np
@@ -200,8 +201,9 @@ class Archiver:
             schema = await self._registry.version(table.table_id, version)
             async with self._pool.acquire() as read_conn, read_conn.transaction(readonly=True):
                 cursor = await read_conn.cursor(_ROWS_QUERY, table.table_id, version, cutoff)
+                carry: list[Any] = []
                 while budget is None or budget > 0:
-                    written = await self._write_file(table, schema, cursor, budget)
+                    written, carry = await self._write_file(table, schema, cursor, budget, carry)
                     if written is None:
                         break
                     outcome.rows += written.rows
@@ -230,22 +232,30 @@ class Archiver:
         schema: TableSchema,
         cursor: asyncpg.cursor.Cursor,
         budget: int | None,
-    ) -> _FileResult | None:
+        carry: list[Any],
+    ) -> tuple[_FileResult | None, list[Any]]:
+        """Write one file from ``carry`` (rows fetched but not yet written) and the cursor.
+
+        Returns the file written (None when no rows were left) and the rows fetched beyond the
+        file's size cap, which start the next file.
+        """
         s = self._settings
         block_rows = s.archive_block_rows if budget is None else min(s.archive_block_rows, budget)
-        first = await cursor.fetch(block_rows)
+        first = carry or await cursor.fetch(block_rows)
         if not first:
-            return None
+            return None, []
         codec = s.archive_codec
         sync = os.urandom(16)
         header = container_header(cold_schema(schema), codec, sync)
         index: list[BlockEntry] = []
         seqs: list[np.ndarray] = []
         sizes = {"rows": 0, "uncompressed": 0, "bytes": len(header)}
+        leftover: list[Any] = []
         day = dt.datetime.fromtimestamp(first[0]["event_time"] / 1000, dt.UTC).date().isoformat()
         key = f"cold/{table.dataset_id}/{table.name}/date={day}/{uuid.uuid4().hex}.avro"
 
         async def body() -> AsyncIterator[bytes]:
+            nonlocal leftover
             yield header
             batch = first
             while batch:
@@ -256,18 +266,24 @@ class Archiver:
                     sync=sync,
                     max_block_bytes=s.archive_block_bytes,
                 )
+                used = 0
                 for b in blocks:
+                    if index and sizes["bytes"] >= s.archive_max_file_bytes:
+                        # The file is full: the rest of this batch starts the next file.
+                        leftover = list(batch[used:])
+                        break
                     index.append(
                         BlockEntry(sizes["bytes"], len(b.data), b.row_count, b.min_time, b.max_time)
                     )
                     sizes["bytes"] += len(b.data)
                     sizes["uncompressed"] += b.uncompressed_bytes
+                    sizes["rows"] += b.row_count
+                    used += b.row_count
                     seqs.append(b.seqs)
                     yield b.data
-                sizes["rows"] += len(batch)
                 await self._checkpoint("upload")
-                left = None if budget is None else budget - sizes["rows"]
-                if sizes["bytes"] >= s.archive_max_file_bytes or left == 0:
+                left = None if budget is None else budget - sizes["rows"] - len(leftover)
+                if leftover or sizes["bytes"] >= s.archive_max_file_bytes or left == 0:
                     break
                 batch = await cursor.fetch(block_rows if left is None else min(block_rows, left))
 
@@ -310,7 +326,7 @@ class Archiver:
         log.info(
             "archived %d rows of %s/%s to %s", len(all_seqs), table.dataset_id, table.name, key
         )
-        return _FileResult(len(all_seqs), len(index), info.size, sizes["uncompressed"])
+        return _FileResult(len(all_seqs), len(index), info.size, sizes["uncompressed"]), leftover
 
     async def sweep_orphans(self, dataset_id: str | None = None) -> int:
         """Delete objects under cold/ that no catalog row names, once older than the grace."""

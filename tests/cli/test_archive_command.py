@@ -1,0 +1,71 @@
+"""``fusou archive`` and ``fusou stats`` as a CronJob or a person runs them."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from fusou.config import Settings
+from fusou.testing import ServicesUnderTest, running_services
+from tests.support.grpcurl import FUSOU, agrpcurl, arun
+
+T0 = 1_700_000_000_000
+
+
+@pytest.fixture
+async def system(settings: Settings) -> AsyncIterator[ServicesUnderTest]:
+    # The server's own minimum age is an hour; the command overrides it where it needs to.
+    async with running_services(settings, ["ingest", "archiver", "reader"]) as s:
+        yield s
+
+
+async def _ingest(target: str, n: int) -> None:
+    rows = [{"timestamp": T0 + i, "v": i} for i in range(n)]
+    result = await agrpcurl(
+        target,
+        "fusou.ingest.v1.IngestService/Ingest",
+        data={"dataset_id": "u1", "table": "battle", "rows": rows},
+    )
+    assert result.returncode == 0, result.explain()
+
+
+async def test_archive_prints_a_json_summary_and_exits_0(
+    system: ServicesUnderTest, database_url: str
+) -> None:
+    await _ingest(system.target, 40)
+    young = await arun([FUSOU, "archive", "--target", system.target])
+    assert young.returncode == 0, young.explain()
+    assert int(young.json()["total_rows"]) == 0
+    done = await arun(
+        [FUSOU, "archive", "--target", system.target, "--dataset", "u1", "--min-age-seconds", "0"]
+    )
+    assert done.returncode == 0, done.explain()
+    summary = done.json()
+    assert int(summary["total_rows"]) == 40
+    assert summary["tables"][0]["dataset_id"] == "u1" and int(summary["tables"][0]["rows"]) == 40
+    assert float(summary["tables"][0]["compression_ratio"]) > 0
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM fusou_buffer") == 0
+    finally:
+        await conn.close()
+    stats = await arun([FUSOU, "stats", "--target", system.target, "--dataset", "u1"])
+    assert stats.returncode == 0, stats.explain()
+    table = stats.json()["tables"][0]
+    assert (table["table"], int(table["cold_rows"]), int(table["hot_rows"])) == ("battle", 40, 0)
+
+
+async def test_archive_fails_readably_when_the_call_fails(system: ServicesUnderTest) -> None:
+    bad = await arun([FUSOU, "archive", "--target", system.target, "--table", "battle"])
+    assert bad.returncode == 1, bad.explain()
+    assert "INVALID_ARGUMENT" in bad.stderr and "Traceback" not in bad.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = await arun([FUSOU, "archive", "--target", f"127.0.0.1:{port}", "--timeout", "5"])
+    assert down.returncode == 1, down.explain()
+    assert "UNAVAILABLE" in down.stderr and "Traceback" not in down.stderr
+    assert down.stdout == ""
