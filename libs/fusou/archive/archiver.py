@@ -329,24 +329,51 @@ class Archiver:
         return _FileResult(len(all_seqs), len(index), info.size, sizes["uncompressed"]), leftover
 
     async def sweep_orphans(self, dataset_id: str | None = None) -> int:
-        """Delete objects under cold/ that no catalog row names, once older than the grace."""
+        """Delete objects under cold/ that no catalog row names, once older than the grace.
+
+        Each table's objects are judged while holding that table's archive lock: a run holds it
+        from upload to commit, so an unregistered object seen under the lock is a true orphan,
+        never an upload about to be registered. Busy tables are left for a later sweep.
+        """
         prefix = f"cold/{dataset_id}/" if dataset_id else "cold/"
         horizon = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self._settings.delete_grace_s)
-        old = [info.key async for info in self._store.list(prefix) if info.last_modified < horizon]
+        by_table: dict[tuple[str, str], list[str]] = {}
+        async for info in self._store.list(prefix):
+            if info.last_modified < horizon:
+                parts = info.key.split("/")  # cold/{dataset}/{table}/...
+                owner = (parts[1], parts[2]) if len(parts) >= 4 else ("", "")
+                by_table.setdefault(owner, []).append(info.key)
         deleted = 0
-        for start in range(0, len(old), 1000):
-            chunk = old[start : start + 1000]
-            async with self._pool.acquire() as conn:
-                known = {
-                    r["object_key"]
-                    for r in await conn.fetch(
-                        "SELECT object_key FROM fusou_objects WHERE object_key = ANY($1::text[])",
-                        chunk,
-                    )
-                }
-            orphans = [k for k in chunk if k not in known]
-            if orphans:
-                await self._store.delete_many(orphans)
-                deleted += len(orphans)
-                log.info("deleted %d orphaned objects under %s", len(orphans), prefix)
+        async with self._pool.acquire() as conn:
+            for (ds, name), keys in by_table.items():
+                table_id = await conn.fetchval(
+                    "SELECT table_id FROM fusou_tables WHERE dataset_id = $1 AND table_name = $2",
+                    ds,
+                    name,
+                )
+                if table_id is not None and not await conn.fetchval(
+                    "SELECT pg_try_advisory_lock($1, $2)", ARCHIVE_LOCK, table_id
+                ):
+                    continue  # being archived: its unregistered object may be about to commit
+                try:
+                    for start in range(0, len(keys), 1000):
+                        chunk = keys[start : start + 1000]
+                        known = {
+                            r["object_key"]
+                            for r in await conn.fetch(
+                                "SELECT object_key FROM fusou_objects "
+                                "WHERE object_key = ANY($1::text[])",
+                                chunk,
+                            )
+                        }
+                        orphans = [k for k in chunk if k not in known]
+                        if orphans:
+                            await self._store.delete_many(orphans)
+                            deleted += len(orphans)
+                            log.info("deleted %d orphaned objects of %s/%s", len(orphans), ds, name)
+                finally:
+                    if table_id is not None:
+                        await conn.execute(
+                            "SELECT pg_advisory_unlock($1, $2)", ARCHIVE_LOCK, table_id
+                        )
         return deleted
