@@ -190,7 +190,7 @@ VARIABLES: tuple[Variable, ...] = (
         "FUSOU_CPU_WORKERS",
         "cpu_workers",
         1,
-        _int_range(1, 64),
+        _int_range(0, 64),
         "Worker processes for CPU-heavy work (parsing, encoding, compression); 0 runs it on a thread.",
     ),
     Variable(

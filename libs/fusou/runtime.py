@@ -43,7 +43,6 @@ async def open_runtime(settings: Settings) -> Runtime:
         )
     assert settings.database_url is not None and settings.object_store_url is not None
     cpu.configure(settings.cpu_workers)
-    await cpu.warm_up()
     pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
     try:
         async with pool.acquire() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from grpc import aio
 
+from fusou import cpu
 from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.ingestion.service import Ingestor
 from fusou.ingestion.wire import RawIngestRequest
@@ -24,6 +25,8 @@ def hosted(runtime: Runtime) -> HostedService:
     return HostedService(
         full_name=SERVICE_NAME,
         add_to_server=lambda server: _add(servicer, server),
+        # Start the worker processes now, not on the first request.
+        start=cpu.warm_up,
         close=ingestor.close,
         # Ingest requests stay bytes until a worker process parses them (see ingestion.wire).
         request_types={"/fusou.ingest.v1.IngestService/Ingest": RawIngestRequest},

@@ -10,11 +10,13 @@ at most an unregistered object, which ``sweep_orphans`` deletes after the grace 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +99,17 @@ _ROWS_QUERY = (
     "WHERE table_id = $1 AND schema_version = $2 AND ingested_at < $3 "
     "ORDER BY event_time, seq"
 )
+
+
+async def _delete_rows(conn: asyncpg.Connection, seqs: np.ndarray) -> int:
+    """Delete exactly these buffer rows; anything else means another writer moved them."""
+    status = await conn.execute(
+        "DELETE FROM fusou_buffer WHERE seq = ANY($1::bigint[])", seqs.tolist()
+    )
+    deleted = int(status.split()[-1])
+    if deleted != len(seqs):
+        raise Aborted(f"expected to retire {len(seqs)} buffer rows, found {deleted}; retry")
+    return deleted
 
 
 class Archiver:
@@ -236,97 +249,127 @@ class Archiver:
     ) -> tuple[_FileResult | None, list[Any]]:
         """Write one file from ``carry`` (rows fetched but not yet written) and the cursor.
 
-        Returns the file written (None when no rows were left) and the rows fetched beyond the
-        file's size cap, which start the next file.
+        The rows are deleted from the buffer batch by batch inside one transaction that stays
+        open during the upload and commits together with the file's registration, so memory
+        does not grow with the file and the deletes overlap with compression. Returns the file
+        written (None when no rows were left) and the rows fetched beyond the file's size cap,
+        which start the next file.
         """
         s = self._settings
-        block_rows = s.archive_block_rows if budget is None else min(s.archive_block_rows, budget)
-        first = carry or await cursor.fetch(block_rows)
+        # Two blocks per fetch: build_blocks compresses them in parallel.
+        fetch_rows = 2 * s.archive_block_rows
+
+        def fetch_size(taken: int) -> int:
+            return fetch_rows if budget is None else min(fetch_rows, budget - taken)
+
+        first = carry or await cursor.fetch(fetch_size(0))
         if not first:
             return None, []
         codec = s.archive_codec
         sync = os.urandom(16)
         header = container_header(cold_schema(schema), codec, sync)
         index: list[BlockEntry] = []
-        seqs: list[np.ndarray] = []
         sizes = {"rows": 0, "uncompressed": 0, "bytes": len(header)}
         leftover: list[Any] = []
         day = dt.datetime.fromtimestamp(first[0]["event_time"] / 1000, dt.UTC).date().isoformat()
         key = f"cold/{table.dataset_id}/{table.name}/date={day}/{uuid.uuid4().hex}.avro"
 
-        async def body() -> AsyncIterator[bytes]:
-            nonlocal leftover
-            yield header
-            batch = first
-            while batch:
-                blocks = await run_cpu(
-                    build_blocks,
-                    batch,
-                    codec=codec,
-                    sync=sync,
-                    max_block_bytes=s.archive_block_bytes,
-                )
-                used = 0
-                for b in blocks:
-                    if index and sizes["bytes"] >= s.archive_max_file_bytes:
-                        # The file is full: the rest of this batch starts the next file.
-                        leftover = list(batch[used:])
-                        break
-                    index.append(
-                        BlockEntry(sizes["bytes"], len(b.data), b.row_count, b.min_time, b.max_time)
-                    )
-                    sizes["bytes"] += len(b.data)
-                    sizes["uncompressed"] += b.uncompressed_bytes
-                    sizes["rows"] += b.row_count
-                    used += b.row_count
-                    seqs.append(b.seqs)
-                    yield b.data
-                await self._checkpoint("upload")
-                left = None if budget is None else budget - sizes["rows"] - len(leftover)
-                if leftover or sizes["bytes"] >= s.archive_max_file_bytes or left == 0:
-                    break
-                batch = await cursor.fetch(block_rows if left is None else min(block_rows, left))
+        async with self._pool.acquire() as write_conn, write_conn.transaction():
+            inflight: dict[str, asyncio.Future[Any]] = {}
 
-        info = await self._store.put(key, body())
-        await self._checkpoint("uploaded")
-        all_seqs = np.concatenate(seqs)
-        new_file = NewFile(
-            dataset_id=table.dataset_id,
-            table_id=table.table_id,
-            object_key=key,
-            kind="cold",
-            file_format="avro",
-            size_bytes=info.size,
-            row_count=len(all_seqs),
-            uncompressed_bytes=sizes["uncompressed"],
-            min_time=min(b.min_time for b in index),
-            max_time=max(b.max_time for b in index),
-            schema_version=schema.version,
-            codec=codec,
-            header=header,
-            blocks=index,
-        )
-        async with self._pool.acquire() as conn, conn.transaction():
-            await register_file(conn, new_file)
-            status = await conn.execute(
-                "DELETE FROM fusou_buffer WHERE seq = ANY($1::bigint[])", all_seqs.tolist()
+            async def body() -> AsyncGenerator[bytes, None]:
+                nonlocal leftover
+                try:
+                    yield header
+                    batch = first
+                    taken = len(batch)
+                    while batch:
+                        more = fetch_size(taken)
+                        if more > 0:  # read ahead while this batch compresses
+                            inflight["fetch"] = asyncio.ensure_future(cursor.fetch(more))
+                        blocks = await run_cpu(
+                            build_blocks,
+                            batch,
+                            codec=codec,
+                            sync=sync,
+                            max_block_bytes=s.archive_block_bytes,
+                            max_block_rows=s.archive_block_rows,
+                        )
+                        used = 0
+                        done: list[np.ndarray] = []
+                        for b in blocks:
+                            if index and sizes["bytes"] >= s.archive_max_file_bytes:
+                                break  # the file is full
+                            index.append(
+                                BlockEntry(
+                                    sizes["bytes"], len(b.data), b.row_count, b.min_time, b.max_time
+                                )
+                            )
+                            sizes["bytes"] += len(b.data)
+                            sizes["uncompressed"] += b.uncompressed_bytes
+                            sizes["rows"] += b.row_count
+                            used += b.row_count
+                            done.append(b.seqs)
+                            yield b.data
+                        if "delete" in inflight:
+                            await inflight.pop("delete")
+                        if done:
+                            inflight["delete"] = asyncio.ensure_future(
+                                _delete_rows(write_conn, np.concatenate(done))
+                            )
+                        await self._checkpoint("upload")
+                        fetched = await inflight.pop("fetch") if "fetch" in inflight else []
+                        if used < len(batch) or sizes["bytes"] >= s.archive_max_file_bytes:
+                            # The rest starts the next file.
+                            leftover = [*batch[used:], *fetched]
+                            break
+                        batch = fetched
+                        taken += len(batch)
+                    if "delete" in inflight:
+                        await inflight.pop("delete")
+                finally:
+                    # On failure, settle what still runs on the connections before rollback.
+                    for task in inflight.values():
+                        task.cancel()
+                    for task in inflight.values():
+                        with contextlib.suppress(BaseException):
+                            await task
+                    inflight.clear()
+
+            stream = body()
+            try:
+                info = await self._store.put(key, stream)
+            finally:
+                await stream.aclose()
+            await self._checkpoint("uploaded")
+            new_file = NewFile(
+                dataset_id=table.dataset_id,
+                table_id=table.table_id,
+                object_key=key,
+                kind="cold",
+                file_format="avro",
+                size_bytes=info.size,
+                row_count=sizes["rows"],
+                uncompressed_bytes=sizes["uncompressed"],
+                min_time=min(b.min_time for b in index),
+                max_time=max(b.max_time for b in index),
+                schema_version=schema.version,
+                codec=codec,
+                header=header,
+                blocks=index,
             )
-            deleted = int(status.split()[-1])
-            if deleted != len(all_seqs):
-                # Someone else moved some of these rows: keep the buffer as it was.
-                raise Aborted(
-                    f"expected to retire {len(all_seqs)} buffer rows, found {deleted}; retry"
-                )
-            await conn.execute(
+            await register_file(write_conn, new_file)
+            await write_conn.execute(
                 "UPDATE fusou_datasets SET compaction_needed = true WHERE dataset_id = $1",
                 table.dataset_id,
             )
             await self._checkpoint("commit")
         await self._checkpoint("committed")
         log.info(
-            "archived %d rows of %s/%s to %s", len(all_seqs), table.dataset_id, table.name, key
+            "archived %d rows of %s/%s to %s", sizes["rows"], table.dataset_id, table.name, key
         )
-        return _FileResult(len(all_seqs), len(index), info.size, sizes["uncompressed"]), leftover
+        result = _FileResult(sizes["rows"], len(index), info.size, sizes["uncompressed"])
+        return result, leftover
 
     async def sweep_orphans(self, dataset_id: str | None = None) -> int:
         """Delete objects under cold/ that no catalog row names, once older than the grace.

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from fusou.formats.avro_container import encode_block
+from fusou.formats.avro_container import compress, zigzag_varint
 from fusou.records.segments import join_rows, varints, zigzag
+
+# zlib, snappy and zstd release the GIL while compressing: two blocks compress at once.
+_COMPRESSORS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fusou-compress")
 
 
 @dataclass(frozen=True)
@@ -24,13 +29,14 @@ class Block:
 
 
 def build_blocks(
-    rows: Sequence[tuple[int, int, int, bytes]],
+    rows: Sequence[Any],
     *,
     codec: str,
     sync: bytes,
     max_block_bytes: int,
+    max_block_rows: int,
 ) -> list[Block]:
-    """Frame ``rows`` of (seq, event_time, ingested_at, datum) as one or more blocks.
+    """Frame ``rows`` of (seq, event_time, ingested_at, datum) as blocks.
 
     Each cold datum is the stored datum with the seq and the ingest time appended as varints
     (the two metadata fields close the writer schema), so no record is decoded.
@@ -43,25 +49,29 @@ def build_blocks(
     ingested = np.fromiter((r[2] for r in rows), dtype=np.int64, count=n)
     records = pa.array([r[3] for r in rows], pa.binary())
     joined = join_rows([records, varints(zigzag(seqs)), varints(zigzag(ingested))], n)
-    blocks: list[Block] = []
-    start = 0
     offsets = joined.offsets
+    bounds: list[tuple[int, int]] = []
+    start = 0
     while start < n:
-        # The longest run of rows from ``start`` within the byte bound, at least one row.
+        # The longest run of rows from ``start`` within both bounds, at least one row.
         limit = offsets[start] + max_block_bytes
         end = int(np.searchsorted(offsets, limit, side="right")) - 1
-        end = min(max(end, start + 1), n)
-        body = joined.data[offsets[start] : offsets[end]].tobytes()
-        part = times[start:end]
+        end = min(max(end, start + 1), n, start + max_block_rows)
+        bounds.append((start, end))
+        start = end
+    bodies = [joined.data[offsets[a] : offsets[b]].tobytes() for a, b in bounds]
+    compressed = list(_COMPRESSORS.map(lambda body: compress(codec, body), bodies))
+    blocks = []
+    for (a, b), body, packed in zip(bounds, bodies, compressed, strict=True):
+        part = times[a:b]
         blocks.append(
             Block(
-                data=encode_block(end - start, body, codec, sync),
-                row_count=end - start,
+                data=zigzag_varint(b - a) + zigzag_varint(len(packed)) + packed + sync,
+                row_count=b - a,
                 uncompressed_bytes=len(body),
                 min_time=int(part.min()),
                 max_time=int(part.max()),
-                seqs=seqs[start:end],
+                seqs=seqs[a:b],
             )
         )
-        start = end
     return blocks

@@ -28,6 +28,8 @@ class HostedService:
 
     full_name: str  # e.g. "fusou.ingest.v1.IngestService"
     add_to_server: Callable[[aio.Server], None]
+    # Called before the server accepts calls (e.g. to start worker processes).
+    start: Callable[[], Awaitable[None]] | None = None
     # Called after the server stopped accepting calls, before the process exits.
     close: Callable[[], Awaitable[None]] | None = None
     # Per method ("/pkg.Service/Method"), a class whose FromString replaces the generated
@@ -60,6 +62,8 @@ class FusouServer:
             ],
         )
         for service in self.services:
+            if service.start is not None:
+                await service.start()
             service.add_to_server(server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [s.full_name for s in self.services]
