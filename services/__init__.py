@@ -14,7 +14,6 @@ from services.reader.main import hosted as reader_hosted
 SERVICES: dict[str, Callable[[Runtime], HostedService]] = {
     "ingest": ingest_hosted,
     "archiver": archiver_hosted,
-    # GetStats; ReadRange answers UNIMPLEMENTED until the Reader lands.
     "reader": reader_hosted,
 }
 # Named in the API, implemented by later work.

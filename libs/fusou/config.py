@@ -236,6 +236,34 @@ VARIABLES: tuple[Variable, ...] = (
         "A cold file is closed once it holds this many bytes (it may exceed it by one block).",
     ),
     Variable(
+        "FUSOU_READER_CACHE_BYTES",
+        "reader_cache_bytes",
+        256 * MiB,
+        _int_range(0),
+        "Memory for decoded cold blocks per reader process (0 disables the cache).",
+    ),
+    Variable(
+        "FUSOU_READER_MAX_CONCURRENT_GETS",
+        "reader_max_concurrent_gets",
+        16,
+        _int_range(1, 1024),
+        "Ranged GETs one read issues at once.",
+    ),
+    Variable(
+        "FUSOU_READER_COALESCE_GAP_BYTES",
+        "reader_coalesce_gap_bytes",
+        256 * 1024,
+        _int_range(0),
+        "Blocks of one object closer than this are fetched with one GET.",
+    ),
+    Variable(
+        "FUSOU_READER_MAX_REQUEST_BYTES",
+        "reader_max_request_bytes",
+        16 * MiB,
+        _int_range(1024),
+        "Largest merged GET (a single larger block is still one GET).",
+    ),
+    Variable(
         "FUSOU_COMPACT_MAX_DATASETS_PER_RUN",
         "compact_max_datasets_per_run",
         50,
@@ -303,6 +331,10 @@ class Settings:
     archive_block_rows: int = 4096
     archive_block_bytes: int = 1 * MiB
     archive_max_file_bytes: int = 128 * MiB
+    reader_cache_bytes: int = 256 * MiB
+    reader_max_concurrent_gets: int = 16
+    reader_coalesce_gap_bytes: int = 256 * 1024
+    reader_max_request_bytes: int = 16 * MiB
     compact_max_datasets_per_run: int = 50
     compact_concurrency: int = 2
     compact_max_fragments: int = 1000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from grpc import aio
 
+from fusou.read.reader import Reader
 from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.runtime import Runtime
 from fusou.server.app import HostedService
@@ -17,7 +18,8 @@ def _add(servicer: ReaderServicer, server: aio.Server) -> None:
 
 
 def hosted(runtime: Runtime) -> HostedService:
-    servicer = ReaderServicer(runtime.pool)
+    reader = Reader(runtime.settings, runtime.pool, runtime.store, runtime.registry)
+    servicer = ReaderServicer(runtime.pool, reader)
     return HostedService(
         full_name=SERVICE_NAME, add_to_server=lambda server: _add(servicer, server)
     )

@@ -238,13 +238,3 @@ async def test_stats_follow_the_rows_and_report_compression(
 async def test_archive_with_nothing_to_do(archiving: ServicesUnderTest) -> None:
     result = await _archive(archiving.target)
     assert result.total_rows == 0 and list(result.tables) == []
-
-
-async def test_readonly_services_list(archiving: ServicesUnderTest) -> None:
-    async with grpc.aio.insecure_channel(archiving.target) as ch:
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            async for _ in reader_pb2_grpc.ReaderServiceStub(ch).ReadRange(
-                reader_pb2.ReadRangeRequest()
-            ):
-                pass
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED

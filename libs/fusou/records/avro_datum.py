@@ -34,6 +34,7 @@ from fusou.schema.model import FieldType, TableSchema
 _NULL_BRANCH = np.uint8(0)
 _VALUE_BRANCH = np.uint8(2)
 _VALUE_BRANCH_BYTE = b"\x02"
+_NULL_BRANCH_BYTE = b"\x00"
 
 
 def encode_datums(table: pa.Table | pa.RecordBatch, schema: TableSchema) -> Joined:
@@ -47,7 +48,8 @@ def encode_datums(table: pa.Table | pa.RecordBatch, schema: TableSchema) -> Join
             parts.append(varints(zigzag(int64_values(arr))))
             continue
         if f.type is FieldType.NULL:
-            continue  # the Avro null type takes no bytes
+            parts.append(_NULL_BRANCH_BYTE)  # always null: the union's null branch
+            continue
         valid = validity(arr)
         if valid is None:
             parts.append(_VALUE_BRANCH_BYTE)

@@ -20,6 +20,7 @@ MAX_FIELD_NAME_LENGTH = 128
 RESERVED_PREFIX = "_fusou_"
 AVRO_RECORD_NAME = "fusou_row"
 JSON_ATTRIBUTE = "fusou.json"
+NULL_ATTRIBUTE = "fusou.null"
 
 
 class FieldType(enum.Enum):
@@ -106,7 +107,11 @@ class TableSchema:
             if f.name == self.time_field:
                 avro_fields.append({"name": f.name, "type": "long"})
             elif f.type is FieldType.NULL:
-                avro_fields.append({"name": f.name, "type": "null", "default": None})
+                # Not Avro's bare "null": some readers (polars) cannot read it. A nullable
+                # string that only ever holds null reads everywhere and widens like the rest.
+                avro_fields.append(
+                    {"name": f.name, "type": ["null", "string"], "default": None, NULL_ATTRIBUTE: True}
+                )
             else:
                 entry: dict[str, Any] = {
                     "name": f.name,
@@ -169,6 +174,8 @@ def _logical_from_avro(name: str, raw: dict[str, Any]) -> FieldType:
         t = t.get("type")
     if raw.get(JSON_ATTRIBUTE) and t == "string":
         return FieldType.JSON
+    if raw.get(NULL_ATTRIBUTE):
+        return FieldType.NULL
     mapping = {
         "null": FieldType.NULL,
         "boolean": FieldType.BOOLEAN,

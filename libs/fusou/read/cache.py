@@ -1,0 +1,47 @@
+"""A byte-bounded LRU cache of decoded blocks. Objects are immutable, so entries never go
+stale; they only age out."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+
+import pyarrow as pa
+
+
+class BlockCache:
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[Hashable, pa.Table] = OrderedDict()
+        self._bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable) -> pa.Table | None:
+        table = self._entries.get(key)
+        if table is None:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return table
+
+    def put(self, key: Hashable, table: pa.Table) -> None:
+        size = int(table.nbytes)
+        if size > self.max_bytes:
+            return
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= int(old.nbytes)
+        self._entries[key] = table
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= int(evicted.nbytes)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,233 @@
+"""ReadRange: plan from the catalog, fetch and decode the overlapping cold blocks, read the hot
+rows, merge them under the one dedup rule, and hand back time-ordered batches.
+
+Hot rows and the cold plan come from one REPEATABLE READ snapshot, so a row being archived
+meanwhile is seen exactly once (in the buffer, or in a file registered in that snapshot). Files
+named by the snapshot stay readable for the delete grace period; a reader that still meets a
+missing object re-plans once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import pyarrow as pa
+
+from fusou.catalog.tables import TableInfo, TableRegistry
+from fusou.config import Settings
+from fusou.cpu import run_cpu
+from fusou.errors import FieldViolation, InvalidArgument, NotFound, Unavailable
+from fusou.names import name_problem
+from fusou.objectstore.base import ObjectNotFound, ObjectStore
+from fusou.read.cache import BlockCache
+from fusou.read.decode import decode_blocks, decode_hot_rows
+from fusou.read.fetch import FetchStats, Span, fetch_spans
+from fusou.read.merge import conform_to, merge, project
+
+log = logging.getLogger(__name__)
+
+MAX_TIME = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class ReadRequest:
+    dataset_id: str
+    table: str
+    start: int  # epoch ms, inclusive
+    end: int  # epoch ms, exclusive
+    columns: Sequence[str] = ()
+    limit: int = 0
+
+
+@dataclass
+class ReadStats:
+    rows_returned: int = 0
+    hot_rows: int = 0
+    cold_rows: int = 0
+    blocks_fetched: int = 0
+    bytes_fetched: int = 0
+    get_requests: int = 0
+    cache_hits: int = 0
+    duplicates_removed: int = 0
+    replans: int = 0
+
+
+@dataclass(frozen=True)
+class _BlockRef:
+    file_id: int
+    object_key: str
+    header: bytes
+    offset: int
+    length: int
+    schema_version: int
+
+    @property
+    def span(self) -> Span:
+        return Span(self.object_key, self.offset, self.length)
+
+
+@dataclass
+class ReadResult:
+    table: pa.Table
+    info: TableInfo
+    stats: ReadStats = field(default_factory=ReadStats)
+
+
+_PLAN = (
+    "SELECT f.file_id, o.object_key, f.header, f.schema_version, b.byte_offset, b.byte_length "
+    "FROM fusou_files f JOIN fusou_objects o USING (object_id) "
+    "JOIN fusou_blocks b USING (file_id) "
+    "WHERE f.table_id = $1 AND f.state = 'active' AND f.format = 'avro' "
+    "AND f.min_time < $3 AND f.max_time >= $2 AND b.min_time < $3 AND b.max_time >= $2 "
+    "ORDER BY f.file_id, b.block_no"
+)
+_HOT = (
+    "SELECT schema_version, seq, ingested_at, record FROM fusou_buffer "
+    "WHERE table_id = $1 AND event_time >= $2 AND event_time < $3"
+)
+
+
+class Reader:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        store: ObjectStore,
+        registry: TableRegistry,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._store = store
+        self._registry = registry
+        self.cache = BlockCache(settings.reader_cache_bytes)
+
+    def validate(self, req: ReadRequest) -> None:
+        violations: list[FieldViolation] = []
+        for name, value in (("dataset_id", req.dataset_id), ("table", req.table)):
+            problem = name_problem(value)
+            if problem is not None:
+                violations.append(FieldViolation(name, problem))
+        if req.end <= req.start:
+            violations.append(FieldViolation("end_time", "must be after start_time"))
+        if req.limit < 0:
+            violations.append(FieldViolation("limit", "must not be negative"))
+        if violations:
+            raise InvalidArgument.many(violations)
+
+    async def read(self, req: ReadRequest) -> ReadResult:
+        self.validate(req)
+        info = await self._registry.get(req.dataset_id, req.table)
+        if info is None:
+            raise NotFound(f"no table {req.table!r} in dataset {req.dataset_id!r}")
+        unknown = [c for c in req.columns if info.latest.get(c) is None]
+        if unknown:
+            # The cached schema may lag behind another process: look again before refusing.
+            info = await self._registry.get(req.dataset_id, req.table, refresh=True) or info
+            unknown = [c for c in req.columns if info.latest.get(c) is None]
+        if unknown:
+            raise InvalidArgument.many(
+                [FieldViolation("columns", f"unknown column {c!r}") for c in unknown]
+            )
+        stats = ReadStats()
+        for attempt in range(2):
+            try:
+                parts = await self._gather(info, req, stats)
+                break
+            except ObjectNotFound as missing:
+                if attempt == 1:
+                    raise Unavailable(
+                        f"object {missing.key} disappeared twice while reading; retry"
+                    ) from None
+                # Compaction replaced files after we planned: plan again from the catalog.
+                log.info("object %s is gone; re-planning the read", missing.key)
+                stats = ReadStats(replans=1)
+        merged, duplicates = await run_cpu(
+            merge, parts, info.latest, info.key_fields, req.start, req.end
+        )
+        stats.duplicates_removed = duplicates
+        out = await run_cpu(project, merged, info.latest, req.columns, req.limit)
+        stats.rows_returned = out.num_rows
+        return ReadResult(out, info, stats)
+
+    async def _gather(self, info: TableInfo, req: ReadRequest, stats: ReadStats) -> list[pa.Table]:
+        async with (
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            hot = await conn.fetch(_HOT, info.table_id, req.start, req.end)
+            plan = await conn.fetch(_PLAN, info.table_id, req.start, req.end)
+        parts: list[pa.Table] = []
+        stats.hot_rows = len(hot)
+        by_version: dict[int, tuple[list[int], list[int], list[bytes]]] = {}
+        for r in hot:
+            seqs, ingested, records = by_version.setdefault(r["schema_version"], ([], [], []))
+            seqs.append(r["seq"])
+            ingested.append(r["ingested_at"])
+            records.append(r["record"])
+        for version, (seqs, ingested, records) in by_version.items():
+            schema = await self._registry.version(info.table_id, version)
+            decoded = await run_cpu(decode_hot_rows, schema, seqs, ingested, records)
+            parts.append(await run_cpu(conform_to, decoded, info.latest))
+        parts.extend(await self._cold(info, plan, stats))
+        return parts
+
+    async def _cold(self, info: TableInfo, plan: list[Any], stats: ReadStats) -> list[pa.Table]:
+        blocks = [
+            _BlockRef(
+                r["file_id"],
+                r["object_key"],
+                bytes(r["header"]),
+                r["byte_offset"],
+                r["byte_length"],
+                r["schema_version"],
+            )
+            for r in plan
+        ]
+        tables: dict[_BlockRef, pa.Table] = {}
+        wanted: list[_BlockRef] = []
+        version = info.latest.version
+        for b in blocks:
+            # Cached conformed to the latest schema; a newer schema makes new entries.
+            cached = self.cache.get((b.span, version))
+            if cached is not None:
+                tables[b] = cached
+                stats.cache_hits += 1
+            else:
+                wanted.append(b)
+        s = self._settings
+        fetch_stats = FetchStats()
+        fetched = await fetch_spans(
+            self._store,
+            [b.span for b in wanted],
+            max_gap=s.reader_coalesce_gap_bytes,
+            max_request=s.reader_max_request_bytes,
+            concurrency=s.reader_max_concurrent_gets,
+            stats=fetch_stats,
+        )
+        stats.get_requests += fetch_stats.gets
+        stats.bytes_fetched += fetch_stats.bytes
+        stats.blocks_fetched += len(wanted)
+        by_file: dict[int, list[_BlockRef]] = {}
+        for b in wanted:
+            by_file.setdefault(b.file_id, []).append(b)
+        decoded = await asyncio.gather(
+            *(self._decode_file(info, refs, fetched) for refs in by_file.values())
+        )
+        for refs, file_tables in zip(by_file.values(), decoded, strict=True):
+            for ref, table in zip(refs, file_tables, strict=True):
+                self.cache.put((ref.span, version), table)
+                tables[ref] = table
+        out = [tables[b] for b in blocks]
+        stats.cold_rows = sum(t.num_rows for t in out)
+        return out
+
+    async def _decode_file(
+        self, info: TableInfo, refs: list[_BlockRef], fetched: dict[Span, bytes]
+    ) -> list[pa.Table]:
+        raw = await run_cpu(decode_blocks, refs[0].header, [fetched[r.span] for r in refs])
+        return [await run_cpu(conform_to, t, info.latest) for t in raw]
