@@ -13,7 +13,7 @@ from grpc import aio
 from fusou.catalog.stats import table_stats
 from fusou.cpu import run_cpu
 from fusou.errors import FieldViolation, InvalidArgument
-from fusou.read.output import to_structs
+from fusou.read.output import mark_json_fields, to_structs
 from fusou.read.reader import Reader, ReadRequest, ReadStats
 from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.records.wire_formats import arrow_ipc_bytes
@@ -71,6 +71,7 @@ class ReaderServicer(reader_pb2_grpc.ReaderServiceServicer):
         table = result.table
         schema = result.info.latest
         if request.format == reader_pb2.OUTPUT_FORMAT_ARROW_IPC:
+            table = mark_json_fields(table, schema)
             for start in range(0, table.num_rows, ARROW_ROWS_PER_MESSAGE):
                 chunk = table.slice(start, ARROW_ROWS_PER_MESSAGE)
                 yield reader_pb2.ReadRangeResponse(arrow_ipc=await run_cpu(arrow_ipc_bytes, chunk))

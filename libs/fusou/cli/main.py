@@ -63,6 +63,30 @@ def _parser() -> argparse.ArgumentParser:
     archive.add_argument("--timeout", type=float, default=3600.0, help="seconds")
     archive.add_argument("--target", default=_target_default())
 
+    read = sub.add_parser("read", help="read a time range as JSON lines or Parquet")
+    read.add_argument("dataset")
+    read.add_argument("table")
+    read.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        help="start (inclusive): RFC 3339 or epoch milliseconds",
+    )
+    read.add_argument(
+        "--to", dest="end", required=True, help="end (exclusive): RFC 3339 or epoch milliseconds"
+    )
+    read.add_argument(
+        "--columns", default="", help="comma-separated; the time field is always included"
+    )
+    read.add_argument("--limit", type=int, default=0)
+    read.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl")
+    read.add_argument(
+        "-o", "--output", type=Path, default=None, help="file (default: standard output)"
+    )
+    read.add_argument("--quiet", action="store_true", help="no progress bar")
+    read.add_argument("--timeout", type=float, default=600.0, help="seconds")
+    read.add_argument("--target", default=_target_default())
+
     stats = sub.add_parser("stats", help="hot/cold distribution and compression per table")
     stats.add_argument("--dataset", default="")
     stats.add_argument("--table", default="")
@@ -125,7 +149,39 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _ingest(args)
     if args.command in ("archive", "stats"):
         return _admin(args)
+    if args.command == "read":
+        return _read(args)
     raise AssertionError(args.command)
+
+
+def _read(args: argparse.Namespace) -> int:
+    import grpc
+
+    from fusou.cli.read_client import InputError, parse_time, run_read
+
+    try:
+        stats = run_read(
+            args.target,
+            args.dataset,
+            args.table,
+            start=parse_time(args.start),
+            end=parse_time(args.end),
+            columns=[c.strip() for c in args.columns.split(",") if c.strip()],
+            limit=args.limit,
+            output_format=args.format,
+            output=args.output,
+            quiet=args.quiet,
+            timeout=args.timeout,
+        )
+    except InputError as exc:
+        print(f"fusou read: {exc}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as exc:
+        print(f"fusou read: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(json.dumps({"stats": stats}), file=sys.stderr)
+    return 0
 
 
 def _admin(args: argparse.Namespace) -> int:

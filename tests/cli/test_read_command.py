@@ -1,0 +1,186 @@
+"""``fusou read``: JSON lines to standard output or a file, Parquet to a file."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from fusou.cli.read_client import InputError, parse_time
+from fusou.config import Settings
+from fusou.testing import ServicesUnderTest, running_services
+from tests.support.grpcurl import FUSOU, agrpcurl, arun
+
+T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
+
+
+def _rows(n: int) -> list[dict[str, Any]]:
+    return [
+        {"timestamp": T0 + i * 1000, "api_no": i, "nested": {"a": [i, "x"]}, "hp": i / 2}
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+async def system(settings: Settings) -> AsyncIterator[ServicesUnderTest]:
+    tuned = settings.replace(archive_min_age_s=0, archive_block_rows=10)
+    async with running_services(tuned, ["ingest", "archiver", "reader"]) as s:
+        result = await agrpcurl(
+            s.target,
+            "fusou.ingest.v1.IngestService/Ingest",
+            data={"dataset_id": "u1", "table": "battle", "rows": _rows(50)},
+        )
+        assert result.returncode == 0, result.explain()
+        archived = await agrpcurl(
+            s.target,
+            "fusou.archiver.v1.ArchiverService/Archive",
+            data={"dataset_id": "u1", "max_rows_per_table": 30},
+        )
+        assert archived.returncode == 0, archived.explain()
+        yield s
+
+
+def test_times_parse_as_rfc3339_or_epoch_ms() -> None:
+    assert parse_time("1700000000000") == T0
+    assert parse_time("2023-11-14T22:13:20Z") == T0
+    assert parse_time("2023-11-14T22:13:20.5+00:00") == T0 + 500
+    assert parse_time("2023-11-15T07:13:20+09:00") == T0
+    with pytest.raises(InputError):
+        parse_time("yesterday")
+
+
+async def test_json_lines_to_stdout(system: ServicesUnderTest) -> None:
+    result = await arun(
+        [
+            FUSOU,
+            "read",
+            "u1",
+            "battle",
+            "--target",
+            system.target,
+            "--quiet",
+            "--from",
+            "2023-11-14T22:13:25Z",
+            "--to",
+            str(T0 + 40_000),
+        ]
+    )
+    assert result.returncode == 0, result.explain()
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines == _rows(50)[5:40]  # half of it cold, half hot; ints stay ints
+
+
+async def test_columns_limit_and_parquet_file(system: ServicesUnderTest, tmp_path: Path) -> None:
+    out = tmp_path / "part.parquet"
+    result = await arun(
+        [
+            FUSOU,
+            "read",
+            "u1",
+            "battle",
+            "--target",
+            system.target,
+            "--from",
+            str(T0),
+            "--to",
+            str(T0 + 10**6),
+            "--columns",
+            "api_no",
+            "--limit",
+            "20",
+            "--format",
+            "parquet",
+            "-o",
+            str(out),
+        ]
+    )
+    assert result.returncode == 0, result.explain()
+    table = pq.read_table(out)
+    assert table.column_names == ["timestamp", "api_no"]
+    assert table.column("api_no").to_pylist() == list(range(20))
+    stats = json.loads(result.stderr.strip().splitlines()[-1])["stats"]
+    assert int(stats["rows_returned"]) == 20
+
+
+async def test_failures_are_readable(system: ServicesUnderTest, tmp_path: Path) -> None:
+    bad_time = await arun(
+        [FUSOU, "read", "u1", "battle", "--target", system.target, "--from", "soon", "--to", "1"]
+    )
+    assert bad_time.returncode == 2 and "soon" in bad_time.stderr
+    no_file = await arun(
+        [
+            FUSOU,
+            "read",
+            "u1",
+            "battle",
+            "--target",
+            system.target,
+            "--from",
+            "0",
+            "--to",
+            "1",
+            "--format",
+            "parquet",
+        ]
+    )
+    assert no_file.returncode == 2 and "-o" in no_file.stderr
+    backwards = await arun(
+        [
+            FUSOU,
+            "read",
+            "u1",
+            "battle",
+            "--target",
+            system.target,
+            "--from",
+            "10",
+            "--to",
+            "1",
+            "--quiet",
+        ]
+    )
+    assert backwards.returncode == 1 and "INVALID_ARGUMENT" in backwards.stderr
+    unknown = await arun(
+        [
+            FUSOU,
+            "read",
+            "u1",
+            "nope",
+            "--target",
+            system.target,
+            "--from",
+            "0",
+            "--to",
+            "1",
+            "--quiet",
+        ]
+    )
+    assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = await arun(
+        [
+            FUSOU,
+            "read",
+            "u1",
+            "battle",
+            "--target",
+            f"127.0.0.1:{port}",
+            "--from",
+            "0",
+            "--to",
+            "1",
+            "--quiet",
+            "--timeout",
+            "5",
+        ]
+    )
+    assert down.returncode == 1 and "UNAVAILABLE" in down.stderr
+    for r in (bad_time, no_file, backwards, unknown, down):
+        assert "Traceback" not in r.stderr
