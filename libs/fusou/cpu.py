@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 _workers = 1
 _threads: ThreadPoolExecutor | None = None
+# zlib, snappy and zstd release the GIL: (de)compressing blocks on two threads uses two cores.
+CODEC_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fusou-codec")
 _processes: ProcessPoolExecutor | None = None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,11 +10,9 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from fusou.cpu import CODEC_THREADS
 from fusou.formats.avro_container import compress, zigzag_varint
 from fusou.records.segments import join_rows, varints, zigzag
-
-# zlib, snappy and zstd release the GIL while compressing: two blocks compress at once.
-_COMPRESSORS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fusou-compress")
 
 
 @dataclass(frozen=True)
@@ -60,7 +57,7 @@ def build_blocks(
         bounds.append((start, end))
         start = end
     bodies = [joined.data[offsets[a] : offsets[b]].tobytes() for a, b in bounds]
-    compressed = list(_COMPRESSORS.map(lambda body: compress(codec, body), bodies))
+    compressed = list(CODEC_THREADS.map(lambda body: compress(codec, body), bodies))
     blocks = []
     for (a, b), body, packed in zip(bounds, bodies, compressed, strict=True):
         part = times[a:b]

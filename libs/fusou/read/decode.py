@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from fusou.cpu import CODEC_THREADS
 from fusou.formats.avro_container import (
     MAGIC,
     SYNC_SIZE,
@@ -85,7 +86,9 @@ def _plain_block(block: bytes, codec: str, sync: bytes) -> bytes:
 def decode_blocks(header: bytes, blocks: list[bytes]) -> list[pa.Table]:
     """Decode blocks of one file; one table per block, in order."""
     parsed = parse_header(header)
-    plain = b"".join(_plain_block(b, parsed.codec, parsed.sync) for b in blocks)
+    plain = b"".join(
+        CODEC_THREADS.map(lambda b: _plain_block(b, parsed.codec, parsed.sync), blocks)
+    )
     table = _read_container(parsed.plain_header + plain)
     out: list[pa.Table] = []
     start = 0

@@ -1,22 +1,36 @@
-"""Merging hot and cold rows: one schema, one dedup rule, the range, time order."""
+"""Merging hot and cold rows: one schema, one dedup rule, the range, time order.
+
+After every part is conformed to the table's latest schema (old fields widened, missing fields
+null), two rows are duplicates exactly when their key columns are equal: the same relation the
+stored dedup keys encode (nulls ignored, whole doubles equal to longs), so the merge can use
+polars' multithreaded ``unique`` instead of hashing row by row.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from fusou.formats.avro_container import INGESTED_AT_FIELD, SEQ_FIELD
-from fusou.records.batch import ARROW_TYPES
-from fusou.records.dedup import dedup_keys
 from fusou.schema.model import FieldType, TableSchema
+
+# polars hands back 64-bit offsets; keeping them avoids copying every string column.
+_READ_TYPES: dict[FieldType, pa.DataType] = {
+    FieldType.NULL: pa.large_string(),
+    FieldType.BOOLEAN: pa.bool_(),
+    FieldType.LONG: pa.int64(),
+    FieldType.DOUBLE: pa.float64(),
+    FieldType.STRING: pa.large_string(),
+    FieldType.BYTES: pa.large_binary(),
+    FieldType.JSON: pa.large_string(),
+}
 
 
 def arrow_type(ftype: FieldType) -> pa.DataType:
-    # A field that only ever held null reads as a null string column.
-    return pa.string() if ftype is FieldType.NULL else ARROW_TYPES[ftype]
+    return _READ_TYPES[ftype]
 
 
 def conform_to(table: pa.Table, latest: TableSchema) -> pa.Table:
@@ -30,15 +44,14 @@ def conform_to(table: pa.Table, latest: TableSchema) -> pa.Table:
         if f.name in names:
             col = table.column(f.name)
             if col.type != target:
-                col = (
-                    pc.cast(col, target) if not pa.types.is_null(col.type) else pa.nulls(n, target)
-                )
+                col = pa.nulls(n, target) if pa.types.is_null(col.type) else pc.cast(col, target)
         else:
             col = pa.nulls(n, target)
         columns.append(col)
         fields.append(f.name)
     for meta in (SEQ_FIELD, INGESTED_AT_FIELD):
-        columns.append(pc.cast(table.column(meta), pa.int64()))
+        col = table.column(meta)
+        columns.append(col if col.type == pa.int64() else pc.cast(col, pa.int64()))
         fields.append(meta)
     return pa.Table.from_arrays(columns, names=fields)
 
@@ -50,36 +63,27 @@ def merge(
     start: int,
     end: int,
 ) -> tuple[pa.Table, int]:
-    """Deduplicate (highest seq wins per key), keep [start, end), sort by time then seq.
+    """Keep [start, end), deduplicate (highest seq wins per key), sort by time then seq.
 
-    Returns the merged table (still with the metadata columns) and the number of duplicates
-    removed.
+    Returns the merged table (still with the metadata columns) and the duplicates removed.
     """
-    if not parts:
-        empty = conform_to(_empty(latest), latest)
-        return empty, 0
-    table = pa.concat_tables(parts).combine_chunks()
-    time = table.column(latest.time_field)
-    in_range = pc.and_(pc.greater_equal(time, start), pc.less(time, end))
-    table = table.filter(in_range)
-    n = table.num_rows
-    duplicates = 0
-    if n:
-        types = {f.name: f.type for f in latest.fields}
-        payload = table.drop_columns([SEQ_FIELD, INGESTED_AT_FIELD])
-        keys = dedup_keys(payload, types, key_fields).view(np.uint64).reshape(n, 2)
-        seqs = table.column(SEQ_FIELD).to_numpy()
-        # Group equal keys with the highest seq first; keep the first row of each group.
-        order = np.lexsort((-seqs, keys[:, 1], keys[:, 0]))
-        k = keys[order]
-        first = np.ones(n, dtype=bool)
-        first[1:] = (k[1:] != k[:-1]).any(axis=1)
-        keep = order[first]
-        duplicates = n - len(keep)
-        table = table.take(pa.array(keep))
-        sort_keys = [(latest.time_field, "ascending"), (SEQ_FIELD, "ascending")]
-        table = table.take(pc.sort_indices(table, sort_keys=sort_keys))
-    return table, duplicates
+    table = pa.concat_tables(parts) if parts else _empty(latest)
+    time = latest.time_field
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    frame = frame.filter((pl.col(time) >= start) & (pl.col(time) < end))
+    before = frame.height
+    keys = (
+        [k for k in key_fields if k in frame.columns]
+        if key_fields
+        else [f.name for f in latest.fields]
+    )
+    if before:
+        frame = frame.sort(SEQ_FIELD, descending=True).unique(
+            subset=keys or None, keep="first", maintain_order=False
+        )
+        frame = frame.sort([time, SEQ_FIELD])
+    return frame.to_arrow(), before - frame.height
 
 
 def _empty(latest: TableSchema) -> pa.Table:
