@@ -25,7 +25,9 @@ ARROW_ROWS_PER_MESSAGE = 65536
 
 
 def _millis(ts: timestamp_pb2.Timestamp) -> int:
-    return ts.seconds * 1000 + ts.nanos // 1_000_000
+    # Rounded up: for whole-millisecond times t, start <= t < end holds in nanoseconds exactly
+    # when ceil(start) <= t < ceil(end) holds in milliseconds.
+    return ts.seconds * 1000 + -(-ts.nanos // 1_000_000)
 
 
 def _stats(s: ReadStats) -> reader_pb2.ReadStats:
@@ -56,6 +58,8 @@ class ReaderServicer(reader_pb2_grpc.ReaderServiceServicer):
         ]
         if missing:
             raise InvalidArgument.many(missing)
+        start_ns = request.start_time.seconds * 10**9 + request.start_time.nanos
+        end_ns = request.end_time.seconds * 10**9 + request.end_time.nanos
         read = ReadRequest(
             dataset_id=request.dataset_id,
             table=request.table,
@@ -63,6 +67,7 @@ class ReaderServicer(reader_pb2_grpc.ReaderServiceServicer):
             end=_millis(request.end_time),
             columns=list(dict.fromkeys(request.columns)),
             limit=request.limit,
+            ordered=end_ns > start_ns,
         )
         remaining = context.time_remaining()
         # The client's deadline bounds the work: past it, everything in flight is cancelled.
@@ -72,6 +77,9 @@ class ReaderServicer(reader_pb2_grpc.ReaderServiceServicer):
         schema = result.info.latest
         if request.format == reader_pb2.OUTPUT_FORMAT_ARROW_IPC:
             table = mark_json_fields(table, schema)
+            if table.num_rows == 0:
+                # No rows still tells the client the columns and their types.
+                yield reader_pb2.ReadRangeResponse(arrow_ipc=arrow_ipc_bytes(table))
             for start in range(0, table.num_rows, ARROW_ROWS_PER_MESSAGE):
                 chunk = table.slice(start, ARROW_ROWS_PER_MESSAGE)
                 yield reader_pb2.ReadRangeResponse(arrow_ipc=await run_cpu(arrow_ipc_bytes, chunk))

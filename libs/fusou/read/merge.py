@@ -78,9 +78,12 @@ def merge(
         if key_fields
         else [f.name for f in latest.fields]
     )
-    if before:
+    if before and not keys:
+        # Declared key fields none of which the schema has: null in every row, one key.
+        frame = frame.sort(SEQ_FIELD, descending=True).head(1)
+    elif before:
         frame = frame.sort(SEQ_FIELD, descending=True).unique(
-            subset=keys or None, keep="first", maintain_order=False
+            subset=keys, keep="first", maintain_order=False
         )
         frame = frame.sort([time, SEQ_FIELD])
     return frame.to_arrow(), before - frame.height

@@ -42,6 +42,9 @@ class ReadRequest:
     end: int  # epoch ms, exclusive
     columns: Sequence[str] = ()
     limit: int = 0
+    # False when the client's end is not after its start at the client's precision (the
+    # millisecond bounds alone may be equal for a sub-millisecond range, which is just empty).
+    ordered: bool = True
 
 
 @dataclass
@@ -112,7 +115,7 @@ class Reader:
             problem = name_problem(value)
             if problem is not None:
                 violations.append(FieldViolation(name, problem))
-        if req.end <= req.start:
+        if req.end < req.start or not req.ordered:
             violations.append(FieldViolation("end_time", "must be after start_time"))
         if req.limit < 0:
             violations.append(FieldViolation("limit", "must not be negative"))
@@ -136,7 +139,7 @@ class Reader:
         stats = ReadStats()
         for attempt in range(2):
             try:
-                parts = await self._gather(info, req, stats)
+                info, parts = await self._gather(info, req, stats)
                 break
             except ObjectNotFound as missing:
                 if attempt == 1:
@@ -154,13 +157,19 @@ class Reader:
         stats.rows_returned = out.num_rows
         return ReadResult(out, info, stats)
 
-    async def _gather(self, info: TableInfo, req: ReadRequest, stats: ReadStats) -> list[pa.Table]:
+    async def _gather(
+        self, info: TableInfo, req: ReadRequest, stats: ReadStats
+    ) -> tuple[TableInfo, list[pa.Table]]:
         async with (
             self._pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             hot = await conn.fetch(_HOT, info.table_id, req.start, req.end)
             plan = await conn.fetch(_PLAN, info.table_id, req.start, req.end)
+        newest = max((r["schema_version"] for r in (*hot, *plan)), default=0)
+        if newest > info.latest.version:
+            # Another process evolved the schema after we cached it: conform to the newer one.
+            info = await self._registry.get(info.dataset_id, info.name, refresh=True) or info
         parts: list[pa.Table] = []
         stats.hot_rows = len(hot)
         by_version: dict[int, tuple[list[int], list[int], list[bytes]]] = {}
@@ -174,7 +183,7 @@ class Reader:
             decoded = await run_cpu(decode_hot_rows, schema, seqs, ingested, records)
             parts.append(await run_cpu(conform_to, decoded, info.latest))
         parts.extend(await self._cold(info, plan, stats))
-        return parts
+        return info, parts
 
     async def _cold(self, info: TableInfo, plan: list[Any], stats: ReadStats) -> list[pa.Table]:
         blocks = [
