@@ -1,0 +1,566 @@
+"""ReadRange latency and throughput against pyarrow.dataset over hourly Parquet files, in one run.
+
+    python -m bench.read_bench [--rows 1000000] [--repeat 30] [--full-repeat 3]
+
+1. A day of synthetic battle records: ``--rows`` rows spread evenly over 24 hours, ingested
+   through the Ingest RPC (Arrow IPC, 10,000 rows per request, 4 clients) of a
+   ``fusou serve ingest archiver`` process and archived by one Archive call (minimum age 0).
+   Then a hot set: 1,000 more rows, one second apart, starting an hour after the day ends,
+   ingested after the archive so that they stay in the buffer (same dataset and table).
+   The buffer is ANALYZEd and a CHECKPOINT taken (untimed).
+2. The same rows, written as the peer: 24 hourly Parquet files (sorted by time, zstd,
+   ``--row-group-rows`` rows per row group) plus one file holding the hot set, in a local
+   directory beside the object store's (the same kind of store: the local file system).
+3. Queries, each through gRPC ReadRange with Arrow IPC output (the client reassembles one
+   pyarrow Table; the latency is from the call to the last message) and through
+   ``pyarrow.dataset.dataset(dir, format="parquet").to_table(filter=...)`` (dataset discovery
+   included, as the reader's catalog lookup is):
+     (a) hot: the 1,000 hot rows;
+     (b) one block: the [min_time, max_time] of one archived block, taken from fusou_blocks;
+     (c) one hour: hour 12 of the day (exactly one of the peer's files);
+     (d) the full day, as rows/s.
+   (a)-(c) are repeated ``--repeat`` times after one untimed warm-up call and reported as
+   p50/p99 in ms; (d) ``--full-repeat`` times, reported at the median.
+
+The reader is measured in two fresh ``fusou serve reader`` processes on the same store:
+- block cache disabled (FUSOU_READER_CACHE_BYTES=0): every call fetches and decodes its blocks.
+  This is the figure compared with the peer, which keeps nothing between calls either (both
+  read files that sit in the OS page cache).
+- block cache on (the default size): the first call of each query is the cold-cache figure, the
+  repeats show the warm cache.
+
+Targets: one-block and one-hour p50 at most 0.5x the peer's; full-day rows/s at least the
+peer's (both on the cache-disabled reader).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from google.protobuf import timestamp_pb2
+
+from bench.common import (
+    T0,
+    CpuMeter,
+    Rate,
+    ServerProcess,
+    Stopwatch,
+    battle_rows,
+    bench_database,
+)
+from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.ingest.v1 import ingest_pb2
+from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
+from fusou.records.wire_formats import arrow_ipc_bytes
+
+DATASET = "bench"
+TABLE = "battle"
+CHUNK = 10_000  # rows per generated chunk and per Ingest request
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+HOT_ROWS = 1_000
+HOT_STEP_MS = 1_000
+HOT_START = T0 + DAY_MS + HOUR_MS  # an hour after the day: nothing cold overlaps it
+ONE_HOUR = 12  # the hour of the day read by query (c)
+MB = 1024 * 1024
+GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", 256 * MB),
+    ("grpc.max_receive_message_length", 256 * MB),
+]
+
+
+# -- the synthetic records ----------------------------------------------------------------------
+
+
+def day_chunk(i: int, size: int, step_ms: int) -> pa.Table:
+    """Chunk ``i`` of the day: deterministic; times and api_no continue across chunks."""
+    rows = battle_rows(size, seed=1000 + i, start=T0 + i * CHUNK * step_ms, step_ms=step_ms)
+    for k, row in enumerate(rows):
+        row["api_no"] = i * CHUNK + k
+    return pa.Table.from_pylist(rows)
+
+
+def hot_rows() -> pa.Table:
+    rows = battle_rows(HOT_ROWS, seed=7, start=HOT_START, step_ms=HOT_STEP_MS)
+    for k, row in enumerate(rows):
+        row["api_no"] = 10_000_000 + k
+    return pa.Table.from_pylist(rows)
+
+
+def ingest_request(table: pa.Table, request_id: str) -> bytes:
+    return ingest_pb2.IngestRequest(
+        dataset_id=DATASET, table=TABLE, request_id=request_id, arrow_ipc=arrow_ipc_bytes(table)
+    ).SerializeToString()
+
+
+# -- fusou processes on a store of our own ----------------------------------------------------
+
+
+@asynccontextmanager
+async def fusou_process(
+    database_url: str, services: str, store_dir: Path, **extra_env: str
+) -> AsyncIterator[ServerProcess]:
+    """`fusou serve` in its own process, on the object store in ``store_dir``.
+
+    Like bench.common.server_process, but every process started here shares one store, so a
+    second reader process sees what the first process archived.
+    """
+    env = dict(os.environ)
+    env.update(
+        FUSOU_DATABASE_URL=database_url,
+        FUSOU_OBJECT_STORE_URL=f"file://{store_dir}",
+        FUSOU_GRPC_PORT="0",
+        FUSOU_GRPC_HOST="127.0.0.1",
+        FUSOU_LOG_LEVEL="warning",
+        FUSOU_GRPC_MAX_MESSAGE_BYTES=str(256 * MB),
+    )
+    env.update(extra_env)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fusou.cli.main",
+        "serve",
+        *services.split(),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()
+        if "listening on port" not in line:
+            raise RuntimeError(f"server did not start: {line!r}")
+        yield ServerProcess(f"127.0.0.1:{int(line.rsplit(' ', 1)[1])}", proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 20)
+        except TimeoutError:
+            proc.kill()
+
+
+# -- phase 1: load, archive, hot set ------------------------------------------------------------
+
+
+@dataclass
+class Loaded:
+    day: pa.Table  # every row of the day, in time order
+    hot: pa.Table
+    ingest: Rate
+    archive: Rate
+    archive_response: Any  # archiver_pb2.ArchiveResponse
+
+
+async def load(server: ServerProcess, n: int, clients: int) -> Loaded:
+    step_ms = DAY_MS // n
+    sizes = [min(CHUNK, n - start) for start in range(0, n, CHUNK)]
+    chunks: list[pa.Table] = [pa.table({})] * len(sizes)
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=2 * clients)
+    written = 0
+
+    def make(i: int) -> bytes:
+        chunks[i] = day_chunk(i, sizes[i], step_ms)
+        return ingest_request(chunks[i], f"day-{i}")
+
+    async def produce() -> None:
+        # Generated in a thread while the clients send: at most a few requests in flight.
+        for i in range(1, len(sizes)):
+            await queue.put(await asyncio.to_thread(make, i))
+        for _ in range(clients):
+            await queue.put(None)
+
+    async with grpc.aio.insecure_channel(server.target, options=GRPC_OPTIONS) as channel:
+        ingest = channel.unary_unary(
+            "/fusou.ingest.v1.IngestService/Ingest",
+            request_serializer=lambda b: b,
+            response_deserializer=ingest_pb2.IngestResponse.FromString,
+        )
+
+        async def client() -> None:
+            nonlocal written
+            while (request := await queue.get()) is not None:
+                response = await ingest(request, timeout=600)
+                written += response.rows_written  # not `written += await ...`: a lost update
+                if written // CHUNK % 20 == 0:
+                    print(f"\r  ingested {written:,} / {n:,} rows", end="", file=sys.stderr)
+
+        with Stopwatch() as load_sw:
+            # The first request alone: it creates the table and its schema version.
+            written += (await ingest(make(0), timeout=600)).rows_written
+            await asyncio.gather(produce(), *(client() for _ in range(clients)))
+        print(file=sys.stderr)
+        assert written == n, f"ingested {written} rows, expected {n}"
+
+        print(f"archiving {n:,} rows ...", file=sys.stderr)
+        archiver = archiver_pb2_grpc.ArchiverServiceStub(channel)
+        with Stopwatch() as archive_sw:
+            response = await archiver.Archive(
+                archiver_pb2.ArchiveRequest(dataset_id=DATASET, table=TABLE, min_age_seconds=0),
+                timeout=3600,
+            )
+        assert response.total_rows == n, f"archived {response.total_rows} rows, expected {n}"
+
+        hot = hot_rows()
+        answer = await ingest(ingest_request(hot, "hot"), timeout=600)
+        assert answer.rows_written == HOT_ROWS
+    return Loaded(
+        pa.concat_tables(chunks),
+        hot,
+        Rate("Ingest (Arrow IPC, load phase)", n, load_sw.seconds),
+        Rate("Archive (buffer -> cold Avro)", n, archive_sw.seconds),
+        response,
+    )
+
+
+@dataclass
+class Catalog:
+    blocks: int
+    files: int
+    cold_bytes: int
+    block: tuple[int, int, int]  # min_time, max_time, row_count of the one-block query's block
+
+
+async def settle_and_inspect(url: str, n: int) -> Catalog:
+    """Untimed: planner statistics, a checkpoint, and the block index the queries are built on."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("ANALYZE")
+        await conn.execute("CHECKPOINT")
+        hot = await conn.fetchval("SELECT count(*) FROM fusou_buffer")
+        blocks = await conn.fetch(
+            "SELECT b.min_time, b.max_time, b.row_count FROM fusou_blocks b "
+            "JOIN fusou_files f USING (file_id) WHERE f.state = 'active' "
+            "ORDER BY b.min_time"
+        )
+        files, cold_bytes = await conn.fetchrow(
+            "SELECT count(*), coalesce(sum(byte_length), 0) FROM fusou_files WHERE state = 'active'"
+        )
+    finally:
+        await conn.close()
+    assert hot == HOT_ROWS, f"{hot} rows in the buffer, expected the {HOT_ROWS} hot rows"
+    assert sum(b["row_count"] for b in blocks) == n, "the block index does not hold every row"
+    # A block a quarter into the day: far from the one-hour query's hour 12, so that the
+    # cache-on reader's first one-hour call does not find it cached.
+    b = blocks[len(blocks) // 4]
+    block = (b["min_time"], b["max_time"], b["row_count"])
+    return Catalog(len(blocks), int(files), int(cold_bytes), block)
+
+
+# -- phase 2: the peer's files ------------------------------------------------------------------
+
+
+def write_peer(directory: Path, day: pa.Table, hot: pa.Table, row_group_rows: int) -> int:
+    """24 hourly files and one for the hot set; returns the bytes written."""
+    fs = pafs.LocalFileSystem()
+    fs.create_dir(str(directory))
+    day = day.sort_by("timestamp")
+    times = day.column("timestamp")
+    parts: list[tuple[str, pa.Table]] = []
+    for h in range(24):
+        start, end = T0 + h * HOUR_MS, T0 + (h + 1) * HOUR_MS
+        mask = pc.and_(pc.greater_equal(times, start), pc.less(times, end))
+        parts.append((f"battle-{h:02d}.parquet", day.filter(mask)))
+    parts.append(("battle-hot.parquet", hot.sort_by("timestamp")))
+    total = 0
+    for name, table in parts:
+        path = str(directory / name)
+        pq.write_table(
+            table, path, compression="zstd", row_group_size=row_group_rows, filesystem=fs
+        )
+        total += os.path.getsize(path)
+    return total
+
+
+# -- phase 3: the queries -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    start: int  # epoch ms, inclusive
+    end: int  # epoch ms, exclusive
+    rows: int  # expected
+
+
+@dataclass
+class Timing:
+    seconds: list[float] = field(default_factory=list)
+    first: float = 0.0  # the untimed first call (cold cache on the cache-on reader)
+    stats: Any = None  # reader_pb2.ReadStats of the last call (reader only)
+    first_stats: Any = None
+    client_cpu: float = 0.0  # CPU seconds of this (client) process per repeated call
+
+    def pct(self, q: float) -> float:
+        return float(np.percentile(self.seconds, q)) * 1000
+
+    @property
+    def p50(self) -> float:
+        return self.pct(50)
+
+    @property
+    def p99(self) -> float:
+        return self.pct(99)
+
+
+def timestamp(ms: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=ms // 1000, nanos=ms % 1000 * 1_000_000)
+
+
+async def read_once(
+    stub: reader_pb2_grpc.ReaderServiceAsyncStub, q: Query
+) -> tuple[float, pa.Table, Any]:
+    request = reader_pb2.ReadRangeRequest(
+        dataset_id=DATASET,
+        table=TABLE,
+        start_time=timestamp(q.start),
+        end_time=timestamp(q.end),
+        format=reader_pb2.OUTPUT_FORMAT_ARROW_IPC,
+    )
+    tables: list[pa.Table] = []
+    stats = None
+    start = time.perf_counter()
+    async for message in stub.ReadRange(request, timeout=600):
+        if message.arrow_ipc:
+            tables.append(pa.ipc.open_stream(message.arrow_ipc).read_all())
+        if message.HasField("stats"):
+            stats = message.stats
+    table = pa.concat_tables(tables) if tables else pa.table({})
+    return time.perf_counter() - start, table, stats
+
+
+async def measure_reader(target: str, queries: list[tuple[Query, int]]) -> dict[str, Timing]:
+    out: dict[str, Timing] = {}
+    async with grpc.aio.insecure_channel(target, options=GRPC_OPTIONS) as channel:
+        stub = reader_pb2_grpc.ReaderServiceStub(channel)
+        for q, repeat in queries:
+            timing = Timing()
+            timing.first, table, timing.first_stats = await read_once(stub, q)
+            check(q, table, "reader")
+            cpu = time.process_time()
+            for _ in range(repeat):
+                seconds, table, timing.stats = await read_once(stub, q)
+                timing.seconds.append(seconds)
+            timing.client_cpu = (time.process_time() - cpu) / repeat
+            check(q, table, "reader")
+            out[q.name] = timing
+            print(
+                f"  {q.name:10s} first {timing.first * 1000:8.1f} ms, p50 {timing.p50:8.1f} ms",
+                file=sys.stderr,
+            )
+    return out
+
+
+def peer_once(directory: Path, q: Query) -> tuple[float, pa.Table]:
+    start = time.perf_counter()
+    table = ds.dataset(str(directory), format="parquet").to_table(
+        filter=(ds.field("timestamp") >= q.start) & (ds.field("timestamp") < q.end)
+    )
+    return time.perf_counter() - start, table
+
+
+def measure_peer(directory: Path, queries: list[tuple[Query, int]]) -> dict[str, Timing]:
+    out: dict[str, Timing] = {}
+    for q, repeat in queries:
+        timing = Timing()
+        timing.first, table = peer_once(directory, q)
+        check(q, table, "peer")
+        for _ in range(repeat):
+            seconds, table = peer_once(directory, q)
+            timing.seconds.append(seconds)
+        check(q, table, "peer")
+        out[q.name] = timing
+        print(f"  {q.name:10s} p50 {timing.p50:8.1f} ms", file=sys.stderr)
+    return out
+
+
+def check(q: Query, table: pa.Table, who: str) -> None:
+    assert table.num_rows == q.rows, f"{who}: {q.name} returned {table.num_rows}, not {q.rows}"
+    if q.rows:
+        times = table.column("timestamp")
+        lo, hi = pc.min(times).as_py(), pc.max(times).as_py()
+        assert q.start <= lo and hi < q.end, f"{who}: {q.name} returned rows out of range"
+
+
+def count_in(table: pa.Table, start: int, end: int) -> int:
+    times = table.column("timestamp")
+    mask = pc.and_(pc.greater_equal(times, start), pc.less(times, end))
+    return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def _stats_line(s: Any) -> str:
+    return (
+        f"hot rows {s.hot_rows:,}, cold rows {s.cold_rows:,}, blocks fetched "
+        f"{s.blocks_fetched}, GETs {s.get_requests}, bytes {s.bytes_fetched:,}, "
+        f"cache hits {s.cache_hits}"
+    )
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=30, help="repetitions of (a)-(c)")
+    parser.add_argument("--full-repeat", type=int, default=3, help="repetitions of (d)")
+    parser.add_argument("--clients", type=int, default=4, help="Ingest clients while loading")
+    parser.add_argument(
+        "--row-group-rows", type=int, default=16_384, help="rows per row group of the peer"
+    )
+    args = parser.parse_args(argv)
+    n: int = args.rows
+    if n < CHUNK or args.repeat < 1 or args.full_repeat < 1:
+        parser.error("--rows must be at least 10,000; repeats at least 1")
+
+    os.environ["FUSOU_ARCHIVE_MIN_AGE_S"] = "0"
+    with tempfile.TemporaryDirectory(prefix="fusou-read-bench-") as tmp:
+        store_dir = Path(tmp) / "store"
+        peer_dir = Path(tmp) / "peer"
+        store_dir.mkdir()
+        async with bench_database() as (_, url):
+            print(f"loading {n:,} rows over 24 hours ...", file=sys.stderr)
+            async with fusou_process(url, "ingest archiver", store_dir) as server:
+                loaded = await load(server, n, args.clients)
+            catalog = await settle_and_inspect(url, n)
+
+            print("writing the peer's Parquet files ...", file=sys.stderr)
+            peer_bytes = write_peer(peer_dir, loaded.day, loaded.hot, args.row_group_rows)
+
+            b_min, b_max, b_rows = catalog.block
+            hour_start = T0 + ONE_HOUR * HOUR_MS
+            queries = [
+                Query("hot", HOT_START, HOT_START + HOT_ROWS * HOT_STEP_MS, HOT_ROWS),
+                Query("one block", b_min, b_max + 1, count_in(loaded.day, b_min, b_max + 1)),
+                Query(
+                    "one hour",
+                    hour_start,
+                    hour_start + HOUR_MS,
+                    count_in(loaded.day, hour_start, hour_start + HOUR_MS),
+                ),
+                Query("full day", T0, T0 + DAY_MS, n),
+            ]
+            assert queries[1].rows == b_rows, "the one-block range holds other rows"
+            plan = [(q, args.repeat) for q in queries[:3]] + [(queries[3], args.full_repeat)]
+
+            print("reader, block cache disabled ...", file=sys.stderr)
+            async with fusou_process(
+                url, "reader", store_dir, FUSOU_READER_CACHE_BYTES="0"
+            ) as reader:
+                meter = CpuMeter(reader.pid)
+                before = meter.sample()
+                uncached = await measure_reader(reader.target, plan)
+                cpu_uncached = meter.sample()
+            print("reader, block cache on ...", file=sys.stderr)
+            async with fusou_process(url, "reader", store_dir) as reader:
+                cached = await measure_reader(reader.target, plan)
+            print("peer: pyarrow.dataset over hourly Parquet ...", file=sys.stderr)
+            peer = measure_peer(peer_dir, plan)
+
+    report(args, n, loaded, catalog, peer_bytes, queries, uncached, cached, peer)
+    server_cpu = cpu_uncached["server"] - before["server"]
+    print(f"(CPU of the cache-off reader process over all its calls: {server_cpu:.1f} s)")
+    return 0
+
+
+def report(
+    args: argparse.Namespace,
+    n: int,
+    loaded: Loaded,
+    catalog: Catalog,
+    peer_bytes: int,
+    queries: list[Query],
+    uncached: dict[str, Timing],
+    cached: dict[str, Timing],
+    peer: dict[str, Timing],
+) -> None:
+    table = loaded.archive_response.tables[0]
+    print(
+        f"data: {n:,} battle records over 24 h (one every {DAY_MS // n} ms) + {HOT_ROWS:,} hot "
+        f"rows; ingest {loaded.ingest.per_second:,.0f} rows/s, archive "
+        f"{loaded.archive.per_second:,.0f} rows/s"
+    )
+    print(
+        f"cold: {catalog.files} file(s), {catalog.blocks} blocks, {catalog.cold_bytes:,} bytes "
+        f"(Avro {table.compression_ratio:.1f}x over the datums); peer: 25 Parquet files, "
+        f"{peer_bytes:,} bytes (zstd, {args.row_group_rows:,} rows per row group)"
+    )
+    print(
+        f"latency in ms, p50 / p99 over {args.repeat} calls (full day: {args.full_repeat}); "
+        "reader = gRPC ReadRange, Arrow IPC, into one client-side Table"
+    )
+    header = (
+        f"{'query':10s} {'rows':>9s} | {'reader, cache off':>17s} | {'reader, cache warm':>18s} "
+        f"| {'cache cold':>10s} | {'peer pyarrow.ds':>17s} | {'client CPU':>10s}"
+    )
+    print(header)
+    print("-" * len(header))
+    for q in queries:
+        u, c, p = uncached[q.name], cached[q.name], peer[q.name]
+        print(
+            f"{q.name:10s} {q.rows:>9,} | {u.p50:7.1f} / {u.p99:7.1f} | {c.p50:8.1f} / {c.p99:7.1f} "
+            f"| {c.first * 1000:10.1f} | {p.p50:7.1f} / {p.p99:7.1f} | {u.client_cpu * 1000:10.1f}"
+        )
+    print(
+        "  cache off: FUSOU_READER_CACHE_BYTES=0, every call fetches and decodes its blocks; "
+        "cache warm: the default cache, repeated calls;\n"
+        "  cache cold: the first call of each query in that process; client CPU: ms of this "
+        "process per call (gRPC receive, protobuf, IPC)"
+    )
+
+    def rate(t: Timing) -> float:
+        return n / (t.p50 / 1000)
+
+    day_u, day_c, day_p = (rate(t["full day"]) for t in (uncached, cached, peer))
+    print(
+        f"full day as Arrow: reader {day_u:,.0f} rows/s (cache off), {day_c:,.0f} rows/s "
+        f"(cache warm); peer {day_p:,.0f} rows/s"
+    )
+    print(
+        "targets, compared figure = reader with its block cache OFF (like for like: the peer "
+        "also decodes its files on every call); the warm-cache figure beside it:"
+    )
+    for name in ("one block", "one hour"):
+        ru = uncached[name].p50 / peer[name].p50
+        rc = cached[name].p50 / peer[name].p50
+        print(
+            f"  {name:9s} p50 {ru:5.2f}x the peer's (<= 0.5x: {verdict(ru <= 0.5)}); "
+            f"cache warm {rc:5.2f}x ({verdict(rc <= 0.5)})"
+        )
+    print(
+        f"  full day  {day_u / day_p:5.2f}x the peer's rows/s (>= 1x: {verdict(day_u >= day_p)}); "
+        f"cache warm {day_c / day_p:5.2f}x ({verdict(day_c >= day_p)})"
+    )
+    print(f"  hot read  p50 {uncached['hot'].p50 / peer['hot'].p50:5.2f}x the peer's (no target)")
+    print("reader stats, one-hour read (cache off), showing the pruning:")
+    print(f"  {_stats_line(uncached['one hour'].stats)}")
+    print(f"  of {catalog.blocks} blocks / {catalog.cold_bytes:,} cold bytes in the catalog")
+    print(f"one-block read: {_stats_line(uncached['one block'].stats)}")
+    print(f"hot read:       {_stats_line(uncached['hot'].stats)}")
+    print(f"full-day read:  {_stats_line(uncached['full day'].stats)}")
+    print(f"cache warm, one-hour read: {_stats_line(cached['one hour'].stats)}")
+    print(f"cache warm, full-day read: {_stats_line(cached['full day'].stats)}")
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
