@@ -21,7 +21,9 @@ from fusou.records.wire_formats import arrow_ipc_bytes
 Context = aio.ServicerContext[Any, Any]
 
 JSON_ROWS_PER_MESSAGE = 1000
-ARROW_ROWS_PER_MESSAGE = 65536
+# Messages of a few MB: each is encoded while the previous one is written, and buffers of that
+# size are reused rather than faulted in afresh (one 8 MB message cost ~4x its encoding time).
+ARROW_ROWS_PER_MESSAGE = 8192
 
 
 def _millis(ts: timestamp_pb2.Timestamp) -> int:
@@ -80,9 +82,23 @@ class ReaderServicer(reader_pb2_grpc.ReaderServiceServicer):
             if table.num_rows == 0:
                 # No rows still tells the client the columns and their types.
                 yield reader_pb2.ReadRangeResponse(arrow_ipc=arrow_ipc_bytes(table))
-            for start in range(0, table.num_rows, ARROW_ROWS_PER_MESSAGE):
-                chunk = table.slice(start, ARROW_ROWS_PER_MESSAGE)
-                yield reader_pb2.ReadRangeResponse(arrow_ipc=await run_cpu(arrow_ipc_bytes, chunk))
+            starts = range(0, table.num_rows, ARROW_ROWS_PER_MESSAGE)
+
+            def encode(i: int) -> asyncio.Future[bytes]:
+                chunk = table.slice(starts[i], ARROW_ROWS_PER_MESSAGE)
+                return asyncio.ensure_future(run_cpu(arrow_ipc_bytes, chunk))
+
+            # The next message is encoded on the CPU thread while this one is written.
+            pending = encode(0) if starts else None
+            try:
+                for i in range(len(starts)):
+                    assert pending is not None
+                    data = await pending
+                    pending = encode(i + 1) if i + 1 < len(starts) else None
+                    yield reader_pb2.ReadRangeResponse(arrow_ipc=data)
+            finally:
+                if pending is not None:
+                    pending.cancel()
         else:
             for start in range(0, table.num_rows, JSON_ROWS_PER_MESSAGE):
                 chunk = table.slice(start, JSON_ROWS_PER_MESSAGE)

@@ -9,7 +9,9 @@ polars' multithreaded ``unique`` instead of hashing row by row.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -56,6 +58,11 @@ def conform_to(table: pa.Table, latest: TableSchema) -> pa.Table:
     return pa.Table.from_arrays(columns, names=fields)
 
 
+def _numpy(column: pa.ChunkedArray) -> np.ndarray[Any, Any]:
+    chunks = [c.to_numpy(zero_copy_only=False) for c in column.chunks]
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+
 def merge(
     parts: Sequence[pa.Table],
     latest: TableSchema,
@@ -66,27 +73,69 @@ def merge(
     """Keep [start, end), deduplicate (highest seq wins per key), sort by time then seq.
 
     Returns the merged table (still with the metadata columns) and the duplicates removed.
+
+    Cheap in the common case: only parts that cross an edge of the range are filtered; parts
+    already in (time, seq) order (cold blocks of one file, in plan order) are not sorted; and
+    when the key includes the time (the whole-record key, or key fields naming it) duplicates
+    share their time, so only rows whose time repeats go through polars' ``unique``.
     """
-    table = pa.concat_tables(parts) if parts else _empty(latest)
+    parts = [p for p in parts if p.num_rows]
+    if not parts:
+        return _empty(latest), 0
     time = latest.time_field
-    frame = pl.from_arrow(table)
+    kept = []
+    for p in parts:
+        t = p.column(time)
+        lo, hi = (v.as_py() for v in pc.min_max(t).values())
+        if lo >= start and hi < end:
+            kept.append(p)
+        else:
+            kept.append(p.filter(pc.and_(pc.greater_equal(t, start), pc.less(t, end))))
+    table = pa.concat_tables(kept)
+    n = table.num_rows
+    if not n:
+        return table, 0
+    times = _numpy(table.column(time))
+    seqs = _numpy(table.column(SEQ_FIELD))
+    step = np.diff(times)
+    if not ((step >= 0).all() and (np.diff(seqs)[step == 0] > 0).all()):
+        order = np.lexsort((seqs, times))
+        table = table.take(pa.array(order))
+        times, seqs = times[order], seqs[order]
+    if key_fields:
+        keys = [k for k in key_fields if k in table.column_names]
+        if not keys:
+            # Declared key fields none of which the schema has: null in every row, one key.
+            best = int(np.argmax(seqs))
+            return table.slice(best, 1), n - 1
+    else:
+        keys = [f.name for f in latest.fields]
+    if time in keys:
+        # Duplicates share their time: only rows whose time repeats can be duplicates.
+        tie = times[1:] == times[:-1]
+        if not tie.any():
+            return table, 0
+        mark = np.zeros(n, dtype=bool)
+        mark[1:] |= tie
+        mark[:-1] |= tie
+        candidates = np.flatnonzero(mark)
+    else:
+        candidates = np.arange(n)  # duplicates may lie far apart in time
+    frame = pl.from_arrow(table.take(pa.array(candidates)))
     assert isinstance(frame, pl.DataFrame)
-    frame = frame.filter((pl.col(time) >= start) & (pl.col(time) < end))
-    before = frame.height
-    keys = (
-        [k for k in key_fields if k in frame.columns]
-        if key_fields
-        else [f.name for f in latest.fields]
+    winners = (
+        frame.with_row_index("_fusou_row")
+        .sort(SEQ_FIELD, descending=True)
+        .unique(subset=keys, keep="first")
+        .get_column("_fusou_row")
+        .to_numpy()
     )
-    if before and not keys:
-        # Declared key fields none of which the schema has: null in every row, one key.
-        frame = frame.sort(SEQ_FIELD, descending=True).head(1)
-    elif before:
-        frame = frame.sort(SEQ_FIELD, descending=True).unique(
-            subset=keys, keep="first", maintain_order=False
-        )
-        frame = frame.sort([time, SEQ_FIELD])
-    return frame.to_arrow(), before - frame.height
+    if len(winners) == len(candidates):
+        return table, 0
+    keep = np.ones(n, dtype=bool)
+    keep[candidates] = False
+    keep[candidates[winners]] = True
+    return table.filter(pa.array(keep)), int(n - keep.sum())
 
 
 def _empty(latest: TableSchema) -> pa.Table:
