@@ -1,7 +1,7 @@
 """ReadRange: plan from the catalog, fetch and decode the overlapping cold blocks, read the hot
 rows, merge them under the one dedup rule, and hand back time-ordered batches.
 
-Hot rows and the cold plan come from one REPEATABLE READ snapshot, so a row being archived
+Hot rows and the cold plan come from one statement, hence one snapshot, so a row being archived
 meanwhile is seen exactly once (in the buffer, or in a file registered in that snapshot). Files
 named by the snapshot stay readable for the delete grace period; a reader that still meets a
 missing object re-plans once.
@@ -81,18 +81,23 @@ class ReadResult:
     stats: ReadStats = field(default_factory=ReadStats)
 
 
-_PLAN = (
-    "SELECT f.file_id, o.object_key, f.header, f.schema_version, b.byte_offset, b.byte_length "
-    "FROM fusou_files f JOIN fusou_objects o USING (object_id) "
-    "JOIN fusou_blocks b USING (file_id) "
-    "WHERE f.table_id = $1 AND f.state = 'active' AND f.format = 'avro' "
-    "AND f.min_time < $3 AND f.max_time >= $2 AND b.min_time < $3 AND b.max_time >= $2 "
-    "ORDER BY f.file_id, b.block_no"
-)
-_HOT = (
-    "SELECT schema_version, seq, ingested_at, record FROM fusou_buffer "
-    "WHERE table_id = $1 AND event_time >= $2 AND event_time < $3"
-)
+# One statement, so one snapshot: hot rows and the cold plan agree without a transaction
+# (a row being archived meanwhile is in exactly one of them), in a single round trip.
+_SNAPSHOT = """
+SELECT
+  ARRAY(SELECT ROW(schema_version, seq, ingested_at, record) FROM fusou_buffer
+        WHERE table_id = $1 AND event_time >= $2 AND event_time < $3) AS hot,
+  ARRAY(SELECT ROW(f.file_id, o.object_key, f.header, f.schema_version)
+        FROM fusou_files f JOIN fusou_objects o USING (object_id)
+        WHERE f.table_id = $1 AND f.state = 'active' AND f.format = 'avro'
+          AND f.min_time < $3 AND f.max_time >= $2) AS files,
+  ARRAY(SELECT ROW(b.file_id, b.byte_offset, b.byte_length)
+        FROM fusou_files f JOIN fusou_blocks b USING (file_id)
+        WHERE f.table_id = $1 AND f.state = 'active' AND f.format = 'avro'
+          AND f.min_time < $3 AND f.max_time >= $2
+          AND b.min_time < $3 AND b.max_time >= $2
+        ORDER BY b.file_id, b.block_no) AS blocks
+"""
 
 
 class Reader:
@@ -160,24 +165,24 @@ class Reader:
     async def _gather(
         self, info: TableInfo, req: ReadRequest, stats: ReadStats
     ) -> tuple[TableInfo, list[pa.Table]]:
-        async with (
-            self._pool.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            hot = await conn.fetch(_HOT, info.table_id, req.start, req.end)
-            plan = await conn.fetch(_PLAN, info.table_id, req.start, req.end)
-        newest = max((r["schema_version"] for r in (*hot, *plan)), default=0)
+        async with self._pool.acquire() as conn:
+            snapshot = await conn.fetchrow(_SNAPSHOT, info.table_id, req.start, req.end)
+        hot = snapshot["hot"]
+        files = {f[0]: f for f in snapshot["files"]}
+        # (file_id, object_key, header, schema_version, byte_offset, byte_length)
+        plan = [(*files[b[0]], b[1], b[2]) for b in snapshot["blocks"]]
+        newest = max([*(r[0] for r in hot), *(f[3] for f in files.values())], default=0)
         if newest > info.latest.version:
             # Another process evolved the schema after we cached it: conform to the newer one.
             info = await self._registry.get(info.dataset_id, info.name, refresh=True) or info
         parts: list[pa.Table] = []
         stats.hot_rows = len(hot)
         by_version: dict[int, tuple[list[int], list[int], list[bytes]]] = {}
-        for r in hot:
-            seqs, ingested, records = by_version.setdefault(r["schema_version"], ([], [], []))
-            seqs.append(r["seq"])
-            ingested.append(r["ingested_at"])
-            records.append(r["record"])
+        for version, seq, ingested_at, record in hot:
+            seqs, ingested, records = by_version.setdefault(version, ([], [], []))
+            seqs.append(seq)
+            ingested.append(ingested_at)
+            records.append(record)
         for version, (seqs, ingested, records) in by_version.items():
             schema = await self._registry.version(info.table_id, version)
             decoded = await run_cpu(decode_hot_rows, schema, seqs, ingested, records)
@@ -186,17 +191,7 @@ class Reader:
         return info, parts
 
     async def _cold(self, info: TableInfo, plan: list[Any], stats: ReadStats) -> list[pa.Table]:
-        blocks = [
-            _BlockRef(
-                r["file_id"],
-                r["object_key"],
-                bytes(r["header"]),
-                r["byte_offset"],
-                r["byte_length"],
-                r["schema_version"],
-            )
-            for r in plan
-        ]
+        blocks = [_BlockRef(r[0], r[1], bytes(r[2]), r[4], r[5], r[3]) for r in plan]
         tables: dict[_BlockRef, pa.Table] = {}
         wanted: list[_BlockRef] = []
         version = info.latest.version
