@@ -8,9 +8,11 @@ well clients batch, and each request still gets its answer only after its rows c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -58,7 +60,7 @@ class _Pending:
     request_id: str | None
     rows: BufferRows
     future: asyncio.Future[WriteResult]
-    first_seq: int = 0
+    # Later requests of the same group with the same request_id: they get this one's answer.
     followers: list[_Pending] = field(default_factory=list)
 
 
@@ -77,13 +79,12 @@ class GroupCommitWriter:
     def __init__(self, pool: asyncpg.Pool, *, max_rows: int, concurrency: int) -> None:
         self._pool = pool
         self._max_rows = max_rows
-        self._queue: list[_Pending] = []
+        self._queue: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._closed = False
-        self.groups_committed = 0
 
     def start(self) -> None:
         if self._task is None:
@@ -127,10 +128,20 @@ class GroupCommitWriter:
         self._slots.release()
 
     def _take_group(self) -> list[_Pending]:
+        """The next requests to commit together. A request repeating a request_id already in
+        the group does not write: it follows the first one and gets its answer."""
         group: list[_Pending] = []
+        leaders: dict[tuple[str, str], _Pending] = {}
         rows = 0
         while self._queue and (not group or rows + self._queue[0].rows.num_rows <= self._max_rows):
-            item = self._queue.pop(0)
+            item = self._queue.popleft()
+            if item.request_id:
+                key = (item.dataset_id, item.request_id)
+                leader = leaders.get(key)
+                if leader is not None:
+                    leader.followers.append(item)
+                    continue
+                leaders[key] = item
             group.append(item)
             rows += item.rows.num_rows
         return group
@@ -146,48 +157,26 @@ class GroupCommitWriter:
             if not isinstance(exc, Exception):
                 raise
             return
-        self.groups_committed += 1
         for item, result in zip(group, results, strict=True):
             if not item.future.done():
                 item.future.set_result(result)
             for follower in item.followers:
                 if not follower.future.done():
-                    follower.future.set_result(
-                        WriteResult(
-                            result.rows_written,
-                            result.schema_version,
-                            result.first_seq,
-                            result.last_seq,
-                            True,
-                        )
-                    )
+                    follower.future.set_result(dataclasses.replace(result, replayed=True))
 
     async def _transaction(self, group: list[_Pending]) -> list[WriteResult]:
-        # Two requests with one request_id in the same group: the later one waits for the first.
-        leaders: dict[tuple[str, str], _Pending] = {}
-        writers: list[_Pending] = []
-        for item in group:
-            if item.request_id:
-                key = (item.dataset_id, item.request_id)
-                leader = leaders.get(key)
-                if leader is not None:
-                    leader.followers.append(item)
-                    continue
-                leaders[key] = item
-            writers.append(item)
-        group[:] = writers
-
-        total = sum(item.rows.num_rows for item in writers)
+        total = sum(item.rows.num_rows for item in group)
         async with self._pool.acquire() as conn, conn.transaction():
             first = await conn.fetchval("SELECT fusou_allocate_seq($1)", total)
             results: list[WriteResult] = []
-            for item in writers:
-                item.first_seq = first
+            for item in group:
                 n = item.rows.num_rows
                 results.append(WriteResult(n, item.rows.schema_version, first, first + n - 1))
                 first += n
-            replays = await self._claim_request_ids(conn, writers, results)
-            accepted = [item for i, item in enumerate(writers) if i not in replays]
+            replays = await self._claim_request_ids(conn, group, results)
+            accepted = [
+                (item, results[i].first_seq) for i, item in enumerate(group) if i not in replays
+            ]
             for i, replay in replays.items():
                 results[i] = replay
             if accepted:
@@ -225,11 +214,11 @@ class GroupCommitWriter:
             replays[i] = previous
         return replays
 
-    async def _copy_stream(self, items: list[_Pending]) -> AsyncIterator[bytes]:
+    async def _copy_stream(self, items: list[tuple[_Pending, int]]) -> AsyncIterator[bytes]:
         yield HEADER
-        for item in items:
+        for item, first_seq in items:
             # Building the tuples is numpy work on large buffers; keep the event loop free.
-            yield await run_cpu(copy_rows, item.rows, item.first_seq)
+            yield await run_cpu(copy_rows, item.rows, first_seq)
         yield TRAILER
 
 
