@@ -31,10 +31,6 @@ class TableInfo:
     key_fields: tuple[str, ...]
     latest: TableSchema
 
-    @property
-    def types(self) -> dict[str, FieldType]:
-        return {f.name: f.type for f in self.latest.fields}
-
     @cached_property
     def latest_json(self) -> str:
         """The latest version's Avro schema as JSON ("" before the first version)."""

@@ -31,8 +31,6 @@ from fusou.read.merge import conform_to, merge, project
 
 log = logging.getLogger(__name__)
 
-MAX_TIME = 2**63 - 1
-
 
 @dataclass(frozen=True)
 class ReadRequest:
@@ -67,7 +65,6 @@ class _BlockRef:
     header: bytes
     offset: int
     length: int
-    schema_version: int
 
     @property
     def span(self) -> Span:
@@ -191,7 +188,7 @@ class Reader:
         return info, parts
 
     async def _cold(self, info: TableInfo, plan: list[Any], stats: ReadStats) -> list[pa.Table]:
-        blocks = [_BlockRef(r[0], r[1], bytes(r[2]), r[4], r[5], r[3]) for r in plan]
+        blocks = [_BlockRef(r[0], r[1], bytes(r[2]), r[4], r[5]) for r in plan]
         tables: dict[_BlockRef, pa.Table] = {}
         wanted: list[_BlockRef] = []
         version = info.latest.version

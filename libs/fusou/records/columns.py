@@ -44,18 +44,6 @@ def bool_values(arr: pa.Array) -> U8:
     return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=np.uint8)
 
 
-def binary_layout(arr: pa.Array) -> tuple[U8, I64, I64]:
-    """(data buffer, start offsets, lengths) of a string or binary array with int32 offsets."""
-    n = len(arr)
-    buffers = arr.buffers()
-    raw = np.frombuffer(buffers[1], dtype=np.int32)[arr.offset : arr.offset + n + 1]
-    offsets: I64 = raw.astype(np.int64)
-    data = buffers[2]
-    data_np = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
-    lengths: I64 = np.diff(offsets)
-    return data_np, offsets[:-1], lengths
-
-
 def binary_lengths(arr: pa.Array) -> I64:
     """Byte length of each value of a string or binary array (0 for nulls)."""
     lengths = pc.binary_length(arr)

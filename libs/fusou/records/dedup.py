@@ -24,7 +24,7 @@ from fusou.records.columns import (
     int64_values,
     validity,
 )
-from fusou.records.segments import Piece, as_binary, constant, fixed, join_rows, masked
+from fusou.records.segments import Piece, as_binary, fixed, join_rows, masked
 from fusou.schema.model import FieldType
 
 KEY_BYTES = 16
@@ -40,7 +40,7 @@ def _canonical_pieces(arr: pa.Array, ftype: FieldType) -> list[Piece]:
     """Tag and value bytes of each row; the caller masks out nulls."""
     if ftype is FieldType.LONG:
         ints = np.ascontiguousarray(int64_values(arr).astype("<i8"))
-        return [constant(b"n"), fixed(ints.view(np.uint8).reshape(-1, 8))]
+        return [b"n", fixed(ints.view(np.uint8).reshape(-1, 8))]
     if ftype is FieldType.DOUBLE:
         values = float64_values(arr)
         with np.errstate(invalid="ignore"):
@@ -57,10 +57,10 @@ def _canonical_pieces(arr: pa.Array, ftype: FieldType) -> list[Piece]:
         tags = np.where(whole, ord("n"), ord("f")).astype(np.uint8)
         return [fixed(tags.reshape(-1, 1)), fixed(body)]
     if ftype is FieldType.BOOLEAN:
-        return [constant(b"b"), fixed(bool_values(arr).reshape(-1, 1))]
+        return [b"b", fixed(bool_values(arr).reshape(-1, 1))]
     if ftype in (FieldType.STRING, FieldType.JSON, FieldType.BYTES):
         tag = b"y" if ftype is FieldType.BYTES else b"s"
-        return [constant(tag), _le_u32(binary_lengths(arr)), as_binary(arr)]
+        return [tag, _le_u32(binary_lengths(arr)), as_binary(arr)]
     return []
 
 
@@ -84,7 +84,7 @@ def dedup_keys(
         valid = validity(arr)
         encoded_name = len(name).to_bytes(4, "little") + name.encode()
         if valid is None:
-            parts.append(constant(encoded_name))
+            parts.append(encoded_name)
             parts.extend(_canonical_pieces(arr, ftype))
         else:
             parts.append(masked(encoded_name, valid))

@@ -51,10 +51,6 @@ def fixed_array(matrix: U8) -> pa.Array:
     return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
-def constant(value: bytes) -> bytes:
-    return value
-
-
 def repeated(value: bytes, n: int) -> U8:
     row = np.frombuffer(value, dtype=np.uint8)
     return np.broadcast_to(row, (n, len(row)))
@@ -183,8 +179,3 @@ def varints(values: npt.NDArray[np.uint64]) -> U8 | pa.Array:
         matrix[:, k] = group | more
     keep = np.arange(width)[None, :] < lengths[:, None]
     return packed(matrix[keep], lengths)
-
-
-def big_endian(values: npt.NDArray[np.int64], dtype: str) -> U8:
-    """n x width matrix of big-endian integers (PostgreSQL binary format)."""
-    return np.ascontiguousarray(values.astype(dtype)).view(np.uint8).reshape(len(values), -1)
