@@ -11,8 +11,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from fusou.cpu import CODEC_THREADS
-from fusou.formats.avro_container import compress, zigzag_varint
-from fusou.records.segments import join_rows, varints, zigzag
+from fusou.formats.avro_container import cold_datums, compress, zigzag_varint
 
 
 @dataclass(frozen=True)
@@ -44,8 +43,7 @@ def build_blocks(
     seqs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
     times = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
     ingested = np.fromiter((r[2] for r in rows), dtype=np.int64, count=n)
-    records = pa.array([r[3] for r in rows], pa.binary())
-    joined = join_rows([records, varints(zigzag(seqs)), varints(zigzag(ingested))], n)
+    joined = cold_datums(pa.array([r[3] for r in rows], pa.binary()), seqs, ingested)
     offsets = joined.offsets
     bounds: list[tuple[int, int]] = []
     start = 0

@@ -17,7 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 import cramjam
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
 
+from fusou.records.segments import Joined, join_rows, varints, zigzag
 from fusou.schema.model import TableSchema
 
 MAGIC = b"Obj\x01"
@@ -54,6 +58,15 @@ def cold_schema(schema: TableSchema) -> dict[str, Any]:
             {"name": INGESTED_AT_FIELD, "type": "long"},
         ]
     ) | {"fusou.schema_version": schema.version}
+
+
+def cold_datums(
+    records: pa.Array, seqs: npt.NDArray[np.int64], ingested_at: npt.NDArray[np.int64]
+) -> Joined:
+    """Datums of the cold writer schema: each stored datum with its seq and ingest time
+    appended as varints (the two fields that close the schema)."""
+    n = len(records)
+    return join_rows([records, varints(zigzag(seqs)), varints(zigzag(ingested_at))], n)
 
 
 def container_header(writer_schema: dict[str, Any], codec: str, sync: bytes) -> bytes:

@@ -20,12 +20,12 @@ from fusou.cpu import CODEC_THREADS
 from fusou.formats.avro_container import (
     MAGIC,
     SYNC_SIZE,
+    cold_datums,
     cold_schema,
     container_header,
     decompress,
-    zigzag_varint,
+    encode_block,
 )
-from fusou.records.segments import join_rows, varints, zigzag
 from fusou.schema.model import TableSchema
 
 
@@ -79,8 +79,7 @@ def parse_header(header: bytes) -> ContainerHeader:
 def _plain_block(block: bytes, codec: str, sync: bytes) -> bytes:
     count, pos = _read_long(block, 0)
     size, pos = _read_long(block, pos)
-    body = decompress(codec, block[pos : pos + size])
-    return zigzag_varint(count) + zigzag_varint(len(body)) + body + sync
+    return encode_block(count, decompress(codec, block[pos : pos + size]), "null", sync)
 
 
 def decode_blocks(header: bytes, blocks: list[bytes]) -> list[pa.Table]:
@@ -115,20 +114,11 @@ def decode_hot_rows(
     schema: TableSchema, seqs: list[int], ingested: list[int], records: list[bytes]
 ) -> pa.Table:
     """Stored datums of one schema version, with their seq and ingest time, as a table."""
-    n = len(records)
-    seq_arr = np.asarray(seqs, dtype=np.int64)
-    ing_arr = np.asarray(ingested, dtype=np.int64)
-    joined = join_rows(
-        [pa.array(records, pa.binary()), varints(zigzag(seq_arr)), varints(zigzag(ing_arr))], n
+    joined = cold_datums(
+        pa.array(records, pa.binary()),
+        np.asarray(seqs, dtype=np.int64),
+        np.asarray(ingested, dtype=np.int64),
     )
-    writer = cold_schema(schema)
     sync = b"\x00" * SYNC_SIZE
-    body = joined.data.tobytes()
-    data = (
-        container_header(writer, "null", sync)
-        + zigzag_varint(n)
-        + zigzag_varint(len(body))
-        + body
-        + sync
-    )
-    return _read_container(data)
+    header = container_header(cold_schema(schema), "null", sync)
+    return _read_container(header + encode_block(len(records), joined.data.tobytes(), "null", sync))

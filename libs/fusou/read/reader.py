@@ -28,6 +28,7 @@ from fusou.read.cache import BlockCache
 from fusou.read.decode import decode_blocks, decode_hot_rows
 from fusou.read.fetch import FetchStats, Span, fetch_spans
 from fusou.read.merge import conform_to, merge, project
+from fusou.schema.model import TableSchema
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,21 @@ SELECT
           AND b.min_time < $3 AND b.max_time >= $2
         ORDER BY b.file_id, b.block_no) AS blocks
 """
+
+
+# Decoding and conforming in one call: one trip to the CPU thread per file or version.
+def _hot_part(
+    schema: TableSchema,
+    latest: TableSchema,
+    seqs: list[int],
+    ingested: list[int],
+    records: list[bytes],
+) -> pa.Table:
+    return conform_to(decode_hot_rows(schema, seqs, ingested, records), latest)
+
+
+def _cold_parts(header: bytes, blocks: list[bytes], latest: TableSchema) -> list[pa.Table]:
+    return [conform_to(t, latest) for t in decode_blocks(header, blocks)]
 
 
 class Reader:
@@ -182,8 +198,7 @@ class Reader:
             records.append(record)
         for version, (seqs, ingested, records) in by_version.items():
             schema = await self._registry.version(info.table_id, version)
-            decoded = await run_cpu(decode_hot_rows, schema, seqs, ingested, records)
-            parts.append(await run_cpu(conform_to, decoded, info.latest))
+            parts.append(await run_cpu(_hot_part, schema, info.latest, seqs, ingested, records))
         parts.extend(await self._cold(info, plan, stats))
         return info, parts
 
@@ -230,5 +245,5 @@ class Reader:
     async def _decode_file(
         self, info: TableInfo, refs: list[_BlockRef], fetched: dict[Span, bytes]
     ) -> list[pa.Table]:
-        raw = await run_cpu(decode_blocks, refs[0].header, [fetched[r.span] for r in refs])
-        return [await run_cpu(conform_to, t, info.latest) for t in raw]
+        blocks = [fetched[r.span] for r in refs]
+        return await run_cpu(_cold_parts, refs[0].header, blocks, info.latest)
