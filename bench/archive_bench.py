@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import io
 import json
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -186,7 +185,7 @@ class ArchiveResult:
 
 
 async def archive_once(url: str) -> ArchiveResult:
-    async with server_process(url, "archiver") as server:
+    async with server_process(url, "archiver", FUSOU_ARCHIVE_MIN_AGE_S="0") as server:
         before_rss = {p.pid: _status_kb(p.pid, "VmRSS") for p in _tree(server.pid)}
         meter = CpuMeter(server.pid)
         async with grpc.aio.insecure_channel(server.target) as channel:
@@ -314,12 +313,9 @@ async def main(argv: list[str] | None = None) -> int:
     if n < 1:
         parser.error("--rows must be at least 1")
 
-    # The server processes inherit os.environ: archive every row, however young.
-    os.environ["FUSOU_ARCHIVE_MIN_AGE_S"] = "0"
-
     async with bench_database() as (_, url):
         print(f"loading {n:,} rows into the buffer ...", file=sys.stderr)
-        async with server_process(url, "ingest archiver") as server:
+        async with server_process(url, "ingest archiver", FUSOU_ARCHIVE_MIN_AGE_S="0") as server:
             load = await load_buffer(server, n, args.clients)
         await settle(url)
         print(f"archiving {n:,} rows ...", file=sys.stderr)

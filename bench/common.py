@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import sys
@@ -11,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -120,40 +122,52 @@ class ServerProcess:
 
 @asynccontextmanager
 async def server_process(
-    database_url: str, services: str = "ingest"
+    database_url: str,
+    services: str = "ingest",
+    *,
+    store_dir: Path | None = None,
+    **extra_env: str,
 ) -> AsyncIterator[ServerProcess]:
-    """`fusou serve` in its own process (so clients and server do not share a GIL)."""
-    tmp = tempfile.TemporaryDirectory(prefix="fusou-bench-")
-    env = dict(os.environ)
-    env.update(
-        FUSOU_DATABASE_URL=database_url,
-        FUSOU_OBJECT_STORE_URL=f"file://{tmp.name}",
-        FUSOU_GRPC_PORT="0",
-        FUSOU_GRPC_HOST="127.0.0.1",
-        FUSOU_LOG_LEVEL="warning",
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fusou.cli.main",
-        "serve",
-        *services.split(),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = (await proc.stdout.readline()).decode()
-        if "listening on port" not in line:
-            raise RuntimeError(f"server did not start: {line!r}")
-        yield ServerProcess(f"127.0.0.1:{int(line.rsplit(' ', 1)[1])}", proc.pid)
-    finally:
-        proc.terminate()
+    """`fusou serve` in its own process (so clients and server do not share a GIL).
+
+    Its object store is a private temporary directory, or ``store_dir`` when several processes
+    must see the same objects; ``extra_env`` adds or overrides ``FUSOU_*`` variables.
+    """
+    with contextlib.ExitStack() as cleanup:
+        if store_dir is None:
+            store_dir = Path(
+                cleanup.enter_context(tempfile.TemporaryDirectory(prefix="fusou-bench-"))
+            )
+        env = dict(os.environ)
+        env.update(
+            FUSOU_DATABASE_URL=database_url,
+            FUSOU_OBJECT_STORE_URL=f"file://{store_dir}",
+            FUSOU_GRPC_PORT="0",
+            FUSOU_GRPC_HOST="127.0.0.1",
+            FUSOU_LOG_LEVEL="warning",
+        )
+        env.update(extra_env)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "fusou.cli.main",
+            "serve",
+            *services.split(),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+        )
         try:
-            await asyncio.wait_for(proc.wait(), 20)
-        except TimeoutError:
-            proc.kill()
-        tmp.cleanup()
+            assert proc.stdout is not None
+            line = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()
+            if "listening on port" not in line:
+                raise RuntimeError(f"server did not start: {line!r}")
+            yield ServerProcess(f"127.0.0.1:{int(line.rsplit(' ', 1)[1])}", proc.pid)
+        finally:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 20)
+            except TimeoutError:
+                proc.kill()
 
 
 class Stopwatch:

@@ -41,8 +41,6 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +63,7 @@ from bench.common import (
     Stopwatch,
     battle_rows,
     bench_database,
+    server_process,
 )
 from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.ingest.v1 import ingest_pb2
@@ -81,6 +80,8 @@ HOT_STEP_MS = 1_000
 HOT_START = T0 + DAY_MS + HOUR_MS  # an hour after the day: nothing cold overlaps it
 ONE_HOUR = 12  # the hour of the day read by query (c)
 MB = 1024 * 1024
+# Archive every row however young; answers of a whole day fit in one message.
+SERVER_ENV = {"FUSOU_ARCHIVE_MIN_AGE_S": "0", "FUSOU_GRPC_MAX_MESSAGE_BYTES": str(256 * MB)}
 GRPC_OPTIONS = [
     ("grpc.max_send_message_length", 256 * MB),
     ("grpc.max_receive_message_length", 256 * MB),
@@ -109,51 +110,6 @@ def ingest_request(table: pa.Table, request_id: str) -> bytes:
     return ingest_pb2.IngestRequest(
         dataset_id=DATASET, table=TABLE, request_id=request_id, arrow_ipc=arrow_ipc_bytes(table)
     ).SerializeToString()
-
-
-# -- fusou processes on a store of our own ----------------------------------------------------
-
-
-@asynccontextmanager
-async def fusou_process(
-    database_url: str, services: str, store_dir: Path, **extra_env: str
-) -> AsyncIterator[ServerProcess]:
-    """`fusou serve` in its own process, on the object store in ``store_dir``.
-
-    Like bench.common.server_process, but every process started here shares one store, so a
-    second reader process sees what the first process archived.
-    """
-    env = dict(os.environ)
-    env.update(
-        FUSOU_DATABASE_URL=database_url,
-        FUSOU_OBJECT_STORE_URL=f"file://{store_dir}",
-        FUSOU_GRPC_PORT="0",
-        FUSOU_GRPC_HOST="127.0.0.1",
-        FUSOU_LOG_LEVEL="warning",
-        FUSOU_GRPC_MAX_MESSAGE_BYTES=str(256 * MB),
-    )
-    env.update(extra_env)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fusou.cli.main",
-        "serve",
-        *services.split(),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()
-        if "listening on port" not in line:
-            raise RuntimeError(f"server did not start: {line!r}")
-        yield ServerProcess(f"127.0.0.1:{int(line.rsplit(' ', 1)[1])}", proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 20)
-        except TimeoutError:
-            proc.kill()
 
 
 # -- phase 1: load, archive, hot set ------------------------------------------------------------
@@ -433,14 +389,15 @@ async def main(argv: list[str] | None = None) -> int:
     if n < CHUNK or args.repeat < 1 or args.full_repeat < 1:
         parser.error("--rows must be at least 10,000; repeats at least 1")
 
-    os.environ["FUSOU_ARCHIVE_MIN_AGE_S"] = "0"
     with tempfile.TemporaryDirectory(prefix="fusou-read-bench-") as tmp:
         store_dir = Path(tmp) / "store"
         peer_dir = Path(tmp) / "peer"
         store_dir.mkdir()
         async with bench_database() as (_, url):
             print(f"loading {n:,} rows over 24 hours ...", file=sys.stderr)
-            async with fusou_process(url, "ingest archiver", store_dir) as server:
+            async with server_process(
+                url, "ingest archiver", store_dir=store_dir, **SERVER_ENV
+            ) as server:
                 loaded = await load(server, n, args.clients)
             catalog = await settle_and_inspect(url, n)
 
@@ -464,15 +421,15 @@ async def main(argv: list[str] | None = None) -> int:
             plan = [(q, args.repeat) for q in queries[:3]] + [(queries[3], args.full_repeat)]
 
             print("reader, block cache disabled ...", file=sys.stderr)
-            async with fusou_process(
-                url, "reader", store_dir, FUSOU_READER_CACHE_BYTES="0"
+            async with server_process(
+                url, "reader", store_dir=store_dir, **SERVER_ENV, FUSOU_READER_CACHE_BYTES="0"
             ) as reader:
                 meter = CpuMeter(reader.pid)
                 before = meter.sample()
                 uncached = await measure_reader(reader.target, plan)
                 cpu_uncached = meter.sample()
             print("reader, block cache on ...", file=sys.stderr)
-            async with fusou_process(url, "reader", store_dir) as reader:
+            async with server_process(url, "reader", store_dir=store_dir, **SERVER_ENV) as reader:
                 cached = await measure_reader(reader.target, plan)
             print("peer: pyarrow.dataset over hourly Parquet ...", file=sys.stderr)
             peer = measure_peer(peer_dir, plan)
