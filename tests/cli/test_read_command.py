@@ -108,70 +108,23 @@ async def test_columns_limit_and_parquet_file(system: ServicesUnderTest, tmp_pat
 
 
 async def test_failures_are_readable(system: ServicesUnderTest, tmp_path: Path) -> None:
-    bad_time = await arun(
-        [FUSOU, "read", "u1", "battle", "--target", system.target, "--from", "soon", "--to", "1"]
-    )
+    def read(table: str, *args: str, target: str = system.target) -> list[str]:
+        return [FUSOU, "read", "u1", table, "--target", target, *args]
+
+    bad_time = await arun(read("battle", "--from", "soon", "--to", "1"))
     assert bad_time.returncode == 2 and "soon" in bad_time.stderr
-    no_file = await arun(
-        [
-            FUSOU,
-            "read",
-            "u1",
-            "battle",
-            "--target",
-            system.target,
-            "--from",
-            "0",
-            "--to",
-            "1",
-            "--format",
-            "parquet",
-        ]
-    )
+    no_file = await arun(read("battle", "--from", "0", "--to", "1", "--format", "parquet"))
     assert no_file.returncode == 2 and "-o" in no_file.stderr
-    backwards = await arun(
-        [
-            FUSOU,
-            "read",
-            "u1",
-            "battle",
-            "--target",
-            system.target,
-            "--from",
-            "10",
-            "--to",
-            "1",
-            "--quiet",
-        ]
-    )
+    backwards = await arun(read("battle", "--from", "10", "--to", "1", "--quiet"))
     assert backwards.returncode == 1 and "INVALID_ARGUMENT" in backwards.stderr
-    unknown = await arun(
-        [
-            FUSOU,
-            "read",
-            "u1",
-            "nope",
-            "--target",
-            system.target,
-            "--from",
-            "0",
-            "--to",
-            "1",
-            "--quiet",
-        ]
-    )
+    unknown = await arun(read("nope", "--from", "0", "--to", "1", "--quiet"))
     assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     down = await arun(
-        [
-            FUSOU,
-            "read",
-            "u1",
+        read(
             "battle",
-            "--target",
-            f"127.0.0.1:{port}",
             "--from",
             "0",
             "--to",
@@ -179,7 +132,8 @@ async def test_failures_are_readable(system: ServicesUnderTest, tmp_path: Path) 
             "--quiet",
             "--timeout",
             "5",
-        ]
+            target=f"127.0.0.1:{port}",
+        )
     )
     assert down.returncode == 1 and "UNAVAILABLE" in down.stderr
     for r in (bad_time, no_file, backwards, unknown, down):

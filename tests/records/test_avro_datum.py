@@ -10,6 +10,7 @@ import fastavro
 import pyarrow as pa
 import pytest
 
+from fusou.formats.avro_container import zigzag_varint
 from fusou.records.avro_datum import encode_datums
 from fusou.records.batch import batch_from_arrow, canonical_json, conform
 from fusou.schema import TableSchema, merge_batch_schema
@@ -93,16 +94,6 @@ def test_datums_concatenate_into_a_readable_container_block(codec: str) -> None:
 
         compressor = zlib.compressobj(wbits=-15)
         body = compressor.compress(body) + compressor.flush()
-
-    def zigzag_varint(n: int) -> bytes:
-        z = (n << 1) ^ (n >> 63)
-        out_bytes = bytearray()
-        while True:
-            b = z & 0x7F
-            z >>= 7
-            out_bytes.append(b | (0x80 if z else 0))
-            if not z:
-                return bytes(out_bytes)
 
     block = zigzag_varint(len(rows)) + zigzag_varint(len(body)) + body + sync
     read = list(fastavro.reader(io.BytesIO(header + block)))

@@ -9,8 +9,12 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from fusou.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    import grpc
 
 
 def _positive_int(raw: str) -> int:
@@ -154,6 +158,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     raise AssertionError(args.command)
 
 
+def _rpc_failed(command: str, exc: grpc.RpcError) -> int:
+    """A failed call as one readable line (the status and the server's message), exit 1."""
+    call = cast("grpc.Call", exc)  # what the channel raises is both an error and the call
+    print(f"fusou {command}: {call.code().name}: {call.details()}", file=sys.stderr)
+    return 1
+
+
 def _read(args: argparse.Namespace) -> int:
     import grpc
 
@@ -177,8 +188,7 @@ def _read(args: argparse.Namespace) -> int:
         print(f"fusou read: {exc}", file=sys.stderr)
         return 2
     except grpc.RpcError as exc:
-        print(f"fusou read: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
+        return _rpc_failed("read", exc)
     if not args.quiet:
         print(json.dumps({"stats": stats}), file=sys.stderr)
     return 0
@@ -204,8 +214,7 @@ def _admin(args: argparse.Namespace) -> int:
                 args.target, dataset=args.dataset, table=args.table, timeout=args.timeout
             )
     except grpc.RpcError as exc:
-        print(f"fusou {args.command}: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
+        return _rpc_failed(args.command, exc)
     print(output)
     return 0
 
@@ -228,8 +237,7 @@ def _ingest(args: argparse.Namespace) -> int:
         print(f"fusou ingest: {exc}", file=sys.stderr)
         return 2
     except grpc.RpcError as exc:
-        print(f"fusou ingest: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
+        return _rpc_failed("ingest", exc)
     print(json.dumps(summary))
     return 0
 
