@@ -7,12 +7,14 @@
    ``fusou serve ingest archiver`` process and archived by one Archive call (minimum age 0).
    Then a hot set: 1,000 more rows, one second apart, starting an hour after the day ends,
    ingested after the archive so that they stay in the buffer (same dataset and table).
-   The buffer is ANALYZEd and a CHECKPOINT taken (untimed).
+   The database is VACUUMed and ANALYZEd (what autovacuum does after an archive) and a
+   CHECKPOINT taken (untimed).
 2. The same rows, written as the peer: 24 hourly Parquet files (sorted by time, zstd,
    ``--row-group-rows`` rows per row group) plus one file holding the hot set, in a local
    directory beside the object store's (the same kind of store: the local file system).
 3. Queries, each through gRPC ReadRange with Arrow IPC output (the client reassembles one
-   pyarrow Table; the latency is from the call to the last message) and through
+   pyarrow Table with ``fusou.read.client.read_arrow``, as ``fusou read`` does: Arrow reads
+   each payload in place; the latency is from the call to the last message) and through
    ``pyarrow.dataset.dataset(dir, format="parquet").to_table(filter=...)`` (dataset discovery
    included, as the reader's catalog lookup is):
      (a) hot: the 1,000 hot rows;
@@ -67,7 +69,8 @@ from bench.common import (
 )
 from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.ingest.v1 import ingest_pb2
-from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
+from fusou.read.client import read_arrow
+from fusou.reader.v1 import reader_pb2
 from fusou.records.wire_formats import arrow_ipc_bytes
 
 DATASET = "bench"
@@ -197,7 +200,8 @@ async def settle_and_inspect(url: str, n: int) -> Catalog:
     """Untimed: planner statistics, a checkpoint, and the block index the queries are built on."""
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("ANALYZE")
+        # What autovacuum does after an archive (0003_buffer_autovacuum), done now, not in a minute.
+        await conn.execute("VACUUM ANALYZE")
         await conn.execute("CHECKPOINT")
         hot = await conn.fetchval("SELECT count(*) FROM fusou_buffer")
         blocks = await conn.fetch(
@@ -279,9 +283,7 @@ def timestamp(ms: int) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=ms // 1000, nanos=ms % 1000 * 1_000_000)
 
 
-async def read_once(
-    stub: reader_pb2_grpc.ReaderServiceAsyncStub, q: Query
-) -> tuple[float, pa.Table, Any]:
+async def read_once(channel: grpc.aio.Channel, q: Query) -> tuple[float, pa.Table, Any]:
     request = reader_pb2.ReadRangeRequest(
         dataset_id=DATASET,
         table=TABLE,
@@ -289,29 +291,21 @@ async def read_once(
         end_time=timestamp(q.end),
         format=reader_pb2.OUTPUT_FORMAT_ARROW_IPC,
     )
-    tables: list[pa.Table] = []
-    stats = None
     start = time.perf_counter()
-    async for message in stub.ReadRange(request, timeout=600):
-        if message.arrow_ipc:
-            tables.append(pa.ipc.open_stream(message.arrow_ipc).read_all())
-        if message.HasField("stats"):
-            stats = message.stats
-    table = pa.concat_tables(tables) if tables else pa.table({})
-    return time.perf_counter() - start, table, stats
+    table, stats = await read_arrow(channel, request, grpc_timeout=600)
+    return time.perf_counter() - start, table if table is not None else pa.table({}), stats
 
 
 async def measure_reader(target: str, queries: list[tuple[Query, int]]) -> dict[str, Timing]:
     out: dict[str, Timing] = {}
     async with grpc.aio.insecure_channel(target, options=GRPC_OPTIONS) as channel:
-        stub = reader_pb2_grpc.ReaderServiceStub(channel)
         for q, repeat in queries:
             timing = Timing()
-            timing.first, table, timing.first_stats = await read_once(stub, q)
+            timing.first, table, timing.first_stats = await read_once(channel, q)
             check(q, table, "reader")
             cpu = time.process_time()
             for _ in range(repeat):
-                seconds, table, timing.stats = await read_once(stub, q)
+                seconds, table, timing.stats = await read_once(channel, q)
                 timing.seconds.append(seconds)
             timing.client_cpu = (time.process_time() - cpu) / repeat
             check(q, table, "reader")

@@ -17,7 +17,9 @@ def _pid() -> int:
 
 
 def _fail() -> None:
-    raise InvalidArgument.many([FieldViolation("rows[3].hp", "bad"), FieldViolation("table", "worse")])
+    raise InvalidArgument.many(
+        [FieldViolation("rows[3].hp", "bad"), FieldViolation("table", "worse")]
+    )
 
 
 def _die() -> None:

@@ -19,8 +19,9 @@ import pyarrow.parquet as pq
 from google.protobuf import json_format, timestamp_pb2
 from tqdm import tqdm
 
+from fusou.read.client import arrow_of, read_range_callable, stats_of
 from fusou.read.output import JSON_FIELD_METADATA
-from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
+from fusou.reader.v1 import reader_pb2
 
 
 class InputError(Exception):
@@ -99,10 +100,9 @@ def run_read(
             ) as channel,
             tqdm(unit="rows", disable=quiet, file=sys.stderr) as progress,
         ):
-            stream = reader_pb2_grpc.ReaderServiceStub(channel).ReadRange(request, timeout=timeout)
-            for message in stream:
-                if message.arrow_ipc:
-                    part = pa.ipc.open_stream(message.arrow_ipc).read_all()
+            for message in read_range_callable(channel)(request, timeout=timeout):
+                part = arrow_of(message)
+                if part is not None:
                     if output_format == "parquet":
                         if writer is None:
                             writer = pq.ParquetWriter(sink, part.schema, compression="zstd")
@@ -110,10 +110,9 @@ def run_read(
                     else:
                         _json_lines(part, sink)
                     progress.update(part.num_rows)
-                if message.HasField("stats"):
-                    stats = json_format.MessageToDict(
-                        message.stats, preserving_proto_field_name=True
-                    )
+                last = stats_of(message)
+                if last is not None:
+                    stats = json_format.MessageToDict(last, preserving_proto_field_name=True)
     finally:
         if writer is not None:
             writer.close()

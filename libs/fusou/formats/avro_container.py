@@ -20,6 +20,7 @@ import cramjam
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+from isal import isal_zlib
 
 from fusou.records.segments import Joined, join_rows, varints, zigzag
 from fusou.schema.model import TableSchema
@@ -111,7 +112,8 @@ _COMPRESS: dict[str, Callable[[bytes], bytes]] = {
 
 
 def _inflate(data: bytes) -> bytes:
-    return zlib.decompress(data, -15)
+    # ISA-L inflates the same raw DEFLATE about twice as fast as zlib.
+    return isal_zlib.decompress(data, -15)
 
 
 def _unsnappy(data: bytes) -> bytes:

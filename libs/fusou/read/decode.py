@@ -1,31 +1,30 @@
 """Decoding Avro blocks and stored datums into Arrow tables (CPU work, run off the event loop).
 
-Blocks are decompressed here and handed to polars' Avro reader as an uncompressed container
-(header with the "null" codec + the block), so every codec goes through one fast decoder.
+Blocks are decompressed here and their datums handed to the compiled decoder
+(``fusou.formats.avro_decoder``), which releases the GIL: the blocks of one read are split over
+the codec threads, each inflating and decoding its share.
 """
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import polars as pl
+import numpy.typing as npt
 import pyarrow as pa
 
 from fusou.cpu import CODEC_THREADS
 from fusou.formats.avro_container import (
+    INGESTED_AT_FIELD,
     MAGIC,
+    SEQ_FIELD,
     SYNC_SIZE,
-    cold_datums,
-    cold_schema,
-    container_header,
     decompress,
-    encode_block,
 )
+from fusou.formats.avro_decoder import Layout, decode_datums, layout_of
 from fusou.schema.model import TableSchema
 
 
@@ -46,8 +45,7 @@ def _read_long(data: bytes, pos: int) -> tuple[int, int]:
 class ContainerHeader:
     schema: dict[str, Any]
     codec: str
-    sync: bytes
-    plain_header: bytes  # the same header with the "null" codec
+    layout: Layout
 
 
 @lru_cache(maxsize=1024)
@@ -70,55 +68,50 @@ def parse_header(header: bytes) -> ContainerHeader:
             vlen, pos = _read_long(header, pos)
             meta[key] = header[pos : pos + vlen]
             pos += vlen
-    sync = header[pos : pos + SYNC_SIZE]
+    if len(header) < pos + SYNC_SIZE:
+        raise ValueError("the Avro header has no sync marker")
     schema = json.loads(meta["avro.schema"])
     codec = meta.get("avro.codec", b"null").decode()
-    return ContainerHeader(schema, codec, sync, container_header(schema, "null", sync))
+    return ContainerHeader(schema, codec, _layout(schema))
 
 
-def _plain_block(block: bytes, codec: str, sync: bytes) -> bytes:
+def _layout(schema: dict[str, Any]) -> Layout:
+    layout = layout_of(schema)
+    if layout is None:
+        raise ValueError("the Avro schema uses types FUSOU does not write")
+    return layout
+
+
+def _decode_block(block: bytes, parsed: ContainerHeader) -> pa.Table:
     count, pos = _read_long(block, 0)
     size, pos = _read_long(block, pos)
-    return encode_block(count, decompress(codec, block[pos : pos + size]), "null", sync)
+    return _decode_all(decompress(parsed.codec, block[pos : pos + size]), count, parsed.layout)
+
+
+def _decode_all(data: Any, count: int, layout: Layout) -> pa.Table:
+    table, used = decode_datums(data, count, layout)
+    if used != len(data):
+        raise ValueError(f"{len(data) - used} bytes left over after {count} Avro datums")
+    return table
 
 
 def decode_blocks(header: bytes, blocks: list[bytes]) -> list[pa.Table]:
-    """Decode blocks of one file; one table per block, in order.
-
-    The blocks go to polars as two containers decoded at once on the codec threads (polars
-    releases the GIL), each thread inflating its own half first.
-    """
+    """Decode blocks of one file; one table per block, in order, spread over the codec
+    threads (inflating and decoding both release the GIL)."""
     parsed = parse_header(header)
-    half = (len(blocks) + 1) // 2
-    groups = [blocks[:half], blocks[half:]] if len(blocks) > 1 else [blocks]
-
-    def decode(group: list[bytes]) -> pa.Table:
-        plain = b"".join(_plain_block(b, parsed.codec, parsed.sync) for b in group)
-        return _read_container(parsed.plain_header + plain)
-
-    out: list[pa.Table] = []
-    for group, table in zip(groups, CODEC_THREADS.map(decode, groups), strict=True):
-        start = 0
-        for b in group:
-            count, _ = _read_long(b, 0)
-            out.append(table.slice(start, count))
-            start += count
-    return out
-
-
-def _read_container(data: bytes) -> pa.Table:
-    return pl.read_avro(io.BytesIO(data)).to_arrow()
+    if len(blocks) == 1:
+        return [_decode_block(blocks[0], parsed)]
+    return list(CODEC_THREADS.map(_decode_block, blocks, [parsed] * len(blocks)))
 
 
 def decode_hot_rows(
-    schema: TableSchema, seqs: list[int], ingested: list[int], records: list[bytes]
+    schema: TableSchema,
+    datums: memoryview,
+    count: int,
+    seqs: npt.NDArray[np.int64],
+    ingested: npt.NDArray[np.int64],
 ) -> pa.Table:
-    """Stored datums of one schema version, with their seq and ingest time, as a table."""
-    joined = cold_datums(
-        pa.array(records, pa.binary()),
-        np.asarray(seqs, dtype=np.int64),
-        np.asarray(ingested, dtype=np.int64),
-    )
-    sync = b"\x00" * SYNC_SIZE
-    header = container_header(cold_schema(schema), "null", sync)
-    return _read_container(header + encode_block(len(records), joined.data.tobytes(), "null", sync))
+    """Stored datums of one schema version, laid end to end, with their seq and ingest time."""
+    table = _decode_all(datums, count, _layout(schema.to_avro()))
+    table = table.append_column(SEQ_FIELD, pa.array(seqs, pa.int64()))
+    return table.append_column(INGESTED_AT_FIELD, pa.array(ingested, pa.int64()))

@@ -19,15 +19,16 @@ import pyarrow.compute as pc
 from fusou.formats.avro_container import INGESTED_AT_FIELD, SEQ_FIELD
 from fusou.schema.model import FieldType, TableSchema
 
-# polars hands back 64-bit offsets; keeping them avoids copying every string column.
+# What the decoder hands back, so that conforming copies nothing: 32-bit offsets are enough for
+# one block, and a merged result is a chunked array of blocks.
 _READ_TYPES: dict[FieldType, pa.DataType] = {
-    FieldType.NULL: pa.large_string(),
+    FieldType.NULL: pa.string(),
     FieldType.BOOLEAN: pa.bool_(),
     FieldType.LONG: pa.int64(),
     FieldType.DOUBLE: pa.float64(),
-    FieldType.STRING: pa.large_string(),
-    FieldType.BYTES: pa.large_binary(),
-    FieldType.JSON: pa.large_string(),
+    FieldType.STRING: pa.string(),
+    FieldType.BYTES: pa.binary(),
+    FieldType.JSON: pa.string(),
 }
 
 

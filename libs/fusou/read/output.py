@@ -14,6 +14,38 @@ from fusou.schema.model import FieldType, TableSchema
 JSON_FIELD_METADATA = b"fusou.json"
 
 
+def _write_ipc(sink: pa.NativeFile, table: pa.Table) -> None:
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def arrow_ipc_message(table: pa.Table, field_number: int) -> bytes:
+    """A serialized protobuf message whose one field, bytes field ``field_number``, holds
+    ``table`` as an Arrow IPC stream.
+
+    Framed by hand so that the payload is copied once, into a buffer of the exact size, instead
+    of into an IPC buffer, a message, and the message's serialization.
+    """
+    counter = pa.MockOutputStream()
+    _write_ipc(counter, table)
+    size = counter.size()
+    prefix = _varint(field_number << 3 | 2) + _varint(size)  # wire type 2: length-delimited
+    buffer = pa.allocate_buffer(len(prefix) + size)
+    sink = pa.FixedSizeBufferWriter(buffer)
+    sink.write(prefix)
+    _write_ipc(sink, table)
+    return bytes(buffer.to_pybytes())  # bytes() of bytes is the same object: no copy
+
+
 def mark_json_fields(table: pa.Table, schema: TableSchema) -> pa.Table:
     """Label JSON columns in the Arrow schema so clients can turn them back into objects."""
     json_fields = {f.name for f in schema.fields if f.type is FieldType.JSON}

@@ -13,9 +13,10 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from fusou.catalog.tables import TableInfo, TableRegistry
@@ -80,33 +81,81 @@ class ReadResult:
 
 
 # One statement, so one snapshot: hot rows and the cold plan agree without a transaction
-# (a row being archived meanwhile is in exactly one of them), in a single round trip.
+# (a row being archived meanwhile is in exactly one of them), in a single round trip. Columns
+# come back as arrays and the hot records as one joined bytea, which the driver decodes far
+# faster than arrays of composite rows.
 _SNAPSHOT = """
-SELECT
-  ARRAY(SELECT ROW(schema_version, seq, ingested_at, record) FROM fusou_buffer
-        WHERE table_id = $1 AND event_time >= $2 AND event_time < $3) AS hot,
-  ARRAY(SELECT ROW(f.file_id, o.object_key, f.header, f.schema_version)
-        FROM fusou_files f JOIN fusou_objects o USING (object_id)
-        WHERE f.table_id = $1 AND f.state = 'active' AND f.format = 'avro'
-          AND f.min_time < $3 AND f.max_time >= $2) AS files,
-  ARRAY(SELECT ROW(b.file_id, b.byte_offset, b.byte_length)
-        FROM fusou_files f JOIN fusou_blocks b USING (file_id)
-        WHERE f.table_id = $1 AND f.state = 'active' AND f.format = 'avro'
-          AND f.min_time < $3 AND f.max_time >= $2
-          AND b.min_time < $3 AND b.max_time >= $2
-        ORDER BY b.file_id, b.block_no) AS blocks
+SELECT h.*, f.*, b.*
+FROM (SELECT array_agg(schema_version ORDER BY schema_version, seq) AS hot_versions,
+             array_agg(seq ORDER BY schema_version, seq) AS hot_seqs,
+             array_agg(ingested_at ORDER BY schema_version, seq) AS hot_ingested,
+             array_agg(length(record) ORDER BY schema_version, seq) AS hot_lengths,
+             string_agg(record, ''::bytea ORDER BY schema_version, seq) AS hot_records
+      FROM fusou_buffer
+      WHERE table_id = $1 AND event_time >= $2 AND event_time < $3) h,
+     (SELECT array_agg(f.file_id) AS file_ids, array_agg(o.object_key) AS file_keys,
+             array_agg(f.header) AS file_headers, array_agg(f.schema_version) AS file_versions
+      FROM fusou_files f JOIN fusou_objects o USING (object_id)
+      WHERE f.table_id = $1 AND f.state = 'active' AND f.format = 'avro'
+        AND f.min_time < $3 AND f.max_time >= $2) f,
+     (SELECT array_agg(b.file_id ORDER BY b.file_id, b.block_no) AS block_files,
+             array_agg(b.byte_offset ORDER BY b.file_id, b.block_no) AS block_offsets,
+             array_agg(b.byte_length ORDER BY b.file_id, b.block_no) AS block_lengths
+      FROM fusou_files f JOIN fusou_blocks b USING (file_id)
+      WHERE f.table_id = $1 AND f.state = 'active' AND f.format = 'avro'
+        AND f.min_time < $3 AND f.max_time >= $2
+        AND b.min_time < $3 AND b.max_time >= $2) b
 """
+
+
+@dataclass(frozen=True)
+class _HotRows:
+    """The buffer's rows of a read, grouped by schema version: their datums laid end to end in
+    one bytes object, and per-row arrays."""
+
+    versions: npt.NDArray[np.int32]
+    seqs: npt.NDArray[np.int64]
+    ingested: npt.NDArray[np.int64]
+    offsets: npt.NDArray[np.int64]  # row i is data[offsets[i]:offsets[i + 1]]
+    data: bytes
+
+    @classmethod
+    def from_snapshot(cls, snapshot: asyncpg.Record) -> _HotRows:
+        lengths = snapshot["hot_lengths"] or []
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return cls(
+            np.asarray(snapshot["hot_versions"] or [], dtype=np.int32),
+            np.asarray(snapshot["hot_seqs"] or [], dtype=np.int64),
+            np.asarray(snapshot["hot_ingested"] or [], dtype=np.int64),
+            offsets,
+            snapshot["hot_records"] or b"",
+        )
+
+    def runs(self) -> list[tuple[int, int, int]]:
+        """(version, first row, end row) of each version's rows."""
+        edges = np.flatnonzero(np.diff(self.versions)) + 1
+        starts = [0, *edges.tolist()]
+        ends = [*edges.tolist(), len(self.versions)]
+        return [
+            (int(self.versions[lo]), lo, hi) for lo, hi in zip(starts, ends, strict=True) if hi > lo
+        ]
 
 
 # Decoding and conforming in one call: one trip to the CPU thread per file or version.
 def _hot_part(
-    schema: TableSchema,
-    latest: TableSchema,
-    seqs: list[int],
-    ingested: list[int],
-    records: list[bytes],
+    schema: TableSchema, latest: TableSchema, hot: _HotRows, lo: int, hi: int
 ) -> pa.Table:
-    return conform_to(decode_hot_rows(schema, seqs, ingested, records), latest)
+    datums = memoryview(hot.data)[hot.offsets[lo] : hot.offsets[hi]]
+    table = decode_hot_rows(schema, datums, hi - lo, hot.seqs[lo:hi], hot.ingested[lo:hi])
+    return conform_to(table, latest)
+
+
+def _merge_and_project(
+    parts: list[pa.Table], info: TableInfo, req: ReadRequest
+) -> tuple[pa.Table, int]:
+    merged, duplicates = merge(parts, info.latest, info.key_fields, req.start, req.end)
+    return project(merged, info.latest, req.columns, req.limit), duplicates
 
 
 def _cold_parts(header: bytes, blocks: list[bytes], latest: TableSchema) -> list[pa.Table]:
@@ -167,11 +216,8 @@ class Reader:
                 # Compaction replaced files after we planned: plan again from the catalog.
                 log.info("object %s is gone; re-planning the read", missing.key)
                 stats = ReadStats(replans=1)
-        merged, duplicates = await run_cpu(
-            merge, parts, info.latest, info.key_fields, req.start, req.end
-        )
+        out, duplicates = await run_cpu(_merge_and_project, parts, info, req)
         stats.duplicates_removed = duplicates
-        out = await run_cpu(project, merged, info.latest, req.columns, req.limit)
         stats.rows_returned = out.num_rows
         return ReadResult(out, info, stats)
 
@@ -180,30 +226,43 @@ class Reader:
     ) -> tuple[TableInfo, list[pa.Table]]:
         async with self._pool.acquire() as conn:
             snapshot = await conn.fetchrow(_SNAPSHOT, info.table_id, req.start, req.end)
-        hot = snapshot["hot"]
-        files = {f[0]: f for f in snapshot["files"]}
-        # (file_id, object_key, header, schema_version, byte_offset, byte_length)
-        plan = [(*files[b[0]], b[1], b[2]) for b in snapshot["blocks"]]
-        newest = max([*(r[0] for r in hot), *(f[3] for f in files.values())], default=0)
+        assert snapshot is not None
+        hot = _HotRows.from_snapshot(snapshot)
+        files = {
+            file_id: (key, bytes(header), version)
+            for file_id, key, header, version in zip(
+                snapshot["file_ids"] or [],
+                snapshot["file_keys"] or [],
+                snapshot["file_headers"] or [],
+                snapshot["file_versions"] or [],
+                strict=True,
+            )
+        }
+        plan = [
+            _BlockRef(file_id, files[file_id][0], files[file_id][1], offset, length)
+            for file_id, offset, length in zip(
+                snapshot["block_files"] or [],
+                snapshot["block_offsets"] or [],
+                snapshot["block_lengths"] or [],
+                strict=True,
+            )
+        ]
+        runs = hot.runs()
+        newest = max([*(r[0] for r in runs), *(f[2] for f in files.values())], default=0)
         if newest > info.latest.version:
             # Another process evolved the schema after we cached it: conform to the newer one.
             info = await self._registry.get(info.dataset_id, info.name, refresh=True) or info
         parts: list[pa.Table] = []
-        stats.hot_rows = len(hot)
-        by_version: dict[int, tuple[list[int], list[int], list[bytes]]] = {}
-        for version, seq, ingested_at, record in hot:
-            seqs, ingested, records = by_version.setdefault(version, ([], [], []))
-            seqs.append(seq)
-            ingested.append(ingested_at)
-            records.append(record)
-        for version, (seqs, ingested, records) in by_version.items():
+        stats.hot_rows = len(hot.seqs)
+        for version, lo, hi in runs:
             schema = await self._registry.version(info.table_id, version)
-            parts.append(await run_cpu(_hot_part, schema, info.latest, seqs, ingested, records))
+            parts.append(await run_cpu(_hot_part, schema, info.latest, hot, lo, hi))
         parts.extend(await self._cold(info, plan, stats))
         return info, parts
 
-    async def _cold(self, info: TableInfo, plan: list[Any], stats: ReadStats) -> list[pa.Table]:
-        blocks = [_BlockRef(r[0], r[1], bytes(r[2]), r[4], r[5]) for r in plan]
+    async def _cold(
+        self, info: TableInfo, blocks: list[_BlockRef], stats: ReadStats
+    ) -> list[pa.Table]:
         tables: dict[_BlockRef, pa.Table] = {}
         wanted: list[_BlockRef] = []
         version = info.latest.version

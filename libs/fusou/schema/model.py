@@ -110,7 +110,12 @@ class TableSchema:
                 # Not Avro's bare "null": some readers (polars) cannot read it. A nullable
                 # string that only ever holds null reads everywhere and widens like the rest.
                 avro_fields.append(
-                    {"name": f.name, "type": ["null", "string"], "default": None, NULL_ATTRIBUTE: True}
+                    {
+                        "name": f.name,
+                        "type": ["null", "string"],
+                        "default": None,
+                        NULL_ATTRIBUTE: True,
+                    }
                 )
             else:
                 entry: dict[str, Any] = {

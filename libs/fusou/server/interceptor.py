@@ -28,6 +28,19 @@ async def _requests(iterator: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield item
 
 
+def _serialized_as_is(serialize: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """The handler's serializer, except that a servicer may yield an already serialized message
+    as ``bytes`` (a large message framed by hand saves copying its payload twice)."""
+    if serialize is None:
+        return None
+    encode = serialize
+
+    def serialize_or_pass(message: Any) -> bytes:
+        return message if isinstance(message, bytes) else encode(message)
+
+    return serialize_or_pass
+
+
 class ErrorMappingInterceptor(aio.ServerInterceptor):
     def __init__(self, request_types: Mapping[str, Any] | None = None) -> None:
         self._request_types = dict(request_types or {})
@@ -48,7 +61,7 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):
         deserializer = (
             lenient_deserializer(parse, getattr(parse, "__self__", None)) if parse else None
         )
-        serializer = handler.response_serializer
+        serializer = _serialized_as_is(handler.response_serializer)
 
         if handler.unary_unary:
             unary_unary = handler.unary_unary
