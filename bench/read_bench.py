@@ -67,11 +67,13 @@ from bench.common import (
     bench_database,
     server_process,
 )
+from bench.raw_stream import raw_stream_server, stream_seconds
 from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.ingest.v1 import ingest_pb2
 from fusou.read.client import read_arrow
 from fusou.reader.v1 import reader_pb2
 from fusou.records.wire_formats import arrow_ipc_bytes
+from services.reader.servicer import ARROW_ROWS_PER_MESSAGE
 
 DATASET = "bench"
 TABLE = "battle"
@@ -266,6 +268,7 @@ class Timing:
     stats: Any = None  # reader_pb2.ReadStats of the last call (reader only)
     first_stats: Any = None
     client_cpu: float = 0.0  # CPU seconds of this (client) process per repeated call
+    answer_bytes: int = 0  # Arrow bytes of the answer (reader only)
 
     def pct(self, q: float) -> float:
         return float(np.percentile(self.seconds, q)) * 1000
@@ -308,12 +311,32 @@ async def measure_reader(target: str, queries: list[tuple[Query, int]]) -> dict[
                 seconds, table, timing.stats = await read_once(channel, q)
                 timing.seconds.append(seconds)
             timing.client_cpu = (time.process_time() - cpu) / repeat
+            timing.answer_bytes = int(table.nbytes)
             check(q, table, "reader")
             out[q.name] = timing
             print(
                 f"  {q.name:10s} first {timing.first * 1000:8.1f} ms, p50 {timing.p50:8.1f} ms",
                 file=sys.stderr,
             )
+    return out
+
+
+async def measure_floor(
+    queries: list[Query], reader: dict[str, Timing], plan: list[tuple[Query, int]]
+) -> dict[str, Timing]:
+    """The same number of bytes as each reader answer, in messages of the reader's size,
+    through a bare gRPC stream (bench.raw_stream): what moving the answer costs by itself."""
+    repeats = {q.name: r for q, r in plan}
+    out: dict[str, Timing] = {}
+    async with (
+        raw_stream_server() as target,
+        grpc.aio.insecure_channel(target, options=GRPC_OPTIONS) as channel,
+    ):
+        for q in queries:
+            total = reader[q.name].answer_bytes
+            per_message = max(1, total * ARROW_ROWS_PER_MESSAGE // max(q.rows, 1))
+            seconds = await stream_seconds(channel, total, per_message, repeats[q.name])
+            out[q.name] = Timing(seconds=seconds)
     return out
 
 
@@ -427,8 +450,10 @@ async def main(argv: list[str] | None = None) -> int:
                 cached = await measure_reader(reader.target, plan)
             print("peer: pyarrow.dataset over hourly Parquet ...", file=sys.stderr)
             peer = measure_peer(peer_dir, plan)
+            print("gRPC floor: the answers' bytes through a bare stream ...", file=sys.stderr)
+            floor = await measure_floor(queries, uncached, plan)
 
-    report(args, n, loaded, catalog, peer_bytes, queries, uncached, cached, peer)
+    report(args, n, loaded, catalog, peer_bytes, queries, uncached, cached, peer, floor)
     server_cpu = cpu_uncached["server"] - before["server"]
     print(f"(CPU of the cache-off reader process over all its calls: {server_cpu:.1f} s)")
     return 0
@@ -444,6 +469,7 @@ def report(
     uncached: dict[str, Timing],
     cached: dict[str, Timing],
     peer: dict[str, Timing],
+    floor: dict[str, Timing],
 ) -> None:
     table = loaded.archive_response.tables[0]
     print(
@@ -462,21 +488,25 @@ def report(
     )
     header = (
         f"{'query':10s} {'rows':>9s} | {'reader, cache off':>17s} | {'reader, cache warm':>18s} "
-        f"| {'cache cold':>10s} | {'peer pyarrow.ds':>17s} | {'client CPU':>10s}"
+        f"| {'cache cold':>10s} | {'peer pyarrow.ds':>17s} | {'client CPU':>10s} "
+        f"| {'gRPC floor':>10s}"
     )
     print(header)
     print("-" * len(header))
     for q in queries:
-        u, c, p = uncached[q.name], cached[q.name], peer[q.name]
+        u, c, p, f = uncached[q.name], cached[q.name], peer[q.name], floor[q.name]
         print(
             f"{q.name:10s} {q.rows:>9,} | {u.p50:7.1f} / {u.p99:7.1f} | {c.p50:8.1f} / {c.p99:7.1f} "
-            f"| {c.first * 1000:10.1f} | {p.p50:7.1f} / {p.p99:7.1f} | {u.client_cpu * 1000:10.1f}"
+            f"| {c.first * 1000:10.1f} | {p.p50:7.1f} / {p.p99:7.1f} | {u.client_cpu * 1000:10.1f} "
+            f"| {f.p50:10.1f}"
         )
     print(
         "  cache off: FUSOU_READER_CACHE_BYTES=0, every call fetches and decodes its blocks; "
         "cache warm: the default cache, repeated calls;\n"
         "  cache cold: the first call of each query in that process; client CPU: ms of this "
-        "process per call (gRPC receive, protobuf, IPC)"
+        "process per call (gRPC receive, protobuf, IPC);\n"
+        "  gRPC floor: p50 ms to stream the answer's Arrow bytes, in messages of the same size, "
+        "through a bare gRPC stream between two processes (no work at either end)"
     )
 
     def rate(t: Timing) -> float:
@@ -503,6 +533,13 @@ def report(
         f"cache warm {day_c / day_p:5.2f}x ({verdict(day_c >= day_p)})"
     )
     print(f"  hot read  p50 {uncached['hot'].p50 / peer['hot'].p50:5.2f}x the peer's (no target)")
+    print(
+        "the gRPC floor alone, as a share of the peer's whole call (the reader cannot go below it):"
+    )
+    for name in ("one block", "one hour"):
+        print(f"  {name:9s} {floor[name].p50 / peer[name].p50:5.2f}x the peer's p50")
+    day_f = rate(floor["full day"])
+    print(f"  full day  {day_f / day_p:5.2f}x the peer's rows/s")
     print("reader stats, one-hour read (cache off), showing the pruning:")
     print(f"  {_stats_line(uncached['one hour'].stats)}")
     print(f"  of {catalog.blocks} blocks / {catalog.cold_bytes:,} cold bytes in the catalog")

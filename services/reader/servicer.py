@@ -7,14 +7,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import pyarrow as pa
 from google.protobuf import timestamp_pb2
 from grpc import aio
 
 from fusou.catalog.stats import table_stats
-from fusou.cpu import run_cpu
+from fusou.cpu import run_cpu, run_cpu_unless_small
 from fusou.errors import FieldViolation, InvalidArgument
 from fusou.read.output import arrow_ipc_message, mark_json_fields, to_structs
-from fusou.read.reader import Reader, ReadRequest, ReadStats
+from fusou.read.reader import SMALL_RESULT_ROWS, Reader, ReadRequest, ReadStats
 from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
 
 Context = aio.ServicerContext[Any, Any]
@@ -24,6 +25,16 @@ JSON_ROWS_PER_MESSAGE = 1000
 # Messages of a few MB: each is encoded while the previous one is written, and buffers of that
 # size are reused rather than faulted in afresh (one 8 MB message cost ~4x its encoding time).
 ARROW_ROWS_PER_MESSAGE = 8192
+# Messages encoded per trip to the CPU thread: fewer trips, while the first bytes still leave
+# after a few MB are encoded.
+MESSAGES_PER_CPU_CALL = 4
+
+
+def _arrow_messages(table: pa.Table, starts: list[int]) -> list[bytes]:
+    return [
+        arrow_ipc_message(table.slice(start, ARROW_ROWS_PER_MESSAGE), _ARROW_FIELD)
+        for start in starts
+    ]
 
 
 def _millis(ts: timestamp_pb2.Timestamp) -> int:
@@ -84,20 +95,27 @@ class ReaderServicer(reader_pb2_grpc.ReaderServiceServicer):
             if table.num_rows == 0:
                 # No rows still tells the client the columns and their types.
                 yield arrow_ipc_message(table, _ARROW_FIELD)
-            starts = range(0, table.num_rows, ARROW_ROWS_PER_MESSAGE)
+            starts = list(range(0, table.num_rows, ARROW_ROWS_PER_MESSAGE))
+            groups = [
+                starts[i : i + MESSAGES_PER_CPU_CALL]
+                for i in range(0, len(starts), MESSAGES_PER_CPU_CALL)
+            ]
+            small = table.num_rows < SMALL_RESULT_ROWS
 
-            def encode(i: int) -> asyncio.Future[bytes]:
-                chunk = table.slice(starts[i], ARROW_ROWS_PER_MESSAGE)
-                return asyncio.ensure_future(run_cpu(arrow_ipc_message, chunk, _ARROW_FIELD))
+            def encode(i: int) -> asyncio.Future[list[bytes]]:
+                return asyncio.ensure_future(
+                    run_cpu_unless_small(small, _arrow_messages, table, groups[i])
+                )
 
-            # The next message is encoded on the CPU thread while this one is written.
-            pending = encode(0) if starts else None
+            # The next group is encoded on the CPU thread while this one is written.
+            pending = encode(0) if groups else None
             try:
-                for i in range(len(starts)):
+                for i in range(len(groups)):
                     assert pending is not None
-                    data = await pending
-                    pending = encode(i + 1) if i + 1 < len(starts) else None
-                    yield data  # a serialized ReadRangeResponse
+                    messages = await pending
+                    pending = encode(i + 1) if i + 1 < len(groups) else None
+                    for message in messages:
+                        yield message  # a serialized ReadRangeResponse
             finally:
                 if pending is not None:
                     pending.cancel()

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from fusou.catalog.tables import TableInfo, TableRegistry
 from fusou.config import Settings
-from fusou.cpu import run_cpu
+from fusou.cpu import run_cpu, run_cpu_unless_small
 from fusou.errors import FieldViolation, InvalidArgument, NotFound, Unavailable
 from fusou.names import name_problem
 from fusou.objectstore.base import ObjectNotFound, ObjectStore
@@ -32,6 +32,11 @@ from fusou.read.merge import conform_to, merge, project
 from fusou.schema.model import TableSchema
 
 log = logging.getLogger(__name__)
+
+
+# Merging or encoding fewer rows than this takes well under a millisecond on the event loop,
+# less than a round trip to the CPU thread costs the request.
+SMALL_RESULT_ROWS = 16_384
 
 
 @dataclass(frozen=True)
@@ -83,28 +88,30 @@ class ReadResult:
 # One statement, so one snapshot: hot rows and the cold plan agree without a transaction
 # (a row being archived meanwhile is in exactly one of them), in a single round trip. Columns
 # come back as arrays and the hot records as one joined bytea, which the driver decodes far
-# faster than arrays of composite rows.
+# faster than arrays of composite rows. The aggregates of one row see their input in the same
+# order, so the arrays line up; the sort only makes each schema version one run (were it lost,
+# a version would come in several runs, each decoded alone: slower, still right).
 _SNAPSHOT = """
 SELECT h.*, f.*, b.*
-FROM (SELECT array_agg(schema_version ORDER BY schema_version, seq) AS hot_versions,
-             array_agg(seq ORDER BY schema_version, seq) AS hot_seqs,
-             array_agg(ingested_at ORDER BY schema_version, seq) AS hot_ingested,
-             array_agg(length(record) ORDER BY schema_version, seq) AS hot_lengths,
-             string_agg(record, ''::bytea ORDER BY schema_version, seq) AS hot_records
-      FROM fusou_buffer
-      WHERE table_id = $1 AND event_time >= $2 AND event_time < $3) h,
+FROM (SELECT array_agg(schema_version) AS hot_versions, array_agg(seq) AS hot_seqs,
+             array_agg(ingested_at) AS hot_ingested, array_agg(length(record)) AS hot_lengths,
+             string_agg(record, ''::bytea) AS hot_records
+      FROM (SELECT schema_version, seq, ingested_at, record FROM fusou_buffer
+            WHERE table_id = $1 AND event_time >= $2 AND event_time < $3
+            ORDER BY schema_version, seq) sorted) h,
      (SELECT array_agg(f.file_id) AS file_ids, array_agg(o.object_key) AS file_keys,
              array_agg(f.header) AS file_headers, array_agg(f.schema_version) AS file_versions
       FROM fusou_files f JOIN fusou_objects o USING (object_id)
       WHERE f.table_id = $1 AND f.state = 'active' AND f.format = 'avro'
         AND f.min_time < $3 AND f.max_time >= $2) f,
-     (SELECT array_agg(b.file_id ORDER BY b.file_id, b.block_no) AS block_files,
-             array_agg(b.byte_offset ORDER BY b.file_id, b.block_no) AS block_offsets,
-             array_agg(b.byte_length ORDER BY b.file_id, b.block_no) AS block_lengths
-      FROM fusou_files f JOIN fusou_blocks b USING (file_id)
-      WHERE f.table_id = $1 AND f.state = 'active' AND f.format = 'avro'
-        AND f.min_time < $3 AND f.max_time >= $2
-        AND b.min_time < $3 AND b.max_time >= $2) b
+     (SELECT array_agg(file_id) AS block_files, array_agg(byte_offset) AS block_offsets,
+             array_agg(byte_length) AS block_lengths
+      FROM (SELECT b.file_id, b.byte_offset, b.byte_length
+            FROM fusou_files f JOIN fusou_blocks b USING (file_id)
+            WHERE f.table_id = $1 AND f.state = 'active' AND f.format = 'avro'
+              AND f.min_time < $3 AND f.max_time >= $2
+              AND b.min_time < $3 AND b.max_time >= $2
+            ORDER BY b.file_id, b.block_no) sorted) b
 """
 
 
@@ -216,7 +223,8 @@ class Reader:
                 # Compaction replaced files after we planned: plan again from the catalog.
                 log.info("object %s is gone; re-planning the read", missing.key)
                 stats = ReadStats(replans=1)
-        out, duplicates = await run_cpu(_merge_and_project, parts, info, req)
+        small = sum(p.num_rows for p in parts) < SMALL_RESULT_ROWS
+        out, duplicates = await run_cpu_unless_small(small, _merge_and_project, parts, info, req)
         stats.duplicates_removed = duplicates
         stats.rows_returned = out.num_rows
         return ReadResult(out, info, stats)
@@ -256,7 +264,10 @@ class Reader:
         stats.hot_rows = len(hot.seqs)
         for version, lo, hi in runs:
             schema = await self._registry.version(info.table_id, version)
-            parts.append(await run_cpu(_hot_part, schema, info.latest, hot, lo, hi))
+            small = hi - lo < SMALL_RESULT_ROWS // 4  # decoding costs more per row than merging
+            parts.append(
+                await run_cpu_unless_small(small, _hot_part, schema, info.latest, hot, lo, hi)
+            )
         parts.extend(await self._cold(info, plan, stats))
         return info, parts
 
