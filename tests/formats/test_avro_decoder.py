@@ -165,3 +165,20 @@ def test_shapes_fusou_never_writes_have_no_layout(field_type: Any) -> None:
 
 def test_layouts_are_shared_between_equal_schemas() -> None:
     assert layout_of(SCHEMA) is layout_of(dict(SCHEMA))
+
+
+def test_compiles_without_a_writable_cache_location(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As in a read-only image whose user has no home: numba finds nowhere to cache.
+    from numba.core import caching
+
+    from fusou.formats.avro_decoder import _compiled
+
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
+
+    def add_one(x: int) -> int:
+        return x + 1
+
+    compiled = _compiled(add_one)
+    assert compiled(41) == 42
+    cache = getattr(compiled, "_cache")  # noqa: B009 - numba keeps no public handle on it
+    assert type(cache).__name__ == "NullCache"

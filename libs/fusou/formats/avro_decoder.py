@@ -13,9 +13,10 @@ malformed datum raises ``ValueError`` instead of reading past the buffer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numba
 import numpy as np
@@ -41,6 +42,7 @@ _ARROW = {
     "boolean": pa.bool_(),
 }
 _MAX_ROWS = 2**31 - 1
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,17 @@ def layout_of(writer_schema: dict[str, Any]) -> Layout | None:
     return _layout_cached(tuple(fields))
 
 
-@numba.njit(nogil=True, cache=True)
+def _compiled(fn: F) -> F:
+    """``fn`` compiled without the GIL, its machine code cached on disk where numba finds a
+    writable place (beside this file, or the user's cache directory); without one, as in a
+    read-only image with no home, it is compiled at every start instead of failing the import."""
+    try:
+        return cast(F, numba.njit(nogil=True, cache=True)(fn))
+    except RuntimeError:
+        return cast(F, numba.njit(nogil=True)(fn))
+
+
+@_compiled
 def _varint(buf: Any, pos: int, end: int) -> tuple[Any, int]:
     """A zigzag varint at ``pos``: (value, next position); next position -1 when malformed."""
     z = np.uint64(0)
@@ -116,7 +128,7 @@ def _varint(buf: Any, pos: int, end: int) -> tuple[Any, int]:
     return np.int64(z >> np.uint64(1)) ^ -np.int64(z & np.uint64(1)), pos
 
 
-@numba.njit(nogil=True, cache=True)
+@_compiled
 def _scan(
     buf: Any,
     nrows: int,
@@ -127,10 +139,13 @@ def _scan(
     doubles: Any,
     bools: Any,
     valid: Any,
+    nulls: Any,
     starts: Any,
     lengths: Any,
+    totals: Any,
 ) -> int:
-    """Walk ``nrows`` datums; returns the bytes consumed, or -1 - the row that is malformed."""
+    """Walk ``nrows`` datums; returns the bytes consumed, or -1 - the row that is malformed.
+    Counts each field's nulls and each string column's bytes on the way."""
     end = buf.shape[0]
     pos = 0
     nfields = kinds.shape[0]
@@ -145,6 +160,7 @@ def _scan(
                 pos += 1
                 if branch == 0:  # zigzag 0: the "null" branch
                     valid[f, r] = False
+                    nulls[f] += 1
                     if kind == _BYTES:
                         starts[slot, r] = 0
                         lengths[slot, r] = 0
@@ -171,6 +187,7 @@ def _scan(
                     return -1 - r
                 starts[slot, r] = pos
                 lengths[slot, r] = size
+                totals[slot] += size
                 pos += size
             else:
                 if pos >= end or buf[pos] > 1:
@@ -180,18 +197,22 @@ def _scan(
     return pos
 
 
-@numba.njit(nogil=True, cache=True)
-def _gather(buf: Any, starts: Any, lengths: Any, offsets: Any, data: Any) -> None:
-    at = 0
-    for r in range(starts.shape[0]):
-        offsets[r] = at
-        start = starts[r]
-        size = lengths[r]
-        # A byte loop: strings are short, and a slice assignment costs more than the copy.
-        for i in range(size):
-            data[at + i] = buf[start + i]
-        at += size
-    offsets[starts.shape[0]] = at
+@_compiled
+def _gather(buf: Any, starts: Any, lengths: Any, offsets: Any, data: Any, bases: Any) -> None:
+    """Copy every string column into ``data`` (column ``c`` from ``bases[c]`` on), writing
+    each column's Arrow offsets, relative to its own start, into ``offsets[c]``."""
+    for c in range(starts.shape[0]):
+        at = bases[c]
+        base = at
+        for r in range(starts.shape[1]):
+            offsets[c, r] = at - base
+            start = starts[c, r]
+            size = lengths[c, r]
+            # A byte loop: strings are short, and a slice assignment costs more than the copy.
+            for i in range(size):
+                data[at + i] = buf[start + i]
+            at += size
+        offsets[c, starts.shape[1]] = at - base
 
 
 def _bitmap(flags: npt.NDArray[np.bool_]) -> pa.Buffer:
@@ -217,51 +238,37 @@ def decode_datums(
     doubles = np.empty((n_double, nrows), dtype=np.uint64)
     bools = np.zeros((n_bool, nrows), dtype=np.bool_)
     valid = np.empty((nfields, nrows), dtype=np.bool_)
+    nulls = np.zeros(nfields, dtype=np.int64)
     starts = np.empty((n_bytes, nrows), dtype=np.int32)
     lengths = np.empty((n_bytes, nrows), dtype=np.int32)
+    totals = np.zeros(n_bytes, dtype=np.int64)
     used = _scan(
-        buf,
-        nrows,
-        layout.kinds,
-        layout.nullable,
-        layout.slots,
-        longs,
-        doubles,
-        bools,
-        valid,
-        starts,
-        lengths,
-    )
+        buf, nrows, layout.kinds, layout.nullable, layout.slots,
+        longs, doubles, bools, valid, nulls, starts, lengths, totals,
+    )  # fmt: skip
     if used < 0:
         raise ValueError(f"malformed Avro datum at row {-1 - used}")
+    bases = np.zeros(n_bytes + 1, dtype=np.int64)
+    np.cumsum(totals, out=bases[1:])
+    offsets = np.empty((n_bytes, nrows + 1), dtype=np.int32)
+    chars = np.empty(int(bases[-1]), dtype=np.uint8)
+    if n_bytes:
+        _gather(buf, starts, lengths, offsets, chars, bases)
+    chars_buffer = pa.py_buffer(chars)
     columns: list[pa.Array] = []
     for f, (kind, slot) in enumerate(zip(layout.kinds, layout.slots, strict=True)):
-        if layout.nullable[f]:
-            nulls = nrows - int(np.count_nonzero(valid[f]))
-            validity = _bitmap(valid[f]) if nulls else None
-        else:
-            nulls, validity = 0, None
+        null_count = int(nulls[f])
+        validity = _bitmap(valid[f]) if null_count else None
         if kind == _LONG:
-            values = pa.py_buffer(longs[slot])
+            buffers = [validity, pa.py_buffer(longs[slot])]
         elif kind == _DOUBLE:
-            values = pa.py_buffer(doubles[slot])
+            buffers = [validity, pa.py_buffer(doubles[slot])]
         elif kind == _BOOL:
-            values = _bitmap(bools[slot])
+            buffers = [validity, _bitmap(bools[slot])]
         else:
-            total = int(lengths[slot].sum())
-            offsets = np.empty(nrows + 1, dtype=np.int32)
-            chars = np.empty(total, dtype=np.uint8)
-            _gather(buf, starts[slot], lengths[slot], offsets, chars)
-            columns.append(
-                pa.Array.from_buffers(
-                    layout.types[f],
-                    nrows,
-                    [validity, pa.py_buffer(offsets), pa.py_buffer(chars)],
-                    nulls,
-                )
-            )
-            continue
-        columns.append(pa.Array.from_buffers(layout.types[f], nrows, [validity, values], nulls))
+            lo, hi = int(bases[slot]), int(bases[slot + 1])
+            buffers = [validity, pa.py_buffer(offsets[slot]), chars_buffer.slice(lo, hi - lo)]
+        columns.append(pa.Array.from_buffers(layout.types[f], nrows, buffers, null_count))
     return pa.Table.from_arrays(columns, names=list(layout.names)), int(used)
 
 
