@@ -73,7 +73,7 @@ from fusou.ingest.v1 import ingest_pb2
 from fusou.read.client import read_arrow
 from fusou.reader.v1 import reader_pb2
 from fusou.records.wire_formats import arrow_ipc_bytes
-from services.reader.servicer import ARROW_ROWS_PER_MESSAGE
+from services.reader.servicer import ARROW_MESSAGE_BYTES
 
 DATASET = "bench"
 TABLE = "battle"
@@ -334,7 +334,7 @@ async def measure_floor(
     ):
         for q in queries:
             total = reader[q.name].answer_bytes
-            per_message = max(1, total * ARROW_ROWS_PER_MESSAGE // max(q.rows, 1))
+            per_message = max(1, min(total, ARROW_MESSAGE_BYTES))
             seconds = await stream_seconds(channel, total, per_message, repeats[q.name])
             out[q.name] = Timing(seconds=seconds)
     return out

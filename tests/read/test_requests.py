@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+import pyarrow as pa
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from fusou.read.client import read_range_callable
 from tests.ingestion.helpers import violation_fields
 from tests.read.conftest import Stubs
 from tests.read.oracle import (
@@ -222,6 +224,29 @@ async def test_json_rows_come_in_several_messages(stubs: Stubs) -> None:
     answer = await read(stubs.reader, read_request(DS, TABLE, start, end, json_rows=True))
     assert answer.messages == 3
     check_json(answer, oracle, start, end)
+
+
+async def test_wide_rows_come_in_messages_a_default_client_accepts(stubs: Stubs) -> None:
+    # 12 MB of answer: a gRPC client with default options refuses messages over 4 MiB.
+    oracle = Oracle()
+    for part in range(6):
+        rows = [
+            battle(i) | {"note": f"{i:05d}" * 2000} for i in range(part * 200, part * 200 + 200)
+        ]
+        await ingest(stubs.ingest, oracle, DS, TABLE, rows, arrow=True)
+    await archive(stubs.archiver, stubs.url, DS, TABLE, max_rows=500)
+    start, end = DAY0, DAY0 + DAY
+    async with grpc.aio.insecure_channel(stubs.services.target) as default_client:
+        messages = [
+            m
+            async for m in read_range_callable(default_client)(read_request(DS, TABLE, start, end))
+        ]
+    tables = [m for m in messages if isinstance(m, pa.Table)]
+    assert len(tables) >= 4
+    assert sum(t.num_rows for t in tables) == 1200
+    assert pa.concat_tables(tables).column("note").to_pylist() == [
+        r["note"] for r in oracle.expected(start, end)
+    ]
 
 
 # -- the client's deadline ----------------------------------------------------------------------
