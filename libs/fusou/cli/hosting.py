@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from fusou.config import Settings
+from fusou.memory import keep_freed_memory
 from fusou.runtime import Runtime, open_runtime
 from fusou.server.app import FusouServer
 
@@ -39,6 +40,7 @@ async def serve(
 ) -> None:
     from services import SERVICES
 
+    keep_freed_memory()
     runtime = await open_runtime(settings)
     try:
         hosted = [SERVICES[n](runtime) for n in names]
