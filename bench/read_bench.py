@@ -31,8 +31,13 @@ The reader is measured in two fresh ``fusou serve reader`` processes on the same
 - block cache on (the default size): the first call of each query is the cold-cache figure, the
   repeats show the warm cache.
 
+4. The gRPC floor: each answer's Arrow bytes, in messages of the reader's size, streamed by a
+   bare gRPC server in another process that does nothing else (``bench.raw_stream``). No
+   reader can answer faster than this; it shows how much of the peer's time moving the
+   answer out of a process already takes on this machine.
+
 Targets: one-block and one-hour p50 at most 0.5x the peer's; full-day rows/s at least the
-peer's (both on the cache-disabled reader).
+peer's. Verdicts are printed for both readers.
 """
 
 from __future__ import annotations

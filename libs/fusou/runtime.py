@@ -22,9 +22,12 @@ class Runtime:
     pool: asyncpg.Pool
     store: ObjectStore
     registry: TableRegistry
+    # For single read-only statements only (the reader's snapshot): released without a reset.
+    read_pool: asyncpg.Pool
 
     async def close(self) -> None:
         await self.store.close()
+        await self.read_pool.close()
         await self.pool.close()
 
 
@@ -44,15 +47,21 @@ async def open_runtime(settings: Settings) -> Runtime:
     assert settings.database_url is not None and settings.object_store_url is not None
     cpu.configure(settings.cpu_workers)
     pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
+    read_pool: asyncpg.Pool | None = None
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
+        read_pool = await create_pool(
+            settings.database_url, max_size=settings.db_pool_size, stateless=True
+        )
         store = open_object_store(
             settings.object_store_url,
             endpoint_url=settings.s3_endpoint_url,
             region=settings.s3_region,
         )
     except BaseException:
+        if read_pool is not None:
+            await read_pool.close()
         await pool.close()
         raise
-    return Runtime(settings, pool, store, TableRegistry(pool))
+    return Runtime(settings, pool, store, TableRegistry(pool), read_pool)

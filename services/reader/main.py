@@ -26,7 +26,7 @@ async def _warm_up() -> None:
 
 
 def hosted(runtime: Runtime) -> HostedService:
-    reader = Reader(runtime.settings, runtime.pool, runtime.store, runtime.registry)
+    reader = Reader(runtime.settings, runtime.read_pool, runtime.store, runtime.registry)
     servicer = ReaderServicer(runtime.pool, reader)
     return HostedService(
         full_name=SERVICE_NAME,

@@ -84,19 +84,27 @@ def merge(
     if not parts:
         return _empty(latest), 0
     time = latest.time_field
-    kept = []
+    kept: list[pa.Table] = []
+    kept_times: list[np.ndarray[Any, Any]] = []
     for p in parts:
-        t = p.column(time)
-        lo, hi = (v.as_py() for v in pc.min_max(t).values())
-        if lo >= start and hi < end:
+        # numpy on the column's own memory: an Arrow kernel call per part costs more here.
+        t = _numpy(p.column(time))
+        if t.min() >= start and t.max() < end:
             kept.append(p)
+            kept_times.append(t)
         else:
-            kept.append(p.filter(pc.and_(pc.greater_equal(t, start), pc.less(t, end))))
+            inside = np.flatnonzero((t >= start) & (t < end))
+            if len(inside) and inside[-1] - inside[0] + 1 == len(inside):
+                # One run of rows (a time-ordered block cut by the range): a zero-copy slice.
+                kept.append(p.slice(int(inside[0]), len(inside)))
+            else:
+                kept.append(p.take(pa.array(inside)))
+            kept_times.append(t[inside])
     table = pa.concat_tables(kept)
     n = table.num_rows
     if not n:
         return table, 0
-    times = _numpy(table.column(time))
+    times = np.concatenate(kept_times)
     seqs = _numpy(table.column(SEQ_FIELD))
     step = np.diff(times)
     if not ((step >= 0).all() and (np.diff(seqs)[step == 0] > 0).all()):
