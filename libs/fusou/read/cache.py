@@ -9,6 +9,12 @@ from collections.abc import Hashable
 import pyarrow as pa
 
 
+def _held_bytes(table: pa.Table) -> int:
+    # The memory an entry keeps alive, whole buffers counted; also far cheaper than ``nbytes``,
+    # which works out the byte ranges each array uses.
+    return int(table.get_total_buffer_size())
+
+
 class BlockCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -27,17 +33,17 @@ class BlockCache:
         return table
 
     def put(self, key: Hashable, table: pa.Table) -> None:
-        size = int(table.nbytes)
+        size = _held_bytes(table)
         if size > self.max_bytes:
             return
         old = self._entries.pop(key, None)
         if old is not None:
-            self._bytes -= int(old.nbytes)
+            self._bytes -= _held_bytes(old)
         self._entries[key] = table
         self._bytes += size
         while self._bytes > self.max_bytes:
             _, evicted = self._entries.popitem(last=False)
-            self._bytes -= int(evicted.nbytes)
+            self._bytes -= _held_bytes(evicted)
 
     @property
     def size_bytes(self) -> int:
