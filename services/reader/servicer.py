@@ -104,10 +104,13 @@ class ReaderServicer(reader_pb2_grpc.ReaderServiceServicer):
                 yield arrow_ipc_message(table, _ARROW_FIELD)
             per_message = arrow_rows_per_message(table)
             starts = list(range(0, table.num_rows, per_message))
+            # The first message alone, so that bytes leave as soon as one is encoded.
             groups = [
                 starts[i : i + MESSAGES_PER_CPU_CALL]
-                for i in range(0, len(starts), MESSAGES_PER_CPU_CALL)
+                for i in range(1, len(starts), MESSAGES_PER_CPU_CALL)
             ]
+            if starts:
+                groups.insert(0, starts[:1])
             small = table.num_rows < SMALL_RESULT_ROWS
 
             def encode(i: int) -> asyncio.Future[list[bytes]]:
