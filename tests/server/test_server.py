@@ -49,6 +49,7 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 # Bounds on waits for things that should happen at once; they only keep a broken server from
 # hanging the suite, nothing asserts on durations.
 BOUND_S = 30.0
+NEW_CALL_DEADLINE_S = 2.0  # an echo is instant: past this, the call was not served
 
 Context = aio.ServicerContext[Any, Any]
 
@@ -319,7 +320,7 @@ async def _until_refused(channel: aio.Channel) -> aio.AioRpcError:
     echo = unary_unary(channel, probe_method("Echo"))
     for _ in range(200):
         try:
-            await echo(b"new call", timeout=BOUND_S)
+            await echo(b"new call", timeout=NEW_CALL_DEADLINE_S)
         except aio.AioRpcError as exc:
             return exc
         await asyncio.sleep(0.01)
@@ -332,14 +333,18 @@ async def test_graceful_shutdown_refuses_new_calls_and_finishes_in_flight_ones()
         in_flight = unary_unary(channel, probe_method("Block"))(b"job-1", timeout=BOUND_S)
         await asyncio.wait_for(probe.entered.wait(), BOUND_S)
 
-        stopping = asyncio.create_task(server.stop(grace=5))
+        # A grace longer than anything the test waits for: the test releases the call; were the
+        # grace to run out first (a loaded machine), stop() would cancel it and close services.
+        stopping = asyncio.create_task(server.stop(grace=BOUND_S))
         refused = await _until_refused(channel)
         # Refused at connect time: UNAVAILABLE. A call that raced the shutdown into the transport
-        # but was never handed to a handler is cancelled by grpc core: CANCELLED.
-        assert refused.code() in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, (
-            refused.code(),
-            refused.details(),
-        )
+        # is never handed to a handler: grpc core cancels it when the server has stopped
+        # (CANCELLED), and until then it waits, unserved, for its deadline (DEADLINE_EXCEEDED).
+        assert refused.code() in {
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.CANCELLED,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        }, (refused.code(), refused.details())
         assert not stopping.done(), "stop() returned while a call was still in flight"
         assert not probe.closed, "services were closed while a call was still in flight"
 
@@ -368,7 +373,7 @@ async def test_graceful_shutdown_turns_health_not_serving_for_watchers() -> None
                 assert first.status == SERVING, name
             await asyncio.wait_for(probe.entered.wait(), BOUND_S)
 
-            stopping = asyncio.create_task(server.stop(grace=5))
+            stopping = asyncio.create_task(server.stop(grace=BOUND_S))  # outlasts the test
             for name, watch in watchers.items():
                 update = await asyncio.wait_for(watch.read(), BOUND_S)
                 assert update.status == NOT_SERVING, name
