@@ -60,6 +60,7 @@ def _stats(s: ReadStats) -> reader_pb2.ReadStats:
         get_requests=s.get_requests,
         cache_hits=s.cache_hits,
         duplicates_removed=s.duplicates_removed,
+        replans=s.replans,
     )
 
 

@@ -73,6 +73,7 @@ async def test_object_deleted_behind_the_catalog_is_unavailable_after_one_replan
     assert block.object_key not in {b.object_key for b in other}
     answer = await read(stubs.reader, read_request(DS, TABLE, DAY0 + HOUR, DAY0 + 2 * HOUR))
     check_arrow(answer, oracle, DAY0 + HOUR, DAY0 + 2 * HOUR)
+    assert answer.stats.replans == 0
 
 
 async def move_to_new_object(url: str, store: ObjectStore, old_key: str) -> str:
@@ -153,6 +154,7 @@ async def test_object_replaced_between_planning_and_fetching_is_read_from_its_su
     monkeypatch.setattr(store, "get_range", replaced_meanwhile)
     answer = await read(stubs.reader, read_request(DS, TABLE, start, end))
     check_arrow(answer, oracle, start, end)
+    assert answer.stats.replans == 1
     assert moved and moved[0] in gets and gets.index(victim) < gets.index(moved[0])
     assert gets.count(victim) == 1
     # The catalog now plans the new object; the old one is gone from the store.

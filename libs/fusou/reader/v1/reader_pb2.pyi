@@ -130,6 +130,7 @@ class ReadStats(_message.Message):
     GET_REQUESTS_FIELD_NUMBER: _builtins.int
     CACHE_HITS_FIELD_NUMBER: _builtins.int
     DUPLICATES_REMOVED_FIELD_NUMBER: _builtins.int
+    REPLANS_FIELD_NUMBER: _builtins.int
     rows_returned: _builtins.int
     hot_rows: _builtins.int
     cold_rows: _builtins.int
@@ -138,6 +139,10 @@ class ReadStats(_message.Message):
     get_requests: _builtins.int
     cache_hits: _builtins.int
     duplicates_removed: _builtins.int
+    replans: _builtins.int
+    """1 when an object disappeared under the read (replaced by compaction) and the read planned
+    again from the catalog.
+    """
     def __init__(
         self,
         *,
@@ -149,10 +154,11 @@ class ReadStats(_message.Message):
         get_requests: _builtins.int = ...,
         cache_hits: _builtins.int = ...,
         duplicates_removed: _builtins.int = ...,
+        replans: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocks_fetched", b"blocks_fetched", "bytes_fetched", b"bytes_fetched", "cache_hits", b"cache_hits", "cold_rows", b"cold_rows", "duplicates_removed", b"duplicates_removed", "get_requests", b"get_requests", "hot_rows", b"hot_rows", "rows_returned", b"rows_returned"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocks_fetched", b"blocks_fetched", "bytes_fetched", b"bytes_fetched", "cache_hits", b"cache_hits", "cold_rows", b"cold_rows", "duplicates_removed", b"duplicates_removed", "get_requests", b"get_requests", "hot_rows", b"hot_rows", "replans", b"replans", "rows_returned", b"rows_returned"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
