@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any
 
 import fastavro
 import polars as pl
@@ -18,15 +17,7 @@ from fusou.formats.avro_container import (
     encode_block,
     zigzag_varint,
 )
-
-
-def _datums(schema: dict[str, Any], rows: list[dict[str, Any]]) -> bytes:
-    parsed = fastavro.parse_schema(schema)
-    out = io.BytesIO()
-    for row in rows:
-        fastavro.schemaless_writer(out, parsed, row)
-    return out.getvalue()
-
+from tests.formats.helpers import fastavro_datums
 
 SCHEMA = {
     "type": "record",
@@ -42,8 +33,8 @@ def test_hand_built_files_read_with_fastavro(codec: str) -> None:
     second = [{"t": 1000 + i, "s": "x" * i} for i in range(50)]
     data = (
         container_header(SCHEMA, codec, sync)
-        + encode_block(len(first), _datums(SCHEMA, first), codec, sync)
-        + encode_block(len(second), _datums(SCHEMA, second), codec, sync)
+        + encode_block(len(first), fastavro_datums(SCHEMA, first), codec, sync)
+        + encode_block(len(second), fastavro_datums(SCHEMA, second), codec, sync)
     )
     assert list(fastavro.reader(io.BytesIO(data))) == first + second
     if codec != "zstandard":  # polars reads deflate and snappy, not zstandard

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import math
 import random
 from typing import Any
 
-import fastavro
 import pyarrow as pa
 import pytest
 
 from fusou.formats.avro_decoder import decode_datums, layout_of
+from tests.formats.helpers import fastavro_datums
 
 SCHEMA: dict[str, Any] = {
     "type": "record",
@@ -32,14 +31,6 @@ SCHEMA: dict[str, Any] = {
 
 EDGE_LONGS = [0, 1, -1, 63, -64, 64, 2**31, -(2**31), 2**53 + 1, 2**63 - 1, -(2**63)]
 EDGE_DOUBLES = [0.0, -0.0, 1.5, -2.25e300, 5e-324, math.inf, -math.inf]
-
-
-def _datums(schema: dict[str, Any], rows: list[dict[str, Any]]) -> bytes:
-    parsed = fastavro.parse_schema(schema)
-    out = io.BytesIO()
-    for row in rows:
-        fastavro.schemaless_writer(out, parsed, row)
-    return out.getvalue()
 
 
 def _rows(n: int, seed: int) -> list[dict[str, Any]]:
@@ -70,7 +61,7 @@ def _rows(n: int, seed: int) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(("n", "seed"), [(1, 1), (17, 2), (4096, 3)])
 def test_decodes_what_fastavro_wrote(n: int, seed: int) -> None:
     rows = _rows(n, seed)
-    data = _datums(SCHEMA, rows)
+    data = fastavro_datums(SCHEMA, rows)
     layout = layout_of(SCHEMA)
     assert layout is not None
     table, used = decode_datums(data, n, layout)
@@ -89,14 +80,14 @@ def test_decodes_what_fastavro_wrote(n: int, seed: int) -> None:
 
 def test_stops_where_the_rows_end() -> None:
     rows = _rows(5, 4)
-    data = _datums(SCHEMA, rows)
+    data = fastavro_datums(SCHEMA, rows)
     layout = layout_of(SCHEMA)
     assert layout is not None
     _, used = decode_datums(data + b"trailing", 5, layout)
     assert used == len(data)
     first, used_first = decode_datums(data, 2, layout)
     assert first.num_rows == 2
-    assert used_first == len(_datums(SCHEMA, rows[:2]))
+    assert used_first == len(fastavro_datums(SCHEMA, rows[:2]))
 
 
 def test_no_rows() -> None:
@@ -116,7 +107,7 @@ def test_no_rows() -> None:
     ],
 )
 def test_malformed_datums_raise_instead_of_reading_past_the_end(cut: Any, why: str) -> None:
-    data = _datums(SCHEMA, _rows(3, 5))
+    data = fastavro_datums(SCHEMA, _rows(3, 5))
     layout = layout_of(SCHEMA)
     assert layout is not None
     with pytest.raises(ValueError, match="malformed Avro datum"):
