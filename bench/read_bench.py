@@ -72,6 +72,7 @@ from bench.common import (
     bench_database,
     server_process,
 )
+from bench.raw_stream import OPTIONS as RAW_STREAM_OPTIONS
 from bench.raw_stream import raw_stream_server, stream_seconds
 from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.ingest.v1 import ingest_pb2
@@ -92,10 +93,7 @@ ONE_HOUR = 12  # the hour of the day read by query (c)
 MB = 1024 * 1024
 # Archive every row however young; answers of a whole day fit in one message.
 SERVER_ENV = {"FUSOU_ARCHIVE_MIN_AGE_S": "0", "FUSOU_GRPC_MAX_MESSAGE_BYTES": str(256 * MB)}
-GRPC_OPTIONS = [
-    ("grpc.max_send_message_length", 256 * MB),
-    ("grpc.max_receive_message_length", 256 * MB),
-]
+GRPC_OPTIONS = RAW_STREAM_OPTIONS
 
 
 # -- the synthetic records ----------------------------------------------------------------------

@@ -80,7 +80,7 @@ def _layout_cached(fields: tuple[tuple[str, str, bool], ...]) -> Layout:
 
 def layout_of(writer_schema: dict[str, Any]) -> Layout | None:
     """The layout of a record schema, or None when it uses anything this decoder does not
-    handle (the caller then falls back to a general Avro reader)."""
+    handle (shapes FUSOU never writes)."""
     if writer_schema.get("type") != "record":
         return None
     fields: list[tuple[str, str, bool]] = []

@@ -43,7 +43,6 @@ def _read_long(data: bytes, pos: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class ContainerHeader:
-    schema: dict[str, Any]
     codec: str
     layout: Layout
 
@@ -72,7 +71,7 @@ def parse_header(header: bytes) -> ContainerHeader:
         raise ValueError("the Avro header has no sync marker")
     schema = json.loads(meta["avro.schema"])
     codec = meta.get("avro.codec", b"null").decode()
-    return ContainerHeader(schema, codec, _layout(schema))
+    return ContainerHeader(codec, _layout(schema))
 
 
 def _layout(schema: dict[str, Any]) -> Layout:

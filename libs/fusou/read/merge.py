@@ -17,19 +17,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fusou.formats.avro_container import INGESTED_AT_FIELD, SEQ_FIELD
+from fusou.records.batch import ARROW_TYPES
 from fusou.schema.model import FieldType, TableSchema
 
-# What the decoder hands back, so that conforming copies nothing: 32-bit offsets are enough for
-# one block, and a merged result is a chunked array of blocks.
-_READ_TYPES: dict[FieldType, pa.DataType] = {
-    FieldType.NULL: pa.string(),
-    FieldType.BOOLEAN: pa.bool_(),
-    FieldType.LONG: pa.int64(),
-    FieldType.DOUBLE: pa.float64(),
-    FieldType.STRING: pa.string(),
-    FieldType.BYTES: pa.binary(),
-    FieldType.JSON: pa.string(),
-}
+# The types ingest normalizes to, which are also what the decoder hands back (so conforming
+# copies nothing), except that a field only ever null is stored, and read, as a nullable string.
+_READ_TYPES: dict[FieldType, pa.DataType] = {**ARROW_TYPES, FieldType.NULL: pa.string()}
 
 
 def arrow_type(ftype: FieldType) -> pa.DataType:

@@ -8,15 +8,11 @@ import orjson
 import pyarrow as pa
 from google.protobuf import struct_pb2
 
+from fusou.records.wire_formats import write_ipc_stream
 from fusou.schema.model import FieldType, TableSchema
 
 # Arrow field metadata marking a column that holds JSON text (a nested object or list).
 JSON_FIELD_METADATA = b"fusou.json"
-
-
-def _write_ipc(sink: pa.NativeFile, table: pa.Table) -> None:
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
 
 
 def _varint(value: int) -> bytes:
@@ -32,17 +28,18 @@ def arrow_ipc_message(table: pa.Table, field_number: int) -> bytes:
     """A serialized protobuf message whose one field, bytes field ``field_number``, holds
     ``table`` as an Arrow IPC stream.
 
-    Framed by hand so that the payload is copied once, into a buffer of the exact size, instead
-    of into an IPC buffer, a message, and the message's serialization.
+    Framed by hand so that the payload is copied twice (into an IPC buffer of the exact size,
+    then into the bytes gRPC takes) instead of four times (also into a message, and into the
+    message's serialization).
     """
     counter = pa.MockOutputStream()
-    _write_ipc(counter, table)
+    write_ipc_stream(counter, table)
     size = counter.size()
     prefix = _varint(field_number << 3 | 2) + _varint(size)  # wire type 2: length-delimited
     buffer = pa.allocate_buffer(len(prefix) + size)
     sink = pa.FixedSizeBufferWriter(buffer)
     sink.write(prefix)
-    _write_ipc(sink, table)
+    write_ipc_stream(sink, table)
     return bytes(buffer.to_pybytes())  # bytes() of bytes is the same object: no copy
 
 
