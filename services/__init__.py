@@ -8,13 +8,15 @@ from collections.abc import Callable
 from fusou.runtime import Runtime
 from fusou.server.app import HostedService
 from services.archiver.main import hosted as archiver_hosted
+from services.compactor.main import hosted as compactor_hosted
 from services.ingest.main import hosted as ingest_hosted
 from services.reader.main import hosted as reader_hosted
 
 SERVICES: dict[str, Callable[[Runtime], HostedService]] = {
     "ingest": ingest_hosted,
     "archiver": archiver_hosted,
+    "compactor": compactor_hosted,
     "reader": reader_hosted,
 }
 # Named in the API, implemented by later work.
-PLANNED = ("compactor",)
+PLANNED: tuple[str, ...] = ()

@@ -289,7 +289,8 @@ VARIABLES: tuple[Variable, ...] = (
         "compact_max_bytes",
         256 * MiB,
         _int_range(1),
-        "Most input bytes per table per run.",
+        "Most input bytes per table per run, counted decoded (what the rows take in memory), "
+        "which bounds a run's memory.",
     ),
     Variable(
         "FUSOU_COMPACT_TIMEOUT_MS",
@@ -297,6 +298,27 @@ VARIABLES: tuple[Variable, ...] = (
         600_000,
         _int_range(1),
         "Time bound of one compaction run.",
+    ),
+    Variable(
+        "FUSOU_COMPACT_TARGET_FILE_BYTES",
+        "compact_target_file_bytes",
+        128 * MiB,
+        _int_range(64 * 1024),
+        "Size of compacted Parquet files; smaller optimized files are compacted again.",
+    ),
+    Variable(
+        "FUSOU_COMPACT_ROW_GROUP_ROWS",
+        "compact_row_group_rows",
+        16384,
+        _int_range(1, 10_000_000),
+        "Rows per row group of a compacted file (one row group is what a reader fetches at once).",
+    ),
+    Variable(
+        "FUSOU_UPLOAD_MAX_FRAGMENT_BYTES",
+        "upload_max_fragment_bytes",
+        128 * MiB,
+        _int_range(1024),
+        "Largest fragment of an UploadRaw bundle (each is checked in memory, one at a time).",
     ),
     Variable(
         "FUSOU_LOG_LEVEL",
@@ -340,6 +362,9 @@ class Settings:
     compact_max_fragments: int = 1000
     compact_max_bytes: int = 256 * MiB
     compact_timeout_ms: int = 600_000
+    compact_target_file_bytes: int = 128 * MiB
+    compact_row_group_rows: int = 16384
+    upload_max_fragment_bytes: int = 128 * MiB
     log_level: str = "INFO"
 
     @classmethod

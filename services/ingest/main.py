@@ -10,6 +10,7 @@ from fusou.ingestion.service import Ingestor
 from fusou.ingestion.wire import RawIngestRequest
 from fusou.runtime import Runtime
 from fusou.server.app import HostedService
+from fusou.upload.uploader import RawUploader
 from services.ingest.servicer import IngestServicer
 
 SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
@@ -21,7 +22,8 @@ def _add(servicer: IngestServicer, server: aio.Server) -> None:
 
 def hosted(runtime: Runtime) -> HostedService:
     ingestor = Ingestor(runtime.settings, runtime.pool, runtime.registry)
-    servicer = IngestServicer(ingestor, runtime.registry)
+    uploader = RawUploader(runtime.settings, runtime.pool, runtime.store, runtime.registry)
+    servicer = IngestServicer(ingestor, uploader, runtime.registry)
     return HostedService(
         full_name=SERVICE_NAME,
         add_to_server=lambda server: _add(servicer, server),

@@ -15,13 +15,16 @@ from fusou.ingestion.service import Ingestor
 from fusou.ingestion.wire import RawIngestRequest
 from fusou.names import check_name
 from fusou.schema.model import TableSchema
+from fusou.timestamps import timestamp_of_ms
+from fusou.upload.uploader import Fragment, Manifest, RawUploader
 
 Context = aio.ServicerContext[Any, Any]
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
-    def __init__(self, ingestor: Ingestor, registry: TableRegistry) -> None:
+    def __init__(self, ingestor: Ingestor, uploader: RawUploader, registry: TableRegistry) -> None:
         self._ingestor = ingestor
+        self._uploader = uploader
         self._registry = registry
 
     async def Ingest(  # type: ignore[override]  # registered with the raw deserializer
@@ -39,7 +42,38 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def UploadRaw(
         self, request_iterator: AsyncIterator[ingest_pb2.UploadRawRequest], context: Context
     ) -> ingest_pb2.UploadRawResponse:
-        raise NotImplementedError("UploadRaw is not implemented yet")
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("payload") != "manifest":
+            raise InvalidArgument("manifest", "the first message must carry the manifest")
+        m = first.manifest
+        manifest = Manifest(
+            dataset_id=m.dataset_id,
+            fragments=[Fragment(f.table, f.offset, f.length) for f in m.fragments],
+            total_length=m.total_length,
+            request_id=m.request_id,
+        )
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for message in request_iterator:
+                if message.WhichOneof("payload") != "chunk":
+                    raise InvalidArgument("manifest", "only the first message may be a manifest")
+                yield message.chunk
+
+        result = await self._uploader.upload(manifest, chunks())
+        return ingest_pb2.UploadRawResponse(
+            object_key=result.object_key,
+            bytes_stored=result.bytes_stored,
+            fragments=[
+                ingest_pb2.RawFragmentResult(
+                    table=f.table,
+                    rows=f.rows,
+                    min_time=timestamp_of_ms(f.min_time),
+                    max_time=timestamp_of_ms(f.max_time),
+                )
+                for f in result.fragments
+            ],
+            replayed=result.replayed,
+        )
 
     async def DeclareTable(
         self, request: ingest_pb2.DeclareTableRequest, context: Context

@@ -9,6 +9,7 @@ import grpc
 import pytest
 
 from fusou.archiver.v1 import archiver_pb2_grpc
+from fusou.compactor.v1 import compactor_pb2_grpc
 from fusou.config import Settings
 from fusou.ingest.v1 import ingest_pb2_grpc
 from fusou.reader.v1 import reader_pb2_grpc
@@ -30,14 +31,15 @@ class Stubs:
     ingest: ingest_pb2_grpc.IngestServiceAsyncStub
     archiver: archiver_pb2_grpc.ArchiverServiceAsyncStub
     reader: reader_pb2_grpc.ReaderServiceAsyncStub
+    compactor: compactor_pb2_grpc.CompactorServiceAsyncStub
 
 
 @asynccontextmanager
 async def open_stubs(settings: Settings, **changes: Any) -> AsyncIterator[Stubs]:
-    """Ingest, archiver and reader in this process, with ``changes`` to the settings."""
+    """The four services in this process, with ``changes`` to the settings."""
     tuned = settings.replace(**changes)
     async with (
-        running_services(tuned, ["ingest", "archiver", "reader"]) as services,
+        running_services(tuned, ["ingest", "archiver", "reader", "compactor"]) as services,
         grpc.aio.insecure_channel(services.target) as ch,
     ):
         assert settings.database_url is not None
@@ -47,6 +49,7 @@ async def open_stubs(settings: Settings, **changes: Any) -> AsyncIterator[Stubs]
             ingest_pb2_grpc.IngestServiceStub(ch),
             archiver_pb2_grpc.ArchiverServiceStub(ch),
             reader_pb2_grpc.ReaderServiceStub(ch),
+            compactor_pb2_grpc.CompactorServiceStub(ch),
         )
 
 

@@ -181,9 +181,18 @@ class Oracle:
         assert not answer.replayed
         assert answer.rows_written == len(rows)
         assert answer.last_seq - answer.first_seq + 1 == len(rows)
+        self.keep_rows(answer.first_seq, rows, arrow=arrow)
+        if request_id:
+            self.answers[request_id] = answer
+
+    def keep_rows(
+        self, first_seq: int, rows: Sequence[Mapping[str, Any]], *, arrow: bool = False
+    ) -> None:
+        """Record rows written with consecutive seqs from ``first_seq`` (an Ingest batch, or
+        a raw fragment, whose row i has ``first_seq + i``)."""
         known = {r.seq for r in self.rows}
         for offset, row in enumerate(rows):
-            seq = answer.first_seq + offset
+            seq = first_seq + offset
             assert seq not in known, f"seq {seq} given twice"
             self.rows.append(Row(seq, dict(row)))
         names: list[str] = []
@@ -192,8 +201,6 @@ class Oracle:
         for name in names:
             ftype = _column_type([r.get(name) for r in rows], arrow=arrow)
             self.types[name] = _widen(self.types.get(name, NULL), ftype)
-        if request_id:
-            self.answers[request_id] = answer
 
     def names(self, columns: Sequence[str] = ()) -> list[str]:
         """The columns of an answer: those asked for (the time field first when not among

@@ -10,11 +10,34 @@ import asyncpg
 
 @dataclass(frozen=True)
 class BlockEntry:
-    byte_offset: int
+    byte_offset: int  # absolute, in the object
     byte_length: int
     row_count: int
     min_time: int
     max_time: int
+    # Parquet row groups: the first row's number within the file.
+    first_row: int | None = None
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One readable file of an object: an Avro container, a Parquet file or a raw fragment."""
+
+    table_id: int
+    file_format: str  # 'avro' | 'parquet'
+    byte_offset: int
+    byte_length: int
+    row_count: int
+    uncompressed_bytes: int
+    min_time: int | None
+    max_time: int | None
+    schema_version: int | None
+    codec: str | None
+    header: bytes | None
+    blocks: Sequence[BlockEntry]
+    # Raw fragments: the seq of their first row, and when they arrived (epoch ms).
+    first_seq: int | None = None
+    ingested_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -35,24 +58,32 @@ class NewFile:
     blocks: Sequence[BlockEntry]
 
 
-async def register_file(conn: asyncpg.Connection, f: NewFile) -> int:
-    """Insert the object, its file and its blocks (inside the caller's transaction)."""
-    object_id = await conn.fetchval(
+async def register_object(
+    conn: asyncpg.Connection, dataset_id: str, object_key: str, kind: str, size_bytes: int
+) -> int:
+    object_id: int = await conn.fetchval(
         "INSERT INTO fusou_objects (dataset_id, object_key, kind, size_bytes) "
         "VALUES ($1, $2, $3, $4) RETURNING object_id",
-        f.dataset_id,
-        f.object_key,
-        f.kind,
-        f.size_bytes,
+        dataset_id,
+        object_key,
+        kind,
+        size_bytes,
     )
+    return object_id
+
+
+async def register_file_entry(conn: asyncpg.Connection, object_id: int, f: FileEntry) -> int:
+    """Insert one file of a registered object and its blocks (inside the caller's transaction)."""
     file_id: int = await conn.fetchval(
         "INSERT INTO fusou_files (object_id, table_id, format, byte_offset, byte_length, "
-        "row_count, uncompressed_bytes, min_time, max_time, schema_version, codec, header) "
-        "VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING file_id",
+        "row_count, uncompressed_bytes, min_time, max_time, schema_version, codec, header, "
+        "first_seq, ingested_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING file_id",
         object_id,
         f.table_id,
         f.file_format,
-        f.size_bytes,
+        f.byte_offset,
+        f.byte_length,
         f.row_count,
         f.uncompressed_bytes,
         f.min_time,
@@ -60,18 +91,45 @@ async def register_file(conn: asyncpg.Connection, f: NewFile) -> int:
         f.schema_version,
         f.codec,
         f.header,
+        f.first_seq,
+        f.ingested_at,
     )
     if f.blocks:
         await conn.execute(
             "INSERT INTO fusou_blocks (file_id, block_no, byte_offset, byte_length, row_count, "
-            "min_time, max_time) "
-            "SELECT $1, n - 1, o, l, r, lo, hi FROM unnest($2::bigint[], $3::bigint[], "
-            "$4::bigint[], $5::bigint[], $6::bigint[]) WITH ORDINALITY AS b(o, l, r, lo, hi, n)",
+            "min_time, max_time, first_row) "
+            "SELECT $1, n - 1, o, l, r, lo, hi, fr FROM unnest($2::bigint[], $3::bigint[], "
+            "$4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) "
+            "WITH ORDINALITY AS b(o, l, r, lo, hi, fr, n)",
             file_id,
             [b.byte_offset for b in f.blocks],
             [b.byte_length for b in f.blocks],
             [b.row_count for b in f.blocks],
             [b.min_time for b in f.blocks],
             [b.max_time for b in f.blocks],
+            [b.first_row for b in f.blocks],
         )
     return file_id
+
+
+async def register_file(conn: asyncpg.Connection, f: NewFile) -> int:
+    """Insert an object holding one file, the file and its blocks (in the caller's transaction)."""
+    object_id = await register_object(conn, f.dataset_id, f.object_key, f.kind, f.size_bytes)
+    return await register_file_entry(
+        conn,
+        object_id,
+        FileEntry(
+            table_id=f.table_id,
+            file_format=f.file_format,
+            byte_offset=0,
+            byte_length=f.size_bytes,
+            row_count=f.row_count,
+            uncompressed_bytes=f.uncompressed_bytes,
+            min_time=f.min_time,
+            max_time=f.max_time,
+            schema_version=f.schema_version,
+            codec=f.codec,
+            header=f.header,
+            blocks=f.blocks,
+        ),
+    )

@@ -56,7 +56,7 @@ class TableRegistry:
         async with self._pool.acquire() as conn:
             info = await self._load(conn, dataset_id, table)
         if info is not None:
-            self._remember(info)
+            self.remember(info)
         return info
 
     async def version(self, table_id: int, version: int) -> TableSchema:
@@ -84,22 +84,36 @@ class TableRegistry:
         Raises InvalidArgument on a type conflict, leaving everything unchanged.
         """
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO fusou_datasets (dataset_id) VALUES ($1) ON CONFLICT DO NOTHING",
-                dataset_id,
-            )
-            await conn.execute(
-                "INSERT INTO fusou_tables (dataset_id, table_name) VALUES ($1, $2) "
-                "ON CONFLICT DO NOTHING",
-                dataset_id,
-                table,
-            )
-            info = await self._load(conn, dataset_id, table, lock=True)
-            assert info is not None
-            merged = merge_batch_schema(info.latest, batch_types)
-            if merged.changed:
-                info = await self._store_version(conn, info, merged.schema)
-        self._remember(info)
+            info = await self.evolve_in(conn, dataset_id, table, batch_types)
+        self.remember(info)
+        return info
+
+    async def evolve_in(
+        self,
+        conn: asyncpg.Connection,
+        dataset_id: str,
+        table: str,
+        batch_types: dict[str, FieldType],
+        *,
+        field_prefix: str = "",
+    ) -> TableInfo:
+        """``evolve`` inside the caller's transaction; the caller calls ``remember`` once it
+        committed (a rolled-back version must not be cached)."""
+        await conn.execute(
+            "INSERT INTO fusou_datasets (dataset_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            dataset_id,
+        )
+        await conn.execute(
+            "INSERT INTO fusou_tables (dataset_id, table_name) VALUES ($1, $2) "
+            "ON CONFLICT DO NOTHING",
+            dataset_id,
+            table,
+        )
+        info = await self._load(conn, dataset_id, table, lock=True)
+        assert info is not None
+        merged = merge_batch_schema(info.latest, batch_types, field_prefix=field_prefix)
+        if merged.changed:
+            info = await self._store_version(conn, info, merged.schema)
         return info
 
     async def declare(
@@ -145,7 +159,7 @@ class TableRegistry:
                     )
             elif schema is not None:
                 info = await self._store_version(conn, info, schema.with_version(1))
-        self._remember(info)
+        self.remember(info)
         return DeclareResult(info, inserted is not None)
 
     # -- internals ------------------------------------------------------------------------------
@@ -197,7 +211,7 @@ class TableRegistry:
             info.table_id, info.dataset_id, info.name, info.time_field, info.key_fields, schema
         )
 
-    def _remember(self, info: TableInfo) -> None:
+    def remember(self, info: TableInfo) -> None:
         """Cache what a committed transaction (or a read) showed."""
         if info.latest.version > 0:
             self._versions[(info.table_id, info.latest.version)] = info.latest

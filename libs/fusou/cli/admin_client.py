@@ -1,5 +1,6 @@
-"""``fusou archive`` and ``fusou stats``: clients of Archive and GetStats, for people and for
-the Kubernetes CronJobs (a JSON summary on stdout, a non-zero exit when the call fails)."""
+"""``fusou archive``, ``fusou compact`` and ``fusou stats``: clients of Archive, Compact and
+GetStats, for people and for the Kubernetes CronJobs (a JSON summary on stdout, a non-zero exit
+when the call or any dataset's compaction fails)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.compactor.v1 import compactor_pb2, compactor_pb2_grpc
 from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
 
 
-def _as_json(message: Message) -> str:
+def as_json(message: Message) -> str:
     data: dict[str, Any] = json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
@@ -66,7 +68,7 @@ def run_archive(
         request.min_age_seconds = int(min_age_seconds)
     with grpc.insecure_channel(target) as channel, _Elapsed("archiving"):
         response = archiver_pb2_grpc.ArchiverServiceStub(channel).Archive(request, timeout=timeout)
-    return _as_json(response)
+    return as_json(response)
 
 
 def run_stats(target: str, *, dataset: str, table: str, timeout: float) -> str:
@@ -74,4 +76,15 @@ def run_stats(target: str, *, dataset: str, table: str, timeout: float) -> str:
         response = reader_pb2_grpc.ReaderServiceStub(channel).GetStats(
             reader_pb2.GetStatsRequest(dataset_id=dataset, table=table), timeout=timeout
         )
-    return _as_json(response)
+    return as_json(response)
+
+
+def run_compact(target: str, *, dataset: str, table: str, timeout: float) -> tuple[str, bool]:
+    """The JSON summary, and whether every dataset's compaction succeeded."""
+    request = compactor_pb2.CompactRequest(dataset_id=dataset, table=table)
+    with grpc.insecure_channel(target) as channel, _Elapsed("compacting"):
+        response = compactor_pb2_grpc.CompactorServiceStub(channel).Compact(
+            request, timeout=timeout
+        )
+    ok = all(d.status != compactor_pb2.COMPACT_STATUS_FAILED for d in response.datasets)
+    return as_json(response), ok

@@ -67,6 +67,25 @@ def _parser() -> argparse.ArgumentParser:
     archive.add_argument("--timeout", type=float, default=3600.0, help="seconds")
     archive.add_argument("--target", default=_target_default())
 
+    compact = sub.add_parser(
+        "compact",
+        help="compact raw, cold and small files into optimized Parquet (for CronJobs); "
+        "without --dataset, the datasets flagged for compaction",
+    )
+    compact.add_argument("--dataset", default="", help="only this dataset")
+    compact.add_argument("--table", default="", help="only this table (needs --dataset)")
+    compact.add_argument("--timeout", type=float, default=3600.0, help="seconds")
+    compact.add_argument("--target", default=_target_default())
+
+    upload = sub.add_parser(
+        "upload", help="send Parquet files as one raw bundle to UploadRaw (TABLE=FILE ...)"
+    )
+    upload.add_argument("dataset")
+    upload.add_argument("fragments", nargs="+", metavar="TABLE=FILE.parquet")
+    upload.add_argument("--request-id", default="", help="idempotency key")
+    upload.add_argument("--timeout", type=float, default=3600.0, help="seconds")
+    upload.add_argument("--target", default=_target_default())
+
     read = sub.add_parser("read", help="read a time range as JSON lines or Parquet")
     read.add_argument("dataset")
     read.add_argument("table")
@@ -151,8 +170,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "ingest":
         return _ingest(args)
-    if args.command in ("archive", "stats"):
+    if args.command in ("archive", "stats", "compact"):
         return _admin(args)
+    if args.command == "upload":
+        return _upload(args)
     if args.command == "read":
         return _read(args)
     raise AssertionError(args.command)
@@ -197,10 +218,15 @@ def _read(args: argparse.Namespace) -> int:
 def _admin(args: argparse.Namespace) -> int:
     import grpc
 
-    from fusou.cli.admin_client import run_archive, run_stats
+    from fusou.cli.admin_client import run_archive, run_compact, run_stats
 
+    ok = True
     try:
-        if args.command == "archive":
+        if args.command == "compact":
+            output, ok = run_compact(
+                args.target, dataset=args.dataset, table=args.table, timeout=args.timeout
+            )
+        elif args.command == "archive":
             output = run_archive(
                 args.target,
                 dataset=args.dataset,
@@ -215,6 +241,28 @@ def _admin(args: argparse.Namespace) -> int:
             )
     except grpc.RpcError as exc:
         return _rpc_failed(args.command, exc)
+    print(output)
+    return 0 if ok else 1
+
+
+def _upload(args: argparse.Namespace) -> int:
+    import grpc
+
+    from fusou.cli.upload_client import InputError, run_upload
+
+    try:
+        output = run_upload(
+            args.target,
+            args.dataset,
+            args.fragments,
+            request_id=args.request_id,
+            timeout=args.timeout,
+        )
+    except InputError as exc:
+        print(f"fusou upload: {exc}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as exc:
+        return _rpc_failed("upload", exc)
     print(output)
     return 0
 

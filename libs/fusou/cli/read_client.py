@@ -16,12 +16,13 @@ import grpc
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import json_format
 from tqdm import tqdm
 
 from fusou.read.client import arrow_of, read_range_callable, stats_of
 from fusou.read.output import JSON_FIELD_METADATA
 from fusou.reader.v1 import reader_pb2
+from fusou.timestamps import timestamp_of_ms
 
 
 class InputError(Exception):
@@ -42,12 +43,6 @@ def parse_time(text: str) -> int:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return int(parsed.timestamp() * 1000)
-
-
-def _timestamp(ms: int) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromMilliseconds(ms)
-    return ts
 
 
 def _json_lines(table: pa.Table, out: IO[bytes]) -> None:
@@ -84,8 +79,8 @@ def run_read(
     request = reader_pb2.ReadRangeRequest(
         dataset_id=dataset,
         table=table,
-        start_time=_timestamp(start),
-        end_time=_timestamp(end),
+        start_time=timestamp_of_ms(start),
+        end_time=timestamp_of_ms(end),
         columns=columns,
         limit=limit,
         format=reader_pb2.OUTPUT_FORMAT_ARROW_IPC,

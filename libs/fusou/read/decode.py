@@ -1,4 +1,4 @@
-"""Decoding Avro blocks and stored datums into Arrow tables (CPU work, run off the event loop).
+"""Decoding Avro blocks, Parquet row groups and stored datums into Arrow tables (CPU work, run off the event loop).
 
 Blocks are decompressed here and their datums handed to the compiled decoder
 (``fusou.formats.avro_decoder``), which releases the GIL: the blocks of one read are split over
@@ -25,6 +25,8 @@ from fusou.formats.avro_container import (
     decompress,
 )
 from fusou.formats.avro_decoder import Layout, decode_datums, layout_of
+from fusou.formats.parquet_file import read_row_group
+from fusou.records.batch import batch_from_arrow
 from fusou.schema.model import TableSchema
 
 
@@ -114,3 +116,37 @@ def decode_hot_rows(
     table = _decode_all(datums, count, _layout(schema.to_avro()))
     table = table.append_column(SEQ_FIELD, pa.array(seqs, pa.int64()))
     return table.append_column(INGESTED_AT_FIELD, pa.array(ingested, pa.int64()))
+
+
+@dataclass(frozen=True)
+class RawRows:
+    """Where a raw fragment's row group gets the metadata its rows do not carry: row i has seq
+    ``first_seq + first_row + i`` and the fragment's arrival time."""
+
+    first_seq: int
+    first_row: int
+    ingested_at: int
+
+
+def row_group_rows(
+    footer: bytes,
+    file_length: int,
+    number: int,
+    offset: int,
+    data: bytes,
+    time_field: str,
+    raw: RawRows | None,
+) -> pa.Table:
+    """One Parquet row group with its seq and ingest time: stored as columns in compacted
+    files, derived from the catalog for raw fragments (whose columns are normalized to FUSOU's
+    types, as at upload)."""
+    table = read_row_group(footer, file_length, number, offset, data)
+    if raw is None:
+        return table
+    table = batch_from_arrow(table, time_field, field_prefix="raw fragment").table
+    n = table.num_rows
+    first = raw.first_seq + raw.first_row
+    table = table.append_column(SEQ_FIELD, pa.array(np.arange(first, first + n, dtype=np.int64)))
+    return table.append_column(
+        INGESTED_AT_FIELD, pa.array(np.full(n, raw.ingested_at, dtype=np.int64))
+    )

@@ -61,10 +61,10 @@ def merge(
     parts: Sequence[pa.Table],
     latest: TableSchema,
     key_fields: Sequence[str],
-    start: int,
-    end: int,
+    start: int | None,
+    end: int | None,
 ) -> tuple[pa.Table, int]:
-    """Keep [start, end), deduplicate (highest seq wins per key), sort by time then seq.
+    """Keep [start, end) (everything when both are None), deduplicate (highest seq wins per key), sort by time then seq.
 
     Returns the merged table (still with the metadata columns) and the duplicates removed.
 
@@ -82,7 +82,7 @@ def merge(
     for p in parts:
         # numpy on the column's own memory: an Arrow kernel call per part costs more here.
         t = _numpy(p.column(time))
-        if t.min() >= start and t.max() < end:
+        if start is None or end is None or (t.min() >= start and t.max() < end):
             kept.append(p)
             kept_times.append(t)
         else:

@@ -26,8 +26,9 @@ from fusou.errors import FieldViolation, InvalidArgument, NotFound, Unavailable
 from fusou.names import name_problem
 from fusou.objectstore.base import ObjectNotFound, ObjectStore
 from fusou.read.cache import BlockCache
-from fusou.read.decode import decode_blocks, decode_hot_rows
+from fusou.read.decode import decode_hot_rows
 from fusou.read.fetch import FetchStats, Span, fetch_spans
+from fusou.read.files import BlockRef, FileRef, decode_file_blocks
 from fusou.read.merge import conform_to, merge, project
 from fusou.schema.model import TableSchema
 
@@ -65,19 +66,6 @@ class ReadStats:
     replans: int = 0
 
 
-@dataclass(frozen=True)
-class _BlockRef:
-    file_id: int
-    object_key: str
-    header: bytes
-    offset: int
-    length: int
-
-    @property
-    def span(self) -> Span:
-        return Span(self.object_key, self.offset, self.length)
-
-
 @dataclass
 class ReadResult:
     table: pa.Table
@@ -100,15 +88,19 @@ FROM (SELECT array_agg(schema_version) AS hot_versions, array_agg(seq) AS hot_se
             WHERE table_id = $1 AND event_time >= $2 AND event_time < $3
             ORDER BY schema_version, seq) sorted) h,
      (SELECT array_agg(f.file_id) AS file_ids, array_agg(o.object_key) AS file_keys,
-             array_agg(f.header) AS file_headers, array_agg(f.schema_version) AS file_versions
+             array_agg(f.header) AS file_headers, array_agg(f.schema_version) AS file_versions,
+             array_agg(f.format = 'parquet') AS file_parquet,
+             array_agg(f.byte_offset) AS file_offsets, array_agg(f.byte_length) AS file_lengths,
+             array_agg(f.first_seq) AS file_first_seqs, array_agg(f.ingested_at) AS file_ingested
       FROM fusou_files f JOIN fusou_objects o USING (object_id)
-      WHERE f.table_id = $1 AND f.state = 'active' AND f.format = 'avro'
+      WHERE f.table_id = $1 AND f.state = 'active'
         AND f.min_time < $3 AND f.max_time >= $2) f,
      (SELECT array_agg(file_id) AS block_files, array_agg(byte_offset) AS block_offsets,
-             array_agg(byte_length) AS block_lengths
-      FROM (SELECT b.file_id, b.byte_offset, b.byte_length
+             array_agg(byte_length) AS block_lengths, array_agg(block_no) AS block_numbers,
+             array_agg(first_row) AS block_first_rows
+      FROM (SELECT b.file_id, b.byte_offset, b.byte_length, b.block_no, b.first_row
             FROM fusou_files f JOIN fusou_blocks b USING (file_id)
-            WHERE f.table_id = $1 AND f.state = 'active' AND f.format = 'avro'
+            WHERE f.table_id = $1 AND f.state = 'active'
               AND f.min_time < $3 AND f.max_time >= $2
               AND b.min_time < $3 AND b.max_time >= $2
             ORDER BY b.file_id, b.block_no) sorted) b
@@ -163,10 +155,6 @@ def _merge_and_project(
 ) -> tuple[pa.Table, int]:
     merged, duplicates = merge(parts, info.latest, info.key_fields, req.start, req.end)
     return project(merged, info.latest, req.columns, req.limit), duplicates
-
-
-def _cold_parts(header: bytes, blocks: list[bytes], latest: TableSchema) -> list[pa.Table]:
-    return [conform_to(t, latest) for t in decode_blocks(header, blocks)]
 
 
 class Reader:
@@ -237,26 +225,33 @@ class Reader:
         assert snapshot is not None
         hot = _HotRows.from_snapshot(snapshot)
         files = {
-            file_id: (key, bytes(header), version)
-            for file_id, key, header, version in zip(
+            row[0]: FileRef(row[0], row[1], bytes(row[2]), *row[3:])
+            for row in zip(
                 snapshot["file_ids"] or [],
                 snapshot["file_keys"] or [],
                 snapshot["file_headers"] or [],
                 snapshot["file_versions"] or [],
+                snapshot["file_parquet"] or [],
+                snapshot["file_offsets"] or [],
+                snapshot["file_lengths"] or [],
+                snapshot["file_first_seqs"] or [],
+                snapshot["file_ingested"] or [],
                 strict=True,
             )
         }
         plan = [
-            _BlockRef(file_id, files[file_id][0], files[file_id][1], offset, length)
-            for file_id, offset, length in zip(
+            BlockRef(files[file_id], offset, length, number, first_row)
+            for file_id, offset, length, number, first_row in zip(
                 snapshot["block_files"] or [],
                 snapshot["block_offsets"] or [],
                 snapshot["block_lengths"] or [],
+                snapshot["block_numbers"] or [],
+                snapshot["block_first_rows"] or [],
                 strict=True,
             )
         ]
         runs = hot.runs()
-        newest = max([*(r[0] for r in runs), *(f[2] for f in files.values())], default=0)
+        newest = max([*(r[0] for r in runs), *(f.version for f in files.values())], default=0)
         if newest > info.latest.version:
             # Another process evolved the schema after we cached it: conform to the newer one.
             info = await self._registry.get(info.dataset_id, info.name, refresh=True) or info
@@ -272,10 +267,10 @@ class Reader:
         return info, parts
 
     async def _cold(
-        self, info: TableInfo, blocks: list[_BlockRef], stats: ReadStats
+        self, info: TableInfo, blocks: list[BlockRef], stats: ReadStats
     ) -> list[pa.Table]:
-        tables: dict[_BlockRef, pa.Table] = {}
-        wanted: list[_BlockRef] = []
+        tables: dict[BlockRef, pa.Table] = {}
+        wanted: list[BlockRef] = []
         version = info.latest.version
         for b in blocks:
             # Cached conformed to the latest schema; a newer schema makes new entries.
@@ -298,9 +293,9 @@ class Reader:
         stats.get_requests += fetch_stats.gets
         stats.bytes_fetched += fetch_stats.bytes
         stats.blocks_fetched += len(wanted)
-        by_file: dict[int, list[_BlockRef]] = {}
+        by_file: dict[int, list[BlockRef]] = {}
         for b in wanted:
-            by_file.setdefault(b.file_id, []).append(b)
+            by_file.setdefault(b.file.file_id, []).append(b)
         decoded = await asyncio.gather(
             *(self._decode_file(info, refs, fetched) for refs in by_file.values())
         )
@@ -313,7 +308,7 @@ class Reader:
         return out
 
     async def _decode_file(
-        self, info: TableInfo, refs: list[_BlockRef], fetched: dict[Span, bytes]
+        self, info: TableInfo, refs: list[BlockRef], fetched: dict[Span, bytes]
     ) -> list[pa.Table]:
         blocks = [fetched[r.span] for r in refs]
-        return await run_cpu(_cold_parts, refs[0].header, blocks, info.latest)
+        return await run_cpu(decode_file_blocks, refs, blocks, info.latest)

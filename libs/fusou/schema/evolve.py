@@ -15,11 +15,13 @@ class MergeResult:
     changed: bool
 
 
-def merge_batch_schema(latest: TableSchema, batch: dict[str, FieldType]) -> MergeResult:
+def merge_batch_schema(
+    latest: TableSchema, batch: dict[str, FieldType], *, field_prefix: str = ""
+) -> MergeResult:
     """Widen ``latest`` to hold ``batch`` (field name -> inferred type).
 
-    Raises InvalidArgument naming the first conflicting field; new fields are appended in the
-    batch's order so that a version's field order is stable.
+    Raises InvalidArgument naming the first conflicting field (after ``field_prefix``); new
+    fields are appended in the batch's order so that a version's field order is stable.
     """
     fields = list(latest.fields)
     changed = False
@@ -32,12 +34,14 @@ def merge_batch_schema(latest: TableSchema, batch: dict[str, FieldType]) -> Merg
         merged = widen(existing.type, incoming)
         if merged is None:
             raise InvalidArgument(
-                name,
+                field_prefix + name,
                 f"has type {incoming.value} in this batch but the table's field is "
                 f"{existing.type.value}",
             )
         if name == latest.time_field and merged is not FieldType.LONG:
-            raise InvalidArgument(name, "the time field must be an integer (epoch milliseconds)")
+            raise InvalidArgument(
+                field_prefix + name, "the time field must be an integer (epoch milliseconds)"
+            )
         if merged is not existing.type:
             fields[fields.index(existing)] = SchemaField(name, merged)
             changed = True

@@ -1,0 +1,1 @@
+"""Compaction: raw fragments, cold Avro and small Parquet files into optimized Parquet."""

@@ -1,0 +1,494 @@
+"""Compact: a dataset's raw fragments, cold Avro files and small Parquet files become optimized
+Parquet files, table by table, exactly once.
+
+The seed's flags, made safe for several runners:
+
+- a run *claims* a dataset (``compaction_in_progress`` with an expiry, ``compaction_needed``
+  cleared) in one conditional UPDATE, so two runs never work on one dataset, and a crashed
+  runner's claim lapses instead of blocking the dataset for good;
+- new data arriving meanwhile sets ``compaction_needed`` again, so it is not lost;
+- success sets ``last_compacted_at`` and keeps the dataset flagged when work is left over;
+  failure releases the claim and flags the dataset for the next run.
+
+Per table, under an advisory lock (which also shields its new objects from the orphan sweep):
+read the inputs through the reader's own decoding, reconcile them into the latest schema,
+drop the rows the dedup rule can never return, sort by (time, seq), write Parquet, upload, and
+in one transaction register the outputs and retire the inputs, checking that every input is
+still active. A crash anywhere leaves the old state or the new one; replaced objects are
+deleted after the grace period, unregistered ones by the sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import functools
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+import asyncpg
+import pyarrow as pa
+
+from fusou.catalog.files import NewFile, register_file
+from fusou.catalog.tables import TableInfo, TableRegistry
+from fusou.compact.inputs import InputFile, candidates, select
+from fusou.compact.output import CODEC, OutputFile, write_files
+from fusou.config import Settings
+from fusou.cpu import run_cpu
+from fusou.errors import Aborted, InvalidArgument, NotFound
+from fusou.names import check_name
+from fusou.objectstore.base import ObjectStore
+from fusou.objectstore.retry import with_retries
+from fusou.read.fetch import FetchStats, fetch_spans
+from fusou.read.files import decode_file_blocks
+from fusou.read.merge import merge
+
+log = logging.getLogger(__name__)
+
+# Advisory lock class of "compacting table N" (the second key is the table id).
+COMPACT_LOCK = 7239013
+# A claim outlives the run's time bound by this much before another runner may take it over.
+CLAIM_MARGIN_S = 60.0
+
+Checkpoint = Callable[[str], Awaitable[None]]
+
+
+async def _no_checkpoint(_: str) -> None:
+    return None
+
+
+class Status(Enum):
+    COMPACTED = "compacted"
+    NOTHING_TO_DO = "nothing_to_do"
+    PARTIAL = "partial"
+    SKIPPED_BUSY = "skipped_busy"
+    FAILED = "failed"
+
+
+@dataclass
+class TableOutcome:
+    table: str
+    input_files: int = 0
+    input_rows: int = 0
+    input_bytes: int = 0
+    output_files: int = 0
+    output_rows: int = 0
+    output_bytes: int = 0
+    duplicates_removed: int = 0
+    more_remaining: bool = False
+
+
+@dataclass
+class DatasetOutcome:
+    dataset_id: str
+    status: Status
+    tables: list[TableOutcome] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class CompactOptions:
+    dataset_id: str = ""
+    table: str = ""
+
+
+def compaction_keys(info: TableInfo) -> tuple[str, ...]:
+    """The dedup rule's key plus the time. Reads apply the rule among the rows of their range,
+    so a row may be dropped for good only when its winner (same key, higher seq) shares its
+    time: then every range holding the row holds the winner too. The whole-record key already
+    includes the time."""
+    if not info.key_fields or info.time_field in info.key_fields:
+        return info.key_fields
+    return (*info.key_fields, info.time_field)
+
+
+def _combine(parts: list[pa.Table], info: TableInfo) -> tuple[pa.Table, int]:
+    return merge(parts, info.latest, compaction_keys(info), None, None)
+
+
+class Compactor:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        store: ObjectStore,
+        registry: TableRegistry,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._store = store
+        self._registry = registry
+        self._checkpoint = checkpoint or _no_checkpoint
+        self.runner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    async def compact(self, options: CompactOptions) -> list[DatasetOutcome]:
+        deadline = asyncio.get_running_loop().time() + self._settings.compact_timeout_ms / 1000
+        if options.table and not options.dataset_id:
+            raise InvalidArgument("table", "a table filter needs dataset_id")
+        if options.dataset_id:
+            check_name("dataset_id", options.dataset_id)
+            if options.table:
+                check_name("table", options.table)
+            outcome = await self._dataset(options.dataset_id, options.table, deadline, True)
+            return [outcome]
+        chosen = await self._scheduled()
+        limit = asyncio.Semaphore(self._settings.compact_concurrency)
+
+        async def one(dataset_id: str) -> DatasetOutcome:
+            async with limit:
+                return await self._dataset(dataset_id, "", deadline, False)
+
+        return list(await asyncio.gather(*(one(d) for d in chosen)))
+
+    async def _scheduled(self) -> list[str]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT dataset_id FROM fusou_datasets "
+                "WHERE compaction_needed "
+                "   OR (compaction_in_progress AND compaction_claim_expires_at < now()) "
+                "ORDER BY last_compacted_at NULLS FIRST, dataset_id LIMIT $1",
+                self._settings.compact_max_datasets_per_run,
+            )
+        return [r["dataset_id"] for r in rows]
+
+    # -- one dataset ----------------------------------------------------------------------------
+
+    async def _dataset(
+        self, dataset_id: str, only_table: str, deadline: float, explicit: bool
+    ) -> DatasetOutcome:
+        claimed = await self._claim(dataset_id)
+        if claimed is None:
+            if explicit:
+                raise NotFound(f"no dataset {dataset_id!r}")
+            return DatasetOutcome(dataset_id, Status.NOTHING_TO_DO)
+        if not claimed:
+            if explicit:
+                raise Aborted(f"dataset {dataset_id} is being compacted by another run; retry")
+            return DatasetOutcome(dataset_id, Status.SKIPPED_BUSY)
+        outcome = DatasetOutcome(dataset_id, Status.NOTHING_TO_DO)
+        try:
+            await self._delete_retired(dataset_id)
+            tables = await self._tables(dataset_id, only_table)
+            cut_short = False
+            for table in tables:
+                result = TableOutcome(table.name)
+                outcome.tables.append(result)
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await self._table(table, result)
+                except TimeoutError:
+                    # Cut short: this table's work was either committed whole or not at all.
+                    log.warning("compaction of %s/%s ran out of time", dataset_id, table.name)
+                    result.more_remaining = cut_short = True
+                    break
+            await self._sweep_orphans(dataset_id)
+        except BaseException as exc:
+            await self._release(dataset_id, succeeded=False, more=True)
+            if explicit or not isinstance(exc, Exception):
+                raise
+            log.exception("compaction of %s failed", dataset_id)
+            outcome.status = Status.FAILED
+            outcome.error = str(exc) or type(exc).__name__
+            return outcome
+        more = cut_short or any(t.more_remaining for t in outcome.tables)
+        await self._release(dataset_id, succeeded=True, more=more)
+        if more:
+            outcome.status = Status.PARTIAL
+        elif any(t.input_files for t in outcome.tables):
+            outcome.status = Status.COMPACTED
+        return outcome
+
+    async def _claim(self, dataset_id: str) -> bool | None:
+        """True when this run now holds the dataset, False when another does, None when there
+        is no such dataset."""
+        claim_s = self._settings.compact_timeout_ms / 1000 + CLAIM_MARGIN_S
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "UPDATE fusou_datasets SET compaction_in_progress = true, "
+                "  compaction_needed = false, compaction_claimed_by = $2, "
+                "  compaction_claim_expires_at = now() + make_interval(secs => $3) "
+                "WHERE dataset_id = $1 "
+                "  AND (NOT compaction_in_progress OR compaction_claim_expires_at < now()) "
+                "RETURNING 1",
+                dataset_id,
+                self.runner_id,
+                claim_s,
+            )
+            if row is not None:
+                return True
+            exists = await conn.fetchval(
+                "SELECT 1 FROM fusou_datasets WHERE dataset_id = $1", dataset_id
+            )
+        return False if exists else None
+
+    async def _release(self, dataset_id: str, *, succeeded: bool, more: bool) -> None:
+        # Shielded: a cancelled run must still give its claim back.
+        await asyncio.shield(self._release_now(dataset_id, succeeded, more))
+
+    async def _release_now(self, dataset_id: str, succeeded: bool, more: bool) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE fusou_datasets SET compaction_in_progress = false, "
+                "  compaction_claimed_by = NULL, compaction_claim_expires_at = NULL, "
+                "  compaction_needed = compaction_needed OR $3, "
+                "  last_compacted_at = CASE WHEN $2 THEN now() ELSE last_compacted_at END "
+                "WHERE dataset_id = $1 AND compaction_claimed_by = $4",
+                dataset_id,
+                succeeded,
+                more,
+                self.runner_id,
+            )
+
+    async def _tables(self, dataset_id: str, only_table: str) -> list[TableInfo]:
+        async with self._pool.acquire() as conn:
+            names = [
+                r["table_name"]
+                for r in await conn.fetch(
+                    "SELECT table_name FROM fusou_tables WHERE dataset_id = $1 "
+                    "AND ($2 = '' OR table_name = $2) ORDER BY table_name",
+                    dataset_id,
+                    only_table,
+                )
+            ]
+        if only_table and not names:
+            raise NotFound(f"no table {only_table!r} in dataset {dataset_id!r}")
+        infos = []
+        for name in names:
+            info = await self._registry.get(dataset_id, name, refresh=True)
+            if info is not None and info.latest.version > 0:
+                infos.append(info)
+        return infos
+
+    # -- one table ------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _table_lock(self, table_id: int) -> AsyncIterator[bool]:
+        async with self._pool.acquire() as conn:
+            locked = bool(
+                await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", COMPACT_LOCK, table_id)
+            )
+            try:
+                yield locked
+            finally:
+                if locked:
+                    await conn.execute("SELECT pg_advisory_unlock($1, $2)", COMPACT_LOCK, table_id)
+
+    async def _table(self, info: TableInfo, result: TableOutcome) -> None:
+        s = self._settings
+        async with self._table_lock(info.table_id) as locked:
+            if not locked:
+                result.more_remaining = True  # a runner whose claim lapsed is still at work
+                return
+            async with self._pool.acquire() as conn:
+                found = await candidates(conn, info.table_id, s.compact_target_file_bytes)
+            chosen = select(found, s.compact_max_fragments, s.compact_max_bytes)
+            result.more_remaining = chosen.more_remaining
+            if not chosen.inputs:
+                return
+            await self._compact_inputs(info, chosen.inputs, result)
+
+    async def _compact_inputs(
+        self, info: TableInfo, inputs: list[InputFile], result: TableOutcome
+    ) -> None:
+        s = self._settings
+        started = time.monotonic()
+        parts = await self._read(info, inputs)
+        await self._checkpoint("read")
+        combined, duplicates = await run_cpu(_combine, parts, info)
+        del parts
+        outputs = await run_cpu(
+            write_files,
+            combined,
+            info.time_field,
+            s.compact_target_file_bytes,
+            s.compact_row_group_rows,
+        )
+        rows = combined.num_rows
+        del combined
+        keys = []
+        for out in outputs:
+            key = f"optimized/{info.dataset_id}/{info.name}-{uuid.uuid4().hex}.parquet"
+            await with_retries(functools.partial(self._store.put, key, out.data), f"put {key}")
+            keys.append(key)
+            await self._checkpoint("upload")
+        await self._checkpoint("uploaded")
+        await self._commit(info, inputs, outputs, keys)
+        await self._checkpoint("committed")
+        result.input_files = len(inputs)
+        result.input_rows = sum(f.rows for f in inputs)
+        result.input_bytes = sum(f.ref.length for f in inputs)
+        result.output_files = len(outputs)
+        result.output_rows = rows
+        result.output_bytes = sum(len(o.data) for o in outputs)
+        result.duplicates_removed = duplicates
+        log.info(
+            "compacted %s/%s: %d files (%d rows) into %d files (%d rows) in %.2fs",
+            info.dataset_id,
+            info.name,
+            len(inputs),
+            result.input_rows,
+            len(outputs),
+            rows,
+            time.monotonic() - started,
+        )
+
+    async def _read(self, info: TableInfo, inputs: list[InputFile]) -> list[pa.Table]:
+        s = self._settings
+        spans = [b.span for f in inputs for b in f.blocks]
+        fetched = await with_retries(
+            lambda: fetch_spans(
+                self._store,
+                spans,
+                max_gap=s.reader_coalesce_gap_bytes,
+                max_request=s.reader_max_request_bytes,
+                concurrency=s.reader_max_concurrent_gets,
+                stats=FetchStats(),
+            ),
+            f"read inputs of {info.dataset_id}/{info.name}",
+        )
+
+        def decode_all() -> list[pa.Table]:
+            tables: list[pa.Table] = []
+            for f in inputs:
+                blocks = [fetched.pop(b.span) for b in f.blocks]
+                tables.extend(decode_file_blocks(list(f.blocks), blocks, info.latest))
+            return tables
+
+        return await run_cpu(decode_all)
+
+    async def _commit(
+        self, info: TableInfo, inputs: list[InputFile], outputs: list[OutputFile], keys: list[str]
+    ) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            retired = await conn.fetch(
+                "UPDATE fusou_files SET state = 'retired', retired_at = now() "
+                "WHERE file_id = ANY($1::bigint[]) AND state = 'active' RETURNING file_id",
+                [f.ref.file_id for f in inputs],
+            )
+            if len(retired) != len(inputs):
+                raise Aborted(
+                    f"{len(inputs) - len(retired)} input files of {info.dataset_id}/{info.name} "
+                    "were replaced meanwhile; retry"
+                )
+            # An object goes once none of its files is active (a raw bundle holds several).
+            await conn.execute(
+                "UPDATE fusou_objects o SET state = 'retired', retired_at = now() "
+                "WHERE o.object_id = ANY($1::bigint[]) AND o.state = 'active' "
+                "AND NOT EXISTS (SELECT 1 FROM fusou_files f "
+                "                WHERE f.object_id = o.object_id AND f.state = 'active')",
+                sorted({f.object_id for f in inputs}),
+            )
+            for out, key in zip(outputs, keys, strict=True):
+                await register_file(
+                    conn,
+                    NewFile(
+                        dataset_id=info.dataset_id,
+                        table_id=info.table_id,
+                        object_key=key,
+                        kind="optimized",
+                        file_format="parquet",
+                        size_bytes=len(out.data),
+                        row_count=out.rows,
+                        uncompressed_bytes=out.decoded_bytes,
+                        min_time=out.min_time,
+                        max_time=out.max_time,
+                        schema_version=info.latest.version,
+                        codec=CODEC,
+                        header=out.footer,
+                        blocks=out.blocks,
+                    ),
+                )
+            await self._checkpoint("commit")
+
+    # -- deleting what is no longer needed ------------------------------------------------------
+
+    async def _delete_retired(self, dataset_id: str) -> int:
+        """Delete objects retired longer ago than the grace period, then forget them. A crash
+        in between leaves catalog rows of missing objects, deleted again next time."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT object_id, object_key FROM fusou_objects "
+                "WHERE dataset_id = $1 AND state = 'retired' "
+                "AND retired_at < now() - make_interval(secs => $2)",
+                dataset_id,
+                self._settings.delete_grace_s,
+            )
+        if not rows:
+            return 0
+        keys = [r["object_key"] for r in rows]
+        await with_retries(lambda: self._store.delete_many(keys), f"delete {len(keys)} objects")
+        ids = [r["object_id"] for r in rows]
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM fusou_blocks WHERE file_id IN "
+                "(SELECT file_id FROM fusou_files WHERE object_id = ANY($1::bigint[]))",
+                ids,
+            )
+            await conn.execute("DELETE FROM fusou_files WHERE object_id = ANY($1::bigint[])", ids)
+            await conn.execute("DELETE FROM fusou_objects WHERE object_id = ANY($1::bigint[])", ids)
+        log.info("deleted %d retired objects of %s", len(keys), dataset_id)
+        return len(keys)
+
+    async def _sweep_orphans(self, dataset_id: str) -> int:
+        """Delete objects under raw/ and optimized/ that no catalog row names, once older than
+        the grace period. Uploads register within the grace period (FUSOU_DELETE_GRACE_S must
+        exceed the longest upload); a table's compacted outputs are judged under its lock, so
+        an upload about to be registered is never taken for an orphan."""
+        horizon = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self._settings.delete_grace_s)
+        deleted = 0
+        for prefix in (f"raw/{dataset_id}/", f"optimized/{dataset_id}/"):
+            old = [i.key async for i in self._store.list(prefix) if i.last_modified < horizon]
+            if not old:
+                continue
+            async with self._pool.acquire() as conn:
+                known = {
+                    r["object_key"]
+                    for r in await conn.fetch(
+                        "SELECT object_key FROM fusou_objects WHERE object_key = ANY($1::text[])",
+                        old,
+                    )
+                }
+            orphans = [k for k in old if k not in known]
+            if prefix.startswith("optimized/"):
+                orphans = await self._not_in_flight(dataset_id, orphans)
+            if orphans:
+                await with_retries(
+                    functools.partial(self._store.delete_many, orphans),
+                    f"delete {len(orphans)} orphans",
+                )
+                deleted += len(orphans)
+                log.info("deleted %d orphaned objects of %s", len(orphans), dataset_id)
+        return deleted
+
+    async def _not_in_flight(self, dataset_id: str, keys: list[str]) -> list[str]:
+        by_table: dict[str, list[str]] = {}
+        for key in keys:
+            name = key.rsplit("/", 1)[-1].rsplit("-", 1)[0]
+            by_table.setdefault(name, []).append(key)
+        free: list[str] = []
+        for name, table_keys in by_table.items():
+            info = await self._registry.get(dataset_id, name)
+            if info is None:
+                free.extend(table_keys)
+                continue
+            async with self._table_lock(info.table_id) as locked:
+                if locked:
+                    async with self._pool.acquire() as conn:
+                        known = {
+                            r["object_key"]
+                            for r in await conn.fetch(
+                                "SELECT object_key FROM fusou_objects "
+                                "WHERE object_key = ANY($1::text[])",
+                                table_keys,
+                            )
+                        }
+                    free.extend(k for k in table_keys if k not in known)
+        return free

@@ -1,0 +1,105 @@
+"""Choosing a table's compaction inputs within the guardrails, and reading them.
+
+Inputs are the table's raw fragments, cold Avro files and optimized files below the target
+size, oldest data first, up to FUSOU_COMPACT_MAX_FRAGMENTS files and FUSOU_COMPACT_MAX_BYTES.
+Bytes are counted decoded (what the rows take in memory as Arrow, or the stored datums for
+cold files), because that is what a run holds: the guardrail bounds its memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from fusou.read.files import BlockRef, FileRef
+
+_CANDIDATES = """
+SELECT f.file_id, f.object_id, o.object_key, o.kind, f.format = 'parquet' AS parquet,
+       f.byte_offset, f.byte_length, f.row_count, f.uncompressed_bytes, f.header,
+       f.schema_version, f.first_seq, f.ingested_at,
+       array_agg(b.byte_offset ORDER BY b.block_no) AS block_offsets,
+       array_agg(b.byte_length ORDER BY b.block_no) AS block_lengths,
+       array_agg(b.block_no ORDER BY b.block_no) AS block_numbers,
+       array_agg(b.first_row ORDER BY b.block_no) AS block_first_rows
+FROM fusou_files f
+JOIN fusou_objects o USING (object_id)
+JOIN fusou_blocks b USING (file_id)
+WHERE f.table_id = $1 AND f.state = 'active'
+  AND (o.kind IN ('raw', 'cold') OR f.byte_length < $2)
+GROUP BY f.file_id, o.object_key, o.kind
+ORDER BY f.min_time, f.file_id
+"""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    ref: FileRef
+    object_id: int
+    kind: str
+    rows: int
+    decoded_bytes: int
+    blocks: tuple[BlockRef, ...]
+
+    @property
+    def cost(self) -> int:
+        return max(self.decoded_bytes, self.ref.length)
+
+
+async def candidates(
+    conn: asyncpg.Connection, table_id: int, target_file_bytes: int
+) -> list[InputFile]:
+    out: list[InputFile] = []
+    for r in await conn.fetch(_CANDIDATES, table_id, target_file_bytes):
+        ref = FileRef(
+            r["file_id"],
+            r["object_key"],
+            bytes(r["header"]),
+            r["schema_version"],
+            r["parquet"],
+            r["byte_offset"],
+            r["byte_length"],
+            r["first_seq"],
+            r["ingested_at"],
+        )
+        blocks = tuple(
+            BlockRef(ref, offset, length, number, first_row)
+            for offset, length, number, first_row in zip(
+                r["block_offsets"],
+                r["block_lengths"],
+                r["block_numbers"],
+                r["block_first_rows"],
+                strict=True,
+            )
+        )
+        out.append(
+            InputFile(
+                ref, r["object_id"], r["kind"], r["row_count"], r["uncompressed_bytes"], blocks
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Selection:
+    inputs: list[InputFile]
+    more_remaining: bool
+
+
+def select(found: Sequence[InputFile], max_files: int, max_bytes: int) -> Selection:
+    """The first files that fit the guardrails; at least one, so that a file larger than the
+    byte guardrail is not stuck for ever. A lone optimized file is compacted already: it is
+    rewritten only together with another file."""
+    chosen: list[InputFile] = []
+    total = 0
+    for f in found:
+        if len(chosen) >= max_files or (chosen and total + f.cost > max_bytes):
+            break
+        chosen.append(f)
+        total += f.cost
+    if len(chosen) == 1 and chosen[0].kind == "optimized":
+        if len(found) < 2 or max_files < 2:
+            return Selection([], False)
+        chosen = list(found[:2])
+    return Selection(chosen, len(chosen) < len(found))

@@ -1,0 +1,71 @@
+"""Files and blocks as a read (or a compaction) plans them, and decoding one file's blocks.
+
+Reads and compaction decode every stored form (Avro blocks, Parquet row groups of compacted
+files and of raw fragments) through this one function, conformed to the table's latest schema,
+so a row reads the same whatever form it is stored in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from fusou.read.decode import RawRows, decode_blocks, row_group_rows
+from fusou.read.fetch import Span
+from fusou.read.merge import conform_to
+from fusou.schema.model import TableSchema
+
+
+@dataclass(frozen=True)
+class FileRef:
+    file_id: int
+    object_key: str
+    header: bytes  # the Avro header, or the Parquet footer
+    version: int
+    parquet: bool
+    offset: int  # where the file starts in its object
+    length: int
+    # Raw fragments: the seq of their first row and their arrival time.
+    first_seq: int | None
+    ingested_at: int | None
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    file: FileRef
+    offset: int  # absolute, in the object
+    length: int
+    number: int  # the block's (row group's) number in its file
+    first_row: int | None
+
+    @property
+    def span(self) -> Span:
+        return Span(self.file.object_key, self.offset, self.length)
+
+
+def decode_file_blocks(
+    refs: list[BlockRef], blocks: list[bytes], latest: TableSchema
+) -> list[pa.Table]:
+    """Blocks of one file (``blocks[i]`` holds the bytes of ``refs[i]``), conformed to
+    ``latest``, with their seq and ingest time."""
+    f = refs[0].file
+    if not f.parquet:
+        return [conform_to(t, latest) for t in decode_blocks(f.header, blocks)]
+    return [
+        conform_to(
+            row_group_rows(
+                f.header,
+                f.length,
+                r.number,
+                r.offset - f.offset,
+                data,
+                latest.time_field,
+                RawRows(f.first_seq, r.first_row or 0, f.ingested_at or 0)
+                if f.first_seq is not None
+                else None,
+            ),
+            latest,
+        )
+        for r, data in zip(refs, blocks, strict=True)
+    ]

@@ -1,0 +1,1 @@
+"""Raw Parquet bundles: UploadRaw."""

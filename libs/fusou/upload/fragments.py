@@ -1,0 +1,74 @@
+"""Checking one raw fragment (CPU work, run off the event loop): it must be a Parquet file whose
+columns FUSOU can store, with the table's time field; the answer is what the catalog records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from fusou.errors import InvalidArgument
+from fusou.formats.parquet_file import NotParquet, read_whole, row_group_spans
+from fusou.records.batch import Batch, batch_from_arrow
+from fusou.records.columns import int64_values
+from fusou.schema.model import FieldType
+
+
+@dataclass(frozen=True)
+class RowGroupInfo:
+    offset: int  # relative to the fragment's start
+    length: int
+    rows: int
+    first_row: int
+    min_time: int
+    max_time: int
+
+
+@dataclass(frozen=True)
+class FragmentInfo:
+    rows: int
+    min_time: int
+    max_time: int
+    types: dict[str, FieldType]
+    footer: bytes
+    row_groups: tuple[RowGroupInfo, ...]
+    decoded_bytes: int  # the rows as Arrow in memory: what compacting them costs
+
+
+def normalized(table: pa.Table, time_field: str, label: str) -> Batch:
+    """A fragment's (or row group's) rows in FUSOU's types; InvalidArgument naming ``label``."""
+    return batch_from_arrow(table, time_field, field_prefix=label)
+
+
+def inspect_fragment(data: bytes | memoryview, time_field: str, label: str) -> FragmentInfo:
+    try:
+        table, meta, footer = read_whole(data)
+    except NotParquet as exc:
+        raise InvalidArgument(label, f"is not a Parquet file: {exc}") from None
+    batch = normalized(table, time_field, label)
+    times = int64_values(batch.table.column(time_field).combine_chunks())
+    groups: list[RowGroupInfo] = []
+    for span in row_group_spans(meta):
+        if span.rows == 0:
+            continue  # nothing to read there
+        part = times[span.first_row : span.first_row + span.rows]
+        groups.append(
+            RowGroupInfo(
+                span.offset,
+                span.length,
+                span.rows,
+                span.first_row,
+                int(np.min(part)),
+                int(np.max(part)),
+            )
+        )
+    return FragmentInfo(
+        rows=batch.num_rows,
+        min_time=int(np.min(times)),
+        max_time=int(np.max(times)),
+        types=batch.types,
+        footer=footer,
+        row_groups=tuple(groups),
+        decoded_bytes=int(batch.table.nbytes),
+    )

@@ -1,0 +1,375 @@
+"""UploadRaw: a bundle of concatenated Parquet fragments, streamed to ``raw/`` and registered.
+
+The order of steps keeps "a bad bundle stores nothing": the manifest is checked before any byte
+is read; each fragment is checked (Parquet, the table's time field, types that fit the table)
+as its last byte streams past, and a bad one aborts the upload, which the store then discards;
+only a complete, valid bundle is registered, in one transaction with its schema versions, its
+sequence numbers and the dataset's compaction flag. A crash between upload and commit leaves an
+unregistered object under ``raw/``, deleted by the compactor's sweep after the grace period.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from fusou.catalog.files import BlockEntry, FileEntry, register_file_entry, register_object
+from fusou.catalog.tables import DEFAULT_TIME_FIELD, TableInfo, TableRegistry
+from fusou.config import Settings
+from fusou.cpu import run_cpu
+from fusou.errors import FieldViolation, InvalidArgument
+from fusou.names import name_problem
+from fusou.objectstore.base import ObjectStore
+from fusou.schema.evolve import merge_batch_schema
+from fusou.schema.model import FieldType, TableSchema
+from fusou.upload.fragments import FragmentInfo, inspect_fragment
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_ID_LENGTH = 256
+MAX_FRAGMENTS = 10_000
+
+Checkpoint = Callable[[str], Awaitable[None]]
+
+
+async def _no_checkpoint(_: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Fragment:
+    table: str
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    dataset_id: str
+    fragments: Sequence[Fragment]
+    total_length: int
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class FragmentResult:
+    table: str
+    rows: int
+    min_time: int
+    max_time: int
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    object_key: str
+    bytes_stored: int
+    fragments: tuple[FragmentResult, ...]
+    replayed: bool = False
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "object_key": self.object_key,
+                "bytes_stored": self.bytes_stored,
+                "fragments": [[f.table, f.rows, f.min_time, f.max_time] for f in self.fragments],
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> UploadResult:
+        data = json.loads(raw)
+        return cls(
+            data["object_key"],
+            data["bytes_stored"],
+            tuple(FragmentResult(*f) for f in data["fragments"]),
+            replayed=True,
+        )
+
+
+def check_manifest(manifest: Manifest, max_fragment_bytes: int) -> None:
+    violations: list[FieldViolation] = []
+    problem = name_problem(manifest.dataset_id)
+    if problem is not None:
+        violations.append(FieldViolation("manifest.dataset_id", problem))
+    if len(manifest.request_id) > MAX_REQUEST_ID_LENGTH:
+        violations.append(
+            FieldViolation(
+                "manifest.request_id", f"must be at most {MAX_REQUEST_ID_LENGTH} characters"
+            )
+        )
+    if manifest.total_length <= 0:
+        violations.append(FieldViolation("manifest.total_length", "must be positive"))
+    if not manifest.fragments:
+        violations.append(FieldViolation("manifest.fragments", "names no fragment"))
+    if len(manifest.fragments) > MAX_FRAGMENTS:
+        violations.append(
+            FieldViolation("manifest.fragments", f"more than {MAX_FRAGMENTS} fragments")
+        )
+    for i, f in enumerate(manifest.fragments):
+        label = f"manifest.fragments[{i}]"
+        problem = name_problem(f.table)
+        if problem is not None:
+            violations.append(FieldViolation(f"{label}.table", problem))
+        if f.offset < 0:
+            violations.append(FieldViolation(f"{label}.offset", "must not be negative"))
+        if f.length <= 0:
+            violations.append(FieldViolation(f"{label}.length", "must be positive"))
+        elif f.length > max_fragment_bytes:
+            violations.append(
+                FieldViolation(
+                    f"{label}.length",
+                    f"{f.length} bytes is over the limit of {max_fragment_bytes} "
+                    "(FUSOU_UPLOAD_MAX_FRAGMENT_BYTES)",
+                )
+            )
+        if f.offset >= 0 and f.length > 0 and f.offset + f.length > manifest.total_length:
+            violations.append(
+                FieldViolation(
+                    label,
+                    f"bytes [{f.offset}, {f.offset + f.length}) lie outside the bundle's "
+                    f"{manifest.total_length} bytes",
+                )
+            )
+    order = sorted(range(len(manifest.fragments)), key=lambda i: manifest.fragments[i].offset)
+    for a, b in itertools.pairwise(order):
+        fa, fb = manifest.fragments[a], manifest.fragments[b]
+        if fa.length > 0 and fb.offset < fa.offset + fa.length:
+            violations.append(
+                FieldViolation(f"manifest.fragments[{b}]", f"overlaps manifest.fragments[{a}]")
+            )
+    if violations:
+        raise InvalidArgument.many(violations)
+
+
+def _label(i: int) -> str:
+    return f"fragments[{i}]"
+
+
+class _Collector:
+    """Follows the bundle's bytes as they stream past, checking each fragment when its last
+    byte arrives; holds at most one fragment's bytes."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        time_fields: dict[str, str],
+        schemas: dict[str, TableSchema],
+    ) -> None:
+        self._manifest = manifest
+        self._time_fields = time_fields
+        # Each table's schema widened by the fragments seen so far: a conflict between two
+        # fragments, or with the table, is found before anything is stored.
+        self._schemas = dict(schemas)
+        self._order = sorted(
+            range(len(manifest.fragments)), key=lambda i: manifest.fragments[i].offset
+        )
+        self._next = 0
+        self._buffer = bytearray()
+        self.position = 0
+        self.infos: dict[int, FragmentInfo] = {}
+
+    async def feed(self, chunk: bytes) -> None:
+        end = self.position + len(chunk)
+        if end > self._manifest.total_length:
+            raise InvalidArgument(
+                "chunk",
+                f"the bundle is longer than manifest.total_length "
+                f"({self._manifest.total_length} bytes)",
+            )
+        while self._next < len(self._order):
+            i = self._order[self._next]
+            frag = self._manifest.fragments[i]
+            lo = max(frag.offset, self.position)
+            hi = min(frag.offset + frag.length, end)
+            if lo >= end:
+                break
+            if hi > lo:
+                self._buffer += chunk[lo - self.position : hi - self.position]
+            if hi < frag.offset + frag.length:
+                break  # the fragment continues in the next chunk
+            await self._check(i, frag)
+            self._next += 1
+        self.position = end
+
+    async def _check(self, i: int, frag: Fragment) -> None:
+        data, self._buffer = bytes(self._buffer), bytearray()
+        label = _label(i)
+        info = await run_cpu(inspect_fragment, data, self._time_fields[frag.table], label)
+        merged = merge_batch_schema(self._schemas[frag.table], info.types, field_prefix=f"{label}.")
+        self._schemas[frag.table] = merged.schema
+        self.infos[i] = info
+
+    def table_types(self) -> dict[str, dict[str, FieldType]]:
+        """Each table's fields as its fragments and the table's schema have them."""
+        return {
+            name: {f.name: f.type for f in schema.fields} for name, schema in self._schemas.items()
+        }
+
+    def finish(self) -> None:
+        if self.position != self._manifest.total_length:
+            raise InvalidArgument(
+                "manifest.total_length",
+                f"the manifest says {self._manifest.total_length} bytes but the bundle has "
+                f"{self.position}",
+            )
+        assert len(self.infos) == len(self._manifest.fragments)
+
+
+class RawUploader:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        store: ObjectStore,
+        registry: TableRegistry,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._store = store
+        self._registry = registry
+        # Fault injection for the crash-safety tests; a no-op otherwise.
+        self._checkpoint = checkpoint or _no_checkpoint
+
+    async def upload(self, manifest: Manifest, chunks: AsyncIterator[bytes]) -> UploadResult:
+        check_manifest(manifest, self._settings.upload_max_fragment_bytes)
+        if manifest.request_id:
+            previous = await self._previous(manifest)
+            if previous is not None:
+                return previous
+        tables: dict[str, TableInfo | None] = {}
+        for f in manifest.fragments:
+            if f.table not in tables:
+                tables[f.table] = await self._registry.get(manifest.dataset_id, f.table)
+        time_fields = {
+            name: info.time_field if info else DEFAULT_TIME_FIELD for name, info in tables.items()
+        }
+        schemas = {
+            name: info.latest if info else TableSchema.initial(time_fields[name])
+            for name, info in tables.items()
+        }
+        collector = _Collector(manifest, time_fields, schemas)
+
+        async def body() -> AsyncGenerator[bytes, None]:
+            async for chunk in chunks:
+                if chunk:
+                    await collector.feed(chunk)
+                    yield chunk
+            collector.finish()
+            await self._checkpoint("upload")
+
+        key = f"raw/{manifest.dataset_id}/{uuid.uuid4().hex}.bin"
+        stream = body()
+        try:
+            stored = await self._store.put(key, stream)
+        finally:
+            await stream.aclose()
+        await self._checkpoint("uploaded")
+        try:
+            return await self._register(manifest, key, stored.size, collector)
+        except InvalidArgument:
+            # The table changed under the upload (a concurrent schema): nothing is registered.
+            await self._store.delete(key)
+            raise
+
+    async def _previous(self, manifest: Manifest) -> UploadResult | None:
+        async with self._pool.acquire() as conn:
+            raw = await conn.fetchval(
+                "SELECT response FROM fusou_upload_requests "
+                "WHERE dataset_id = $1 AND request_id = $2",
+                manifest.dataset_id,
+                manifest.request_id,
+            )
+        return None if raw is None else UploadResult.from_json(raw)
+
+    async def _register(
+        self, manifest: Manifest, key: str, size: int, collector: _Collector
+    ) -> UploadResult:
+        infos = collector.infos
+        ds = manifest.dataset_id
+        ingested_at = int(time.time() * 1000)
+        result = UploadResult(
+            key,
+            size,
+            tuple(
+                FragmentResult(f.table, infos[i].rows, infos[i].min_time, infos[i].max_time)
+                for i, f in enumerate(manifest.fragments)
+            ),
+        )
+        evolved: list[TableInfo] = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            if manifest.request_id:
+                inserted = await conn.fetchval(
+                    "INSERT INTO fusou_upload_requests (dataset_id, request_id, response) "
+                    "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1",
+                    ds,
+                    manifest.request_id,
+                    result.to_json(),
+                )
+                if inserted is None:
+                    # A concurrent retry of the same request won: answer with its answer.
+                    raw = await conn.fetchval(
+                        "SELECT response FROM fusou_upload_requests "
+                        "WHERE dataset_id = $1 AND request_id = $2",
+                        ds,
+                        manifest.request_id,
+                    )
+                    await self._store.delete(key)
+                    return UploadResult.from_json(raw)
+            infos_by_table: dict[str, TableInfo] = {}
+            for name, types in collector.table_types().items():
+                info = await self._registry.evolve_in(conn, ds, name, types)
+                infos_by_table[name] = info
+                evolved.append(info)
+            total_rows = sum(info.rows for info in infos.values())
+            next_seq = int(await conn.fetchval("SELECT fusou_allocate_seq($1)", total_rows))
+            object_id = await register_object(conn, ds, key, "raw", size)
+            for i, f in enumerate(manifest.fragments):
+                frag = infos[i]
+                await register_file_entry(
+                    conn,
+                    object_id,
+                    FileEntry(
+                        table_id=infos_by_table[f.table].table_id,
+                        file_format="parquet",
+                        byte_offset=f.offset,
+                        byte_length=f.length,
+                        row_count=frag.rows,
+                        uncompressed_bytes=frag.decoded_bytes,
+                        min_time=frag.min_time,
+                        max_time=frag.max_time,
+                        schema_version=infos_by_table[f.table].latest.version,
+                        codec=None,
+                        header=frag.footer,
+                        blocks=[
+                            BlockEntry(
+                                f.offset + g.offset,
+                                g.length,
+                                g.rows,
+                                g.min_time,
+                                g.max_time,
+                                g.first_row,
+                            )
+                            for g in frag.row_groups
+                        ],
+                        first_seq=next_seq,
+                        ingested_at=ingested_at,
+                    ),
+                )
+                next_seq += frag.rows
+            await conn.execute(
+                "UPDATE fusou_datasets SET compaction_needed = true WHERE dataset_id = $1", ds
+            )
+            await self._checkpoint("commit")
+        for info in evolved:
+            self._registry.remember(info)
+        await self._checkpoint("committed")
+        log.info("stored raw bundle %s: %d fragments, %d bytes", key, len(infos), size)
+        return result
