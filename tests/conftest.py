@@ -46,3 +46,10 @@ async def services(settings: Settings) -> AsyncIterator[ServicesUnderTest]:
 async def channel(services: ServicesUnderTest) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(services.target) as ch:
         yield ch
+
+
+@pytest.fixture
+def settings_objects(settings: Settings) -> Path:
+    """The local object store's root directory of ``settings``."""
+    assert settings.object_store_url is not None
+    return Path(settings.object_store_url.removeprefix("file://"))

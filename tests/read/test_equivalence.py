@@ -100,7 +100,13 @@ def battle_v2(i: int) -> dict[str, Any]:
 
 
 async def read_all(
-    stubs: Stubs, oracle: Oracle, dataset: str, table: str, reads: Sequence[Read]
+    stubs: Stubs,
+    oracle: Oracle,
+    dataset: str,
+    table: str,
+    reads: Sequence[Read],
+    *,
+    compacted: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
     """Run every read (Arrow), check it against the oracle and the stats; one JSON read."""
     answers: dict[str, list[dict[str, Any]]] = {}
@@ -108,7 +114,17 @@ async def read_all(
         request = read_request(dataset, table, r.start, r.end, columns=r.columns, limit=r.limit)
         answer = await read(stubs.reader, request)
         answers[r.name] = check_arrow(answer, oracle, r.start, r.end, r.columns, r.limit)
-        await check_stats(answer, oracle, stubs.url, dataset, table, r.start, r.end, r.limit)
+        await check_stats(
+            answer,
+            oracle,
+            stubs.url,
+            dataset,
+            table,
+            r.start,
+            r.end,
+            r.limit,
+            compacted=compacted,
+        )
     whole = reads[0]
     request = read_request(dataset, table, whole.start, whole.end, json_rows=True)
     check_json(await read(stubs.reader, request), oracle, whole.start, whole.end)
