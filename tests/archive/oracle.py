@@ -14,14 +14,13 @@ from collections import Counter
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import fastavro
 import grpc
 import pyarrow as pa
 
-from fusou.archive.archiver import ArchiveReport
 from fusou.config import Settings
 from fusou.formats.avro_container import INGESTED_AT_FIELD, SEQ_FIELD
 from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -29,6 +28,7 @@ from fusou.objectstore.base import ObjectStore
 from fusou.records.wire_formats import arrow_ipc_bytes, structs
 
 T0 = 1_700_000_000_000
+R = TypeVar("R")
 METADATA_FIELDS = (SEQ_FIELD, INGESTED_AT_FIELD)
 
 # Small blocks and files, so a few hundred rows make several files of several blocks each.
@@ -80,10 +80,9 @@ class Hold:
 
 
 @asynccontextmanager
-async def parked(
-    run: Coroutine[Any, Any, ArchiveReport], hold: Hold
-) -> AsyncIterator[asyncio.Task[ArchiveReport]]:
-    """Start ``run`` (an archive using ``hold`` as its checkpoint) and enter once it is parked.
+async def parked(run: Coroutine[Any, Any, R], hold: Hold) -> AsyncIterator[asyncio.Task[R]]:
+    """Start ``run`` (an archive or compaction using ``hold`` as its checkpoint) and enter once
+    it is parked.
 
     Leaving releases it; the caller then awaits the task. If the body fails, the run is
     cancelled and awaited, so it never outlives the test's services.

@@ -169,7 +169,9 @@ class TableRegistry:
     ) -> TableInfo | None:
         row = await conn.fetchrow(
             "SELECT table_id, time_field, key_fields, latest_version FROM fusou_tables "
-            "WHERE dataset_id = $1 AND table_name = $2" + (" FOR UPDATE" if lock else ""),
+            # NO KEY UPDATE serializes schema changes without waiting for transactions that
+            # only reference the table (registering files takes a KEY SHARE lock on it).
+            "WHERE dataset_id = $1 AND table_name = $2" + (" FOR NO KEY UPDATE" if lock else ""),
             dataset_id,
             table,
         )

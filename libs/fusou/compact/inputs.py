@@ -88,18 +88,31 @@ class Selection:
 
 
 def select(found: Sequence[InputFile], max_files: int, max_bytes: int) -> Selection:
-    """The first files that fit the guardrails; at least one, so that a file larger than the
-    byte guardrail is not stuck for ever. A lone optimized file is compacted already: it is
-    rewritten only together with another file."""
+    """New data first (raw fragments and cold files, oldest first): as many as the guardrails
+    allow, and at least one, so that a file larger than the byte guardrail is not stuck for
+    ever. Then small optimized files, only where they fit: they are compacted already, and
+    forcing one in would rewrite it on every run (each run's output is itself a small
+    optimized file) and break the memory bound. With no new data, optimized files are merged
+    only when at least two fit together."""
+    new = [f for f in found if f.kind != "optimized"]
+    small = sorted((f for f in found if f.kind == "optimized"), key=lambda f: f.cost)
     chosen: list[InputFile] = []
     total = 0
-    for f in found:
+    for f in new:
         if len(chosen) >= max_files or (chosen and total + f.cost > max_bytes):
             break
         chosen.append(f)
         total += f.cost
-    if len(chosen) == 1 and chosen[0].kind == "optimized":
-        if len(found) < 2 or max_files < 2:
-            return Selection([], False)
-        chosen = list(found[:2])
-    return Selection(chosen, len(chosen) < len(found))
+    more = len(chosen) < len(new)
+    merged_small = 0
+    for f in small:
+        if len(chosen) >= max_files or total + f.cost > max_bytes:
+            break
+        chosen.append(f)
+        total += f.cost
+        merged_small += 1
+    if not new and merged_small < 2:
+        return Selection([], False)
+    # Optimized files left over could still pair up in a later run only if the run was full.
+    more = more or (merged_small < len(small) and len(chosen) >= max_files)
+    return Selection(chosen, more)

@@ -235,7 +235,9 @@ def batch_from_arrow(table: pa.Table, time_field: str, field_prefix: str = "arro
     arrays: dict[str, pa.Array] = {}
     types: dict[str, FieldType] = {}
     for name in [time_field, *(c for c in names if c != time_field)]:
-        column = table.column(name).combine_chunks()
+        chunked = table.column(name)
+        # combine_chunks copies even a single chunk: skip it there (a Parquet row group, say).
+        column = chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
         arr, ftype = _normalize_arrow(f"{field_prefix}.{name}", column, name == time_field)
         arrays[name] = arr
         types[name] = ftype
