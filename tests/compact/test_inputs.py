@@ -8,7 +8,9 @@ from fusou.read.files import FileRef
 
 def file(n: int, kind: str, size: int) -> InputFile:
     ref = FileRef(n, f"k{n}", b"", 1, kind != "cold", 0, size, None, None)
-    return InputFile(ref, n, kind, rows=10, decoded_bytes=size, blocks=())
+    return InputFile(
+        ref, n, kind, rows=10, decoded_bytes=size, min_time=n * 10, max_time=n * 10 + 5, blocks=()
+    )
 
 
 def ids(files: list[InputFile]) -> list[int]:

@@ -29,6 +29,7 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,17 +40,17 @@ import pyarrow as pa
 
 from fusou.catalog.files import NewFile, register_file
 from fusou.catalog.tables import TableInfo, TableRegistry
-from fusou.compact.inputs import InputFile, candidates, select
-from fusou.compact.output import CODEC, OutputFile, write_files
+from fusou.compact.inputs import InputFile, candidates, in_time_order, select
+from fusou.compact.output import CODEC, OutputFile, ParquetFilesWriter
 from fusou.config import Settings
 from fusou.cpu import run_cpu
 from fusou.errors import Aborted, InvalidArgument, NotFound
 from fusou.names import check_name
 from fusou.objectstore.base import ObjectStore
 from fusou.objectstore.retry import with_retries
-from fusou.read.fetch import FetchStats, fetch_spans
-from fusou.read.files import decode_file_blocks
-from fusou.read.merge import merge
+from fusou.read.fetch import FetchStats, Span, fetch_spans
+from fusou.read.files import decode_file_blocks, decode_whole_parquet, whole_file_span
+from fusou.read.merge import merge, read_schema
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 COMPACT_LOCK = 7239013
 # Decoding a run's input files, apart from the codec threads that Avro decoding itself uses.
 DECODE_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fusou-compact")
+# Inputs decoded ahead of the writer when they stream through it one by one.
+DECODE_AHEAD = 2
 # A claim outlives the run's time bound by this much before another runner may take it over.
 CLAIM_MARGIN_S = 60.0
 
@@ -112,8 +115,48 @@ def compaction_keys(info: TableInfo) -> tuple[str, ...]:
     return (*info.key_fields, info.time_field)
 
 
-def _combine(parts: list[pa.Table], info: TableInfo) -> tuple[pa.Table, int]:
-    return merge(parts, info.latest, compaction_keys(info), None, None)
+def _rewrite(
+    inputs: list[InputFile],
+    fetched: dict[Span, bytes],
+    info: TableInfo,
+    target_bytes: int,
+    row_group_rows: int,
+) -> tuple[list[OutputFile], int, int]:
+    """Decode, reconcile, deduplicate, sort and write the inputs (CPU work, on a thread):
+    the compacted files, their rows, and the duplicates dropped.
+
+    Inputs whose time ranges do not overlap (the common case: uploads and archives of
+    successive periods) stream through the writer one by one, each sorted on its own, while
+    the next one decodes; otherwise every input is decoded and sorted together.
+    """
+    latest = info.latest
+    keys = compaction_keys(info)
+    writer = ParquetFilesWriter(read_schema(latest), info.time_field, target_bytes, row_group_rows)
+
+    def decode(f: InputFile) -> list[pa.Table]:
+        if f.ref.parquet:
+            return [decode_whole_parquet(f.ref, fetched.pop(whole_file_span(f.ref)), latest)]
+        blocks = [fetched.pop(b.span) for b in f.blocks]
+        return decode_file_blocks(list(f.blocks), blocks, latest)
+
+    ordered = in_time_order(inputs)
+    duplicates = 0
+    if ordered is None:
+        parts = [t for tables in DECODE_THREADS.map(decode, inputs) for t in tables]
+        table, duplicates = merge(parts, latest, keys, None, None)
+        del parts
+        writer.add(table)
+        del table
+        return writer.finish(), writer.rows, duplicates
+    ahead = deque(DECODE_THREADS.submit(decode, f) for f in ordered[:DECODE_AHEAD])
+    for i in range(len(ordered)):
+        parts = ahead.popleft().result()
+        if i + DECODE_AHEAD < len(ordered):
+            ahead.append(DECODE_THREADS.submit(decode, ordered[i + DECODE_AHEAD]))
+        table, dropped = merge(parts, latest, keys, None, None)
+        duplicates += dropped
+        writer.add(table)
+    return writer.finish(), writer.rows, duplicates
 
 
 class Compactor:
@@ -303,19 +346,17 @@ class Compactor:
     ) -> None:
         s = self._settings
         started = time.monotonic()
-        parts = await self._read(info, inputs)
+        fetched = await self._fetch(info, inputs)
         await self._checkpoint("read")
-        combined, duplicates = await run_cpu(_combine, parts, info)
-        del parts
-        outputs = await run_cpu(
-            write_files,
-            combined,
-            info.time_field,
+        outputs, rows, duplicates = await run_cpu(
+            _rewrite,
+            inputs,
+            fetched,
+            info,
             s.compact_target_file_bytes,
             s.compact_row_group_rows,
         )
-        rows = combined.num_rows
-        del combined
+        del fetched
         keys = []
         for out in outputs:
             key = f"optimized/{info.dataset_id}/{info.name}-{uuid.uuid4().hex}.parquet"
@@ -343,10 +384,16 @@ class Compactor:
             time.monotonic() - started,
         )
 
-    async def _read(self, info: TableInfo, inputs: list[InputFile]) -> list[pa.Table]:
+    async def _fetch(self, info: TableInfo, inputs: list[InputFile]) -> dict[Span, bytes]:
+        """The inputs' stored, compressed bytes (within the guardrail)."""
         s = self._settings
-        spans = [b.span for f in inputs for b in f.blocks]
-        fetched = await with_retries(
+        # Parquet files whole, footer included (read in one go); Avro files block by block.
+        spans = [
+            span
+            for f in inputs
+            for span in ([whole_file_span(f.ref)] if f.ref.parquet else [b.span for b in f.blocks])
+        ]
+        return await with_retries(
             lambda: fetch_spans(
                 self._store,
                 spans,
@@ -357,18 +404,6 @@ class Compactor:
             ),
             f"read inputs of {info.dataset_id}/{info.name}",
         )
-
-        loop = asyncio.get_running_loop()
-
-        def decode(f: InputFile) -> list[pa.Table]:
-            blocks = [fetched.pop(b.span) for b in f.blocks]
-            return decode_file_blocks(list(f.blocks), blocks, info.latest)
-
-        # Files decode in parallel (Parquet and Avro decoding release the GIL).
-        decoded = await asyncio.gather(
-            *(loop.run_in_executor(DECODE_THREADS, decode, f) for f in inputs)
-        )
-        return [t for tables in decoded for t in tables]
 
     async def _commit(
         self, info: TableInfo, inputs: list[InputFile], outputs: list[OutputFile], keys: list[str]

@@ -8,6 +8,7 @@ cold files), because that is what a run holds: the guardrail bounds its memory.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from fusou.read.files import BlockRef, FileRef
 _CANDIDATES = """
 SELECT f.file_id, f.object_id, o.object_key, o.kind, f.format = 'parquet' AS parquet,
        f.byte_offset, f.byte_length, f.row_count, f.uncompressed_bytes, f.header,
-       f.schema_version, f.first_seq, f.ingested_at,
+       f.schema_version, f.first_seq, f.ingested_at, f.min_time, f.max_time,
        array_agg(b.byte_offset ORDER BY b.block_no) AS block_offsets,
        array_agg(b.byte_length ORDER BY b.block_no) AS block_lengths,
        array_agg(b.block_no ORDER BY b.block_no) AS block_numbers,
@@ -40,6 +41,8 @@ class InputFile:
     kind: str
     rows: int
     decoded_bytes: int
+    min_time: int
+    max_time: int
     blocks: tuple[BlockRef, ...]
 
     @property
@@ -75,7 +78,14 @@ async def candidates(
         )
         out.append(
             InputFile(
-                ref, r["object_id"], r["kind"], r["row_count"], r["uncompressed_bytes"], blocks
+                ref,
+                r["object_id"],
+                r["kind"],
+                r["row_count"],
+                r["uncompressed_bytes"],
+                r["min_time"],
+                r["max_time"],
+                blocks,
             )
         )
     return out
@@ -116,3 +126,13 @@ def select(found: Sequence[InputFile], max_files: int, max_bytes: int) -> Select
     # Optimized files left over could still pair up in a later run only if the run was full.
     more = more or (merged_small < len(small) and len(chosen) >= max_files)
     return Selection(chosen, more)
+
+
+def in_time_order(inputs: Sequence[InputFile]) -> list[InputFile] | None:
+    """The inputs ordered by time when their time ranges do not overlap (then the output is
+    each input sorted on its own, one after the other), else None."""
+    ordered = sorted(inputs, key=lambda f: (f.min_time, f.max_time))
+    for a, b in itertools.pairwise(ordered):
+        if a.max_time >= b.min_time:
+            return None
+    return ordered

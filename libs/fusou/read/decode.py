@@ -25,7 +25,7 @@ from fusou.formats.avro_container import (
     decompress,
 )
 from fusou.formats.avro_decoder import Layout, decode_datums, layout_of
-from fusou.formats.parquet_file import read_row_group
+from fusou.formats.parquet_file import read_row_group, read_whole
 from fusou.records.batch import batch_from_arrow
 from fusou.schema.model import TableSchema
 
@@ -140,7 +140,17 @@ def row_group_rows(
     """One Parquet row group with its seq and ingest time: stored as columns in compacted
     files, derived from the catalog for raw fragments (whose columns are normalized to FUSOU's
     types, as at upload)."""
-    table = read_row_group(footer, file_length, number, offset, data)
+    return _with_metadata(
+        read_row_group(footer, file_length, number, offset, data), time_field, raw
+    )
+
+
+def parquet_rows(data: bytes, time_field: str, raw: RawRows | None) -> pa.Table:
+    """A whole Parquet file's rows (``data`` is the file), as ``row_group_rows`` gives them."""
+    return _with_metadata(read_whole(data)[0], time_field, raw)
+
+
+def _with_metadata(table: pa.Table, time_field: str, raw: RawRows | None) -> pa.Table:
     if raw is None:
         return table
     table = batch_from_arrow(table, time_field, field_prefix="raw fragment").table

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from fusou.read.decode import RawRows, decode_blocks, row_group_rows
+from fusou.read.decode import RawRows, decode_blocks, parquet_rows, row_group_rows
 from fusou.read.fetch import Span
 from fusou.read.merge import conform_to
 from fusou.schema.model import TableSchema
@@ -69,3 +69,14 @@ def decode_file_blocks(
         )
         for r, data in zip(refs, blocks, strict=True)
     ]
+
+
+def whole_file_span(f: FileRef) -> Span:
+    return Span(f.object_key, f.offset, f.length)
+
+
+def decode_whole_parquet(f: FileRef, data: bytes, latest: TableSchema) -> pa.Table:
+    """A whole Parquet file (its bytes, footer included), as ``decode_file_blocks`` would
+    give its row groups, in one table: one read, without the per-block sparse files."""
+    raw = RawRows(f.first_seq, 0, f.ingested_at or 0) if f.first_seq is not None else None
+    return conform_to(parquet_rows(data, latest.time_field, raw), latest)

@@ -140,12 +140,15 @@ def merge(
     return table.filter(pa.array(keep)), int(n - keep.sum())
 
 
+def read_schema(latest: TableSchema) -> pa.Schema:
+    """What ``conform_to`` and ``merge`` hand back: the latest fields, the seq, the ingest time."""
+    fields = [pa.field(f.name, arrow_type(f.type)) for f in latest.fields]
+    fields += [pa.field(SEQ_FIELD, pa.int64()), pa.field(INGESTED_AT_FIELD, pa.int64())]
+    return pa.schema(fields)
+
+
 def _empty(latest: TableSchema) -> pa.Table:
-    arrays = [pa.array([], arrow_type(f.type)) for f in latest.fields]
-    names = [f.name for f in latest.fields]
-    arrays += [pa.array([], pa.int64()), pa.array([], pa.int64())]
-    names += [SEQ_FIELD, INGESTED_AT_FIELD]
-    return pa.Table.from_arrays(arrays, names=names)
+    return read_schema(latest).empty_table()
 
 
 def project(table: pa.Table, latest: TableSchema, columns: Sequence[str], limit: int) -> pa.Table:
