@@ -21,6 +21,8 @@ from typing import IO, Any
 
 import asyncpg
 import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from fusou.db.migrate import available_migrations
@@ -235,6 +237,32 @@ def test_grpcurl_ingest(fusou_up: UpProcess) -> None:
     assert replay["rows_written"] == "2"
     assert replay["first_seq"] == answer["first_seq"]
     assert replay.get("replayed") is True
+
+
+def test_the_compaction_example_works(fusou_up: UpProcess, tmp_path: Path) -> None:
+    """The README's upload-then-compact lines, against `fusou up` (all four services)."""
+    listed = grpcurl(fusou_up.target, "list")
+    assert "fusou.compactor.v1.CompactorService" in listed.stdout.split(), listed.explain()
+    battles = tmp_path / "battles.parquet"
+    pq.write_table(pa.table({"timestamp": [1_700_000_000_000 + i for i in range(5)]}), battles)
+    env = clean_env(FUSOU_TARGET=fusou_up.target)
+    sent = subprocess.run(
+        [FUSOU, "upload", "readme", f"battle={battles}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert sent.returncode == 0, sent.stderr
+    result = grpcurl(
+        fusou_up.target,
+        "fusou.compactor.v1.CompactorService/Compact",
+        data={"dataset_id": "readme"},
+    )
+    assert result.returncode == 0, result.explain()
+    (dataset,) = result.json()["datasets"]
+    assert dataset["status"] == "COMPACT_STATUS_COMPACTED", dataset
 
 
 def test_printed_grpcurl_example_works(fusou_up: UpProcess) -> None:

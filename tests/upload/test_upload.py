@@ -248,3 +248,21 @@ async def test_a_fragment_conflicting_with_the_table_is_refused(
     assert violation_fields(err.value) == ["fragments[1].ship"]
     assert stored_files(settings_objects) == []
     assert (await catalog_counts(stubs.url))["fusou_files"] == 0
+
+
+async def test_rows_with_only_a_time_field_make_version_one(stubs: Stubs) -> None:
+    oracles = {"pings": Oracle(), "ticks": Oracle()}
+    await upload(
+        stubs.ingest,
+        stubs.url,
+        DS,
+        [("pings", [{"timestamp": DAY0 + i} for i in range(5)])],
+        oracles,
+    )
+    await ingest(stubs.ingest, oracles["ticks"], DS, "ticks", [{"timestamp": DAY0 + 1}])
+    for table, oracle in oracles.items():
+        info = await stubs.ingest.DeclareTable(
+            ingest_pb2.DeclareTableRequest(dataset_id=DS, table=table)
+        )
+        assert info.schema_version == 1
+        await check_reads(stubs, oracle, table)

@@ -45,6 +45,8 @@ def merge_batch_schema(
         if merged is not existing.type:
             fields[fields.index(existing)] = SchemaField(name, merged)
             changed = True
-    if not changed:
+    if not changed and latest.version > 0:
         return MergeResult(latest, False)
+    # Version 0 is the placeholder of a table with no data yet: the first batch always makes
+    # version 1, even one holding only the time field.
     return MergeResult(TableSchema(latest.time_field, tuple(fields), latest.version + 1), True)
