@@ -92,3 +92,22 @@ async def test_ingest_uploads_archives_and_reads_during_a_compaction(
     results = await compact_until_done(stubs.compactor, DS)
     assert results[-1].status == COMPACTED
     await read_all(stubs, oracle, DS, TABLE, READS, compacted=True)
+
+
+async def test_a_field_added_during_a_run_survives_it(stubs: Stubs) -> None:
+    """Tables compact one after another: a table's schema may grow while earlier tables
+    compact, and its newer files must not be conformed to the schema the run started with."""
+    oracles = {"a": Oracle(), "b": Oracle()}
+    for table, oracle in oracles.items():
+        await upload(
+            stubs.ingest, stubs.url, DS, [(table, [battle(i) for i in range(20)])], {table: oracle}
+        )
+    hold = Hold("read")  # reached first while compacting table "a"
+    async with parked(_held(stubs, hold).compact(CompactOptions(dataset_id=DS)), hold) as run:
+        grown = [{**battle(i), "extra": i * 1.5} for i in range(20, 30)]
+        await upload(stubs.ingest, stubs.url, DS, [("b", grown)], {"b": oracles["b"]})
+    (outcome,) = await run
+    assert outcome.status is Status.COMPACTED
+    assert [(t.table, t.input_files) for t in outcome.tables] == [("a", 1), ("b", 2)]
+    for table, oracle in oracles.items():
+        await read_all(stubs, oracle, DS, table, READS, compacted=True)

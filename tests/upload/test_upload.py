@@ -3,6 +3,8 @@ data; a bad bundle is refused with the fragment named, and leaves nothing behind
 
 from __future__ import annotations
 
+import asyncio
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,9 +12,12 @@ from typing import Any
 import asyncpg
 import grpc
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from fusou.compactor.v1 import compactor_pb2
 from fusou.ingest.v1 import ingest_pb2
+from fusou.upload.client import Part, upload_requests
 from tests.ingestion.helpers import violation_fields
 from tests.read.conftest import Stubs
 from tests.read.oracle import (
@@ -27,6 +32,7 @@ from tests.read.oracle import (
 )
 from tests.upload.helpers import (
     catalog_counts,
+    first_seqs,
     parquet_bytes,
     stored_files,
     upload,
@@ -265,4 +271,46 @@ async def test_rows_with_only_a_time_field_make_version_one(stubs: Stubs) -> Non
             ingest_pb2.DeclareTableRequest(dataset_id=DS, table=table)
         )
         assert info.schema_version == 1
+        await check_reads(stubs, oracle, table)
+
+
+def _with_empty_row_groups(rows: list[dict[str, Any]]) -> bytes:
+    """A file whose row groups are [empty, 2 rows, empty, the rest]."""
+    table = pa.Table.from_pylist(rows)
+    sink = io.BytesIO()
+    with pq.ParquetWriter(sink, table.schema) as writer:
+        writer.write_table(table.slice(0, 0))
+        writer.write_table(table.slice(0, 2))
+        writer.write_table(table.slice(2, 0))
+        writer.write_table(table.slice(2))
+    return sink.getvalue()
+
+
+async def test_empty_row_groups_are_skipped_and_the_rest_read(stubs: Stubs) -> None:
+    oracle = Oracle()
+    rows = [row(i) for i in range(7)]
+    answer = await stubs.ingest.UploadRaw(
+        upload_requests(DS, [Part("battle", _with_empty_row_groups(rows))])
+    )
+    assert answer.fragments[0].rows == 7
+    (first,) = await first_seqs(stubs.url, answer.object_key)
+    oracle.keep_rows(first, rows, arrow=True)
+    await check_reads(stubs, oracle, "battle")
+    # Compaction reads the file whole; reads agree before and after.
+    await stubs.compactor.Compact(compactor_pb2.CompactRequest(dataset_id=DS))
+    await check_reads(stubs, oracle, "battle")
+
+
+async def test_uploads_naming_tables_in_opposite_orders_do_not_deadlock(stubs: Stubs) -> None:
+    oracles = {"a": Oracle(), "b": Oracle()}
+    # Each upload adds a field to both tables, so each locks both tables' rows.
+    bundles = [
+        [(t, [row(10 * n + i, **{f"f{n}": i}) for i in range(3)]) for t in order]
+        for n, order in enumerate([("a", "b"), ("b", "a")] * 3)
+    ]
+    answers = await asyncio.gather(
+        *(upload(stubs.ingest, stubs.url, DS, bundle, oracles) for bundle in bundles)
+    )
+    assert all(not a.replayed for a in answers)
+    for table, oracle in oracles.items():
         await check_reads(stubs, oracle, table)

@@ -43,7 +43,6 @@ from fusou.catalog.tables import TableInfo, TableRegistry
 from fusou.compact.inputs import InputFile, candidates, in_time_order, select
 from fusou.compact.output import CODEC, OutputFile, ParquetFilesWriter
 from fusou.config import Settings
-from fusou.cpu import run_cpu
 from fusou.errors import Aborted, InvalidArgument, NotFound
 from fusou.names import check_name
 from fusou.objectstore.base import ObjectStore
@@ -58,6 +57,9 @@ log = logging.getLogger(__name__)
 COMPACT_LOCK = 7239013
 # Decoding a run's input files, apart from the codec threads that Avro decoding itself uses.
 DECODE_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fusou-compact")
+# A run's rewrite, apart from the CPU thread that requests (ingest, reads) share: it may take
+# seconds, and they must not queue behind it.
+REWRITE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusou-rewrite")
 # Inputs decoded ahead of the writer when they stream through it one by one.
 DECODE_AHEAD = 2
 # A claim outlives the run's time bound by this much before another runner may take it over.
@@ -227,10 +229,13 @@ class Compactor:
             for table in tables:
                 result = TableOutcome(table.name)
                 outcome.tables.append(result)
+                bound = asyncio.timeout_at(deadline)
                 try:
-                    async with asyncio.timeout_at(deadline):
+                    async with bound:
                         await self._table(table, result)
                 except TimeoutError:
+                    if not bound.expired():
+                        raise  # a timeout of its own (a connection, say): a failure
                     # Cut short: this table's work was either committed whole or not at all.
                     log.warning("compaction of %s/%s ran out of time", dataset_id, table.name)
                     result.more_remaining = cut_short = True
@@ -335,6 +340,11 @@ class Compactor:
                 return
             async with self._pool.acquire() as conn:
                 found = await candidates(conn, info.table_id, s.compact_target_file_bytes)
+            # A file registered after the run loaded the schema may be of a newer version;
+            # versions commit before their files, so a reload now covers every input (an older
+            # schema would drop the newer fields' values for good).
+            if any(f.ref.version > info.latest.version for f in found):
+                info = await self._registry.get(info.dataset_id, info.name, refresh=True) or info
             chosen = select(found, s.compact_max_fragments, s.compact_max_bytes)
             result.more_remaining = chosen.more_remaining
             if not chosen.inputs:
@@ -348,7 +358,9 @@ class Compactor:
         started = time.monotonic()
         fetched = await self._fetch(info, inputs)
         await self._checkpoint("read")
-        outputs, rows, duplicates = await run_cpu(
+        loop = asyncio.get_running_loop()
+        outputs, rows, duplicates = await loop.run_in_executor(
+            REWRITE_THREAD,
             _rewrite,
             inputs,
             fetched,
@@ -409,6 +421,14 @@ class Compactor:
         self, info: TableInfo, inputs: list[InputFile], outputs: list[OutputFile], keys: list[str]
     ) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
+            # Lock the inputs' objects first: two runs retiring fragments of one raw bundle
+            # (one of them past its claim) must see each other's retirements, or neither
+            # retires the bundle.
+            await conn.execute(
+                "SELECT 1 FROM fusou_objects WHERE object_id = ANY($1::bigint[]) "
+                "ORDER BY object_id FOR UPDATE",
+                sorted({f.object_id for f in inputs}),
+            )
             retired = await conn.fetch(
                 "UPDATE fusou_files SET state = 'retired', retired_at = now() "
                 "WHERE file_id = ANY($1::bigint[]) AND state = 'active' RETURNING file_id",

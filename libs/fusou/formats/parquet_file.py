@@ -79,6 +79,20 @@ def row_group_spans(meta: pq.FileMetaData) -> list[RowGroupSpan]:
     return spans
 
 
+@lru_cache(maxsize=512)
+def _row_groups_by_first_row(footer: bytes) -> dict[int, int]:
+    return {s.first_row: s.index for s in row_group_spans(metadata_of(footer)) if s.rows}
+
+
+def row_group_at(footer: bytes, first_row: int) -> int:
+    """The index of the (non-empty) row group starting at row ``first_row``. The block index
+    numbers only non-empty row groups, so a file with empty ones has its own numbering."""
+    try:
+        return _row_groups_by_first_row(footer)[first_row]
+    except KeyError:
+        raise NotParquet(f"no row group starts at row {first_row}") from None
+
+
 class _SparseFile(io.RawIOBase):
     """A file of ``size`` bytes of which only some ranges are present; reading elsewhere fails
     (it would mean the metadata sent pyarrow outside the row group it was asked for)."""

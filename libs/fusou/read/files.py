@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from fusou.formats.parquet_file import row_group_at
 from fusou.read.decode import RawRows, decode_blocks, parquet_rows, row_group_rows
 from fusou.read.fetch import Span
 from fusou.read.merge import conform_to
@@ -36,7 +37,7 @@ class BlockRef:
     file: FileRef
     offset: int  # absolute, in the object
     length: int
-    number: int  # the block's (row group's) number in its file
+    number: int  # the block's number in the file's block index
     first_row: int | None
 
     @property
@@ -57,7 +58,7 @@ def decode_file_blocks(
             row_group_rows(
                 f.header,
                 f.length,
-                r.number,
+                row_group_at(f.header, r.first_row or 0),
                 r.offset - f.offset,
                 data,
                 latest.time_field,

@@ -9,7 +9,13 @@ import numpy as np
 import pyarrow as pa
 
 from fusou.errors import InvalidArgument
-from fusou.formats.parquet_file import NotParquet, read_whole, row_group_spans
+from fusou.formats.parquet_file import (
+    NotParquet,
+    RowGroupSpan,
+    read_row_group,
+    read_whole,
+    row_group_spans,
+)
 from fusou.records.batch import Batch, batch_from_arrow
 from fusou.records.columns import int64_values
 from fusou.schema.model import FieldType
@@ -41,6 +47,28 @@ def normalized(table: pa.Table, time_field: str, label: str) -> Batch:
     return batch_from_arrow(table, time_field, field_prefix=label)
 
 
+def _check_readable_alone(
+    data: bytes | memoryview, footer: bytes, span: RowGroupSpan, label: str
+) -> None:
+    """A reader fetches a row group alone (its byte range and the stored footer): make sure
+    that works now, rather than fail every read later."""
+    start = len(data) - len(footer)
+    if span.offset < 4 or span.offset + span.length > start:
+        raise InvalidArgument(label, f"row group {span.index} lies outside the file's data")
+    try:
+        rows = read_row_group(
+            footer,
+            len(data),
+            span.index,
+            span.offset,
+            data[span.offset : span.offset + span.length],
+        ).num_rows
+    except (pa.ArrowException, OSError) as exc:
+        raise InvalidArgument(label, f"row group {span.index} does not read alone: {exc}") from None
+    if rows != span.rows:
+        raise InvalidArgument(label, f"row group {span.index} reads {rows} rows, not {span.rows}")
+
+
 def inspect_fragment(data: bytes | memoryview, time_field: str, label: str) -> FragmentInfo:
     try:
         table, meta, footer = read_whole(data)
@@ -52,6 +80,7 @@ def inspect_fragment(data: bytes | memoryview, time_field: str, label: str) -> F
     for span in row_group_spans(meta):
         if span.rows == 0:
             continue  # nothing to read there
+        _check_readable_alone(data, footer, span, label)
         part = times[span.first_row : span.first_row + span.rows]
         groups.append(
             RowGroupInfo(

@@ -324,7 +324,9 @@ class RawUploader:
                     await self._store.delete(key)
                     return UploadResult.from_json(raw)
             infos_by_table: dict[str, TableInfo] = {}
-            for name, types in collector.table_types().items():
+            # In name order: two uploads locking the same tables in opposite orders would
+            # deadlock.
+            for name, types in sorted(collector.table_types().items()):
                 info = await self._registry.evolve_in(conn, ds, name, types)
                 infos_by_table[name] = info
                 evolved.append(info)
