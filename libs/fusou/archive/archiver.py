@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 import os
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,26 +25,18 @@ import numpy as np
 
 from fusou.archive.blocks import build_blocks
 from fusou.buffer.writer import now_ms
-from fusou.catalog.files import BlockEntry, NewFile, register_file
-from fusou.catalog.tables import TableRegistry
-from fusou.config import Settings
+from fusou.catalog.files import BlockEntry, FileEntry, register_file
 from fusou.cpu import run_cpu
 from fusou.errors import Aborted, InvalidArgument
 from fusou.formats.avro_container import cold_schema, container_header
+from fusou.jobs import StorageJob
 from fusou.names import check_name
-from fusou.objectstore.base import ObjectStore
 from fusou.schema.model import TableSchema
 
 log = logging.getLogger(__name__)
 
 # Advisory lock class of "archiving table N" (the second key is the table id).
 ARCHIVE_LOCK = 7239012
-
-Checkpoint = Callable[[str], Awaitable[None]]
-
-
-async def _no_checkpoint(_: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -112,22 +104,7 @@ async def _delete_rows(conn: asyncpg.Connection, seqs: np.ndarray) -> int:
     return deleted
 
 
-class Archiver:
-    def __init__(
-        self,
-        settings: Settings,
-        pool: asyncpg.Pool,
-        store: ObjectStore,
-        registry: TableRegistry,
-        checkpoint: Checkpoint | None = None,
-    ) -> None:
-        self._settings = settings
-        self._pool = pool
-        self._store = store
-        self._registry = registry
-        # Fault injection for the crash-safety tests; a no-op otherwise.
-        self._checkpoint = checkpoint or _no_checkpoint
-
+class Archiver(StorageJob):
     async def archive(self, options: ArchiveOptions) -> ArchiveReport:
         if options.dataset_id:
             check_name("dataset_id", options.dataset_id)
@@ -342,13 +319,11 @@ class Archiver:
             finally:
                 await stream.aclose()
             await self._checkpoint("uploaded")
-            new_file = NewFile(
-                dataset_id=table.dataset_id,
+            new_file = FileEntry(
                 table_id=table.table_id,
-                object_key=key,
-                kind="cold",
                 file_format="avro",
-                size_bytes=info.size,
+                byte_offset=0,
+                byte_length=info.size,
                 row_count=sizes["rows"],
                 uncompressed_bytes=sizes["uncompressed"],
                 min_time=min(b.min_time for b in index),
@@ -358,7 +333,7 @@ class Archiver:
                 header=header,
                 blocks=index,
             )
-            await register_file(write_conn, new_file)
+            await register_file(write_conn, table.dataset_id, key, "cold", new_file)
             await write_conn.execute(
                 "UPDATE fusou_datasets SET compaction_needed = true WHERE dataset_id = $1",
                 table.dataset_id,

@@ -40,24 +40,6 @@ class FileEntry:
     ingested_at: int | None = None
 
 
-@dataclass(frozen=True)
-class NewFile:
-    dataset_id: str
-    table_id: int
-    object_key: str
-    kind: str  # 'raw' | 'cold' | 'optimized'
-    file_format: str  # 'avro' | 'parquet'
-    size_bytes: int
-    row_count: int
-    uncompressed_bytes: int
-    min_time: int | None
-    max_time: int | None
-    schema_version: int | None
-    codec: str | None
-    header: bytes | None
-    blocks: Sequence[BlockEntry]
-
-
 async def register_object(
     conn: asyncpg.Connection, dataset_id: str, object_key: str, kind: str, size_bytes: int
 ) -> int:
@@ -112,24 +94,10 @@ async def register_file_entry(conn: asyncpg.Connection, object_id: int, f: FileE
     return file_id
 
 
-async def register_file(conn: asyncpg.Connection, f: NewFile) -> int:
-    """Insert an object holding one file, the file and its blocks (in the caller's transaction)."""
-    object_id = await register_object(conn, f.dataset_id, f.object_key, f.kind, f.size_bytes)
-    return await register_file_entry(
-        conn,
-        object_id,
-        FileEntry(
-            table_id=f.table_id,
-            file_format=f.file_format,
-            byte_offset=0,
-            byte_length=f.size_bytes,
-            row_count=f.row_count,
-            uncompressed_bytes=f.uncompressed_bytes,
-            min_time=f.min_time,
-            max_time=f.max_time,
-            schema_version=f.schema_version,
-            codec=f.codec,
-            header=f.header,
-            blocks=f.blocks,
-        ),
-    )
+async def register_file(
+    conn: asyncpg.Connection, dataset_id: str, object_key: str, kind: str, f: FileEntry
+) -> int:
+    """Insert an object holding the one file ``f`` (the whole object), the file and its
+    blocks, inside the caller's transaction."""
+    object_id = await register_object(conn, dataset_id, object_key, kind, f.byte_length)
+    return await register_file_entry(conn, object_id, f)

@@ -30,22 +30,20 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 
-import asyncpg
 import pyarrow as pa
 
-from fusou.catalog.files import NewFile, register_file
-from fusou.catalog.tables import TableInfo, TableRegistry
+from fusou.catalog.files import FileEntry, register_file
+from fusou.catalog.tables import TableInfo
 from fusou.compact.inputs import InputFile, candidates, in_time_order, select
 from fusou.compact.output import CODEC, OutputFile, ParquetFilesWriter
-from fusou.config import Settings
 from fusou.errors import Aborted, InvalidArgument, NotFound
+from fusou.jobs import StorageJob
 from fusou.names import check_name
-from fusou.objectstore.base import ObjectStore
 from fusou.objectstore.retry import with_retries
 from fusou.read.fetch import FetchStats, Span, fetch_spans
 from fusou.read.files import decode_file_blocks, decode_whole_parquet, whole_file_span
@@ -64,12 +62,6 @@ REWRITE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusou-rew
 DECODE_AHEAD = 2
 # A claim outlives the run's time bound by this much before another runner may take it over.
 CLAIM_MARGIN_S = 60.0
-
-Checkpoint = Callable[[str], Awaitable[None]]
-
-
-async def _no_checkpoint(_: str) -> None:
-    return None
 
 
 class Status(Enum):
@@ -161,21 +153,11 @@ def _rewrite(
     return writer.finish(), writer.rows, duplicates
 
 
-class Compactor:
-    def __init__(
-        self,
-        settings: Settings,
-        pool: asyncpg.Pool,
-        store: ObjectStore,
-        registry: TableRegistry,
-        checkpoint: Checkpoint | None = None,
-    ) -> None:
-        self._settings = settings
-        self._pool = pool
-        self._store = store
-        self._registry = registry
-        self._checkpoint = checkpoint or _no_checkpoint
-        self.runner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+class Compactor(StorageJob):
+    @functools.cached_property
+    def runner_id(self) -> str:
+        """Who holds a claim, for people reading the datasets table."""
+        return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     async def compact(self, options: CompactOptions) -> list[DatasetOutcome]:
         deadline = asyncio.get_running_loop().time() + self._settings.compact_timeout_ms / 1000
@@ -450,13 +432,14 @@ class Compactor:
             for out, key in zip(outputs, keys, strict=True):
                 await register_file(
                     conn,
-                    NewFile(
-                        dataset_id=info.dataset_id,
+                    info.dataset_id,
+                    key,
+                    "optimized",
+                    FileEntry(
                         table_id=info.table_id,
-                        object_key=key,
-                        kind="optimized",
                         file_format="parquet",
-                        size_bytes=len(out.data),
+                        byte_offset=0,
+                        byte_length=len(out.data),
                         row_count=out.rows,
                         uncompressed_bytes=out.decoded_bytes,
                         min_time=out.min_time,

@@ -15,18 +15,15 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
-import asyncpg
-
 from fusou.catalog.files import BlockEntry, FileEntry, register_file_entry, register_object
-from fusou.catalog.tables import DEFAULT_TIME_FIELD, TableInfo, TableRegistry
-from fusou.config import Settings
+from fusou.catalog.tables import DEFAULT_TIME_FIELD, TableInfo
 from fusou.cpu import run_cpu
 from fusou.errors import FieldViolation, InvalidArgument
+from fusou.jobs import StorageJob
 from fusou.names import name_problem
-from fusou.objectstore.base import ObjectStore
 from fusou.schema.evolve import merge_batch_schema
 from fusou.schema.model import FieldType, TableSchema
 from fusou.upload.fragments import FragmentInfo, inspect_fragment
@@ -35,12 +32,6 @@ log = logging.getLogger(__name__)
 
 MAX_REQUEST_ID_LENGTH = 256
 MAX_FRAGMENTS = 10_000
-
-Checkpoint = Callable[[str], Awaitable[None]]
-
-
-async def _no_checkpoint(_: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -222,22 +213,7 @@ class _Collector:
         assert len(self.infos) == len(self._manifest.fragments)
 
 
-class RawUploader:
-    def __init__(
-        self,
-        settings: Settings,
-        pool: asyncpg.Pool,
-        store: ObjectStore,
-        registry: TableRegistry,
-        checkpoint: Checkpoint | None = None,
-    ) -> None:
-        self._settings = settings
-        self._pool = pool
-        self._store = store
-        self._registry = registry
-        # Fault injection for the crash-safety tests; a no-op otherwise.
-        self._checkpoint = checkpoint or _no_checkpoint
-
+class RawUploader(StorageJob):
     async def upload(self, manifest: Manifest, chunks: AsyncIterator[bytes]) -> UploadResult:
         check_manifest(manifest, self._settings.upload_max_fragment_bytes)
         if manifest.request_id:

@@ -1,0 +1,36 @@
+"""What the runs that move data between the catalog and the object store share: archive,
+upload and compaction each hold the settings, the connection pool, the store and the table
+registry, and report their steps to a checkpoint (a no-op, except in the crash-safety tests,
+which fail or hold a run at a named step)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from fusou.catalog.tables import TableRegistry
+from fusou.config import Settings
+from fusou.objectstore.base import ObjectStore
+
+Checkpoint = Callable[[str], Awaitable[None]]
+
+
+async def no_checkpoint(_: str) -> None:
+    return None
+
+
+class StorageJob:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        store: ObjectStore,
+        registry: TableRegistry,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._store = store
+        self._registry = registry
+        self._checkpoint = checkpoint or no_checkpoint
