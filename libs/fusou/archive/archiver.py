@@ -25,7 +25,7 @@ import numpy as np
 
 from fusou.archive.blocks import build_blocks
 from fusou.buffer.writer import now_ms
-from fusou.catalog.files import BlockEntry, FileEntry, register_file
+from fusou.catalog.files import BlockEntry, FileEntry, register_file, unregistered
 from fusou.cpu import run_cpu
 from fusou.errors import Aborted, InvalidArgument
 from fusou.formats.avro_container import cold_schema, container_header
@@ -375,16 +375,7 @@ class Archiver(StorageJob):
                     continue  # being archived: its unregistered object may be about to commit
                 try:
                     for start in range(0, len(keys), 1000):
-                        chunk = keys[start : start + 1000]
-                        known = {
-                            r["object_key"]
-                            for r in await conn.fetch(
-                                "SELECT object_key FROM fusou_objects "
-                                "WHERE object_key = ANY($1::text[])",
-                                chunk,
-                            )
-                        }
-                        orphans = [k for k in chunk if k not in known]
+                        orphans = await unregistered(conn, keys[start : start + 1000])
                         if orphans:
                             await self._store.delete_many(orphans)
                             deleted += len(orphans)

@@ -101,3 +101,14 @@ async def register_file(
     blocks, inside the caller's transaction."""
     object_id = await register_object(conn, dataset_id, object_key, kind, f.byte_length)
     return await register_file_entry(conn, object_id, f)
+
+
+async def unregistered(conn: asyncpg.Connection, keys: Sequence[str]) -> list[str]:
+    """Those of ``keys`` (in order) that no catalog object names: orphans, once old enough."""
+    known = {
+        r["object_key"]
+        for r in await conn.fetch(
+            "SELECT object_key FROM fusou_objects WHERE object_key = ANY($1::text[])", keys
+        )
+    }
+    return [k for k in keys if k not in known]

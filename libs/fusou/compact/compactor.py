@@ -37,7 +37,7 @@ from enum import Enum
 
 import pyarrow as pa
 
-from fusou.catalog.files import FileEntry, register_file
+from fusou.catalog.files import FileEntry, register_file, unregistered
 from fusou.catalog.tables import TableInfo
 from fusou.compact.inputs import InputFile, candidates, in_time_order, select
 from fusou.compact.output import CODEC, OutputFile, ParquetFilesWriter
@@ -492,17 +492,11 @@ class Compactor(StorageJob):
             old = [i.key async for i in self._store.list(prefix) if i.last_modified < horizon]
             if not old:
                 continue
-            async with self._pool.acquire() as conn:
-                known = {
-                    r["object_key"]
-                    for r in await conn.fetch(
-                        "SELECT object_key FROM fusou_objects WHERE object_key = ANY($1::text[])",
-                        old,
-                    )
-                }
-            orphans = [k for k in old if k not in known]
-            if prefix.startswith("optimized/"):
-                orphans = await self._not_in_flight(dataset_id, orphans)
+            if prefix.startswith("raw/"):
+                async with self._pool.acquire() as conn:
+                    orphans = await unregistered(conn, old)
+            else:
+                orphans = await self._unregistered_outputs(dataset_id, old)
             if orphans:
                 await with_retries(
                     functools.partial(self._store.delete_many, orphans),
@@ -512,27 +506,23 @@ class Compactor(StorageJob):
                 log.info("deleted %d orphaned objects of %s", len(orphans), dataset_id)
         return deleted
 
-    async def _not_in_flight(self, dataset_id: str, keys: list[str]) -> list[str]:
+    async def _unregistered_outputs(self, dataset_id: str, keys: list[str]) -> list[str]:
+        """Compacted outputs no catalog row names, judged under their table's lock: a run
+        holds it from upload to commit, so an output about to be registered is left alone
+        (and a busy table's outputs wait for a later sweep)."""
         by_table: dict[str, list[str]] = {}
         for key in keys:
-            name = key.rsplit("/", 1)[-1].rsplit("-", 1)[0]
+            name = key.rsplit("/", 1)[-1].rsplit("-", 1)[0]  # optimized/{ds}/{table}-{uuid}...
             by_table.setdefault(name, []).append(key)
-        free: list[str] = []
+        orphans: list[str] = []
         for name, table_keys in by_table.items():
             info = await self._registry.get(dataset_id, name)
             if info is None:
-                free.extend(table_keys)
+                async with self._pool.acquire() as conn:
+                    orphans += await unregistered(conn, table_keys)
                 continue
             async with self._table_lock(info.table_id) as locked:
                 if locked:
                     async with self._pool.acquire() as conn:
-                        known = {
-                            r["object_key"]
-                            for r in await conn.fetch(
-                                "SELECT object_key FROM fusou_objects "
-                                "WHERE object_key = ANY($1::text[])",
-                                table_keys,
-                            )
-                        }
-                    free.extend(k for k in table_keys if k not in known)
-        return free
+                        orphans += await unregistered(conn, table_keys)
+        return orphans
