@@ -11,7 +11,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from fusou.cli.read_client import InputError, parse_time
+from fusou.cli.input_error import InputError
+from fusou.cli.read_client import parse_time
 from fusou.config import Settings
 from fusou.testing import ServicesUnderTest, running_services
 from tests.support.grpcurl import FUSOU, agrpcurl, arun

@@ -168,15 +168,31 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         applied = asyncio.run(migrate_url(settings.database_url))
         print(json.dumps({"applied": applied}))
         return 0
-    if args.command == "ingest":
-        return _ingest(args)
-    if args.command in ("archive", "stats", "compact"):
-        return _admin(args)
-    if args.command == "upload":
-        return _upload(args)
-    if args.command == "read":
-        return _read(args)
-    raise AssertionError(args.command)
+    return _client(args)
+
+
+def _client(args: argparse.Namespace) -> int:
+    """A client command: its failures reported in one place, as one line each (exit 2 for an
+    unusable command line or file, 1 for a failed call)."""
+    import grpc
+
+    from fusou.cli.input_error import InputError
+
+    commands = {
+        "ingest": _ingest,
+        "archive": _admin,
+        "stats": _admin,
+        "compact": _admin,
+        "upload": _upload,
+        "read": _read,
+    }
+    try:
+        return commands[args.command](args)
+    except InputError as exc:
+        print(f"fusou {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as exc:
+        return _rpc_failed(args.command, exc)
 
 
 def _rpc_failed(command: str, exc: grpc.RpcError) -> int:
@@ -187,105 +203,77 @@ def _rpc_failed(command: str, exc: grpc.RpcError) -> int:
 
 
 def _read(args: argparse.Namespace) -> int:
-    import grpc
+    from fusou.cli.read_client import parse_time, run_read
 
-    from fusou.cli.read_client import InputError, parse_time, run_read
-
-    try:
-        stats = run_read(
-            args.target,
-            args.dataset,
-            args.table,
-            start=parse_time(args.start),
-            end=parse_time(args.end),
-            columns=[c.strip() for c in args.columns.split(",") if c.strip()],
-            limit=args.limit,
-            output_format=args.format,
-            output=args.output,
-            quiet=args.quiet,
-            timeout=args.timeout,
-        )
-    except InputError as exc:
-        print(f"fusou read: {exc}", file=sys.stderr)
-        return 2
-    except grpc.RpcError as exc:
-        return _rpc_failed("read", exc)
+    stats = run_read(
+        args.target,
+        args.dataset,
+        args.table,
+        start=parse_time(args.start),
+        end=parse_time(args.end),
+        columns=[c.strip() for c in args.columns.split(",") if c.strip()],
+        limit=args.limit,
+        output_format=args.format,
+        output=args.output,
+        quiet=args.quiet,
+        timeout=args.timeout,
+    )
     if not args.quiet:
         print(json.dumps({"stats": stats}), file=sys.stderr)
     return 0
 
 
 def _admin(args: argparse.Namespace) -> int:
-    import grpc
-
     from fusou.cli.admin_client import run_archive, run_compact, run_stats
 
     ok = True
-    try:
-        if args.command == "compact":
-            output, ok = run_compact(
-                args.target, dataset=args.dataset, table=args.table, timeout=args.timeout
-            )
-        elif args.command == "archive":
-            output = run_archive(
-                args.target,
-                dataset=args.dataset,
-                table=args.table,
-                min_age_seconds=args.min_age_seconds,
-                max_rows_per_table=args.max_rows_per_table,
-                timeout=args.timeout,
-            )
-        else:
-            output = run_stats(
-                args.target, dataset=args.dataset, table=args.table, timeout=args.timeout
-            )
-    except grpc.RpcError as exc:
-        return _rpc_failed(args.command, exc)
+    if args.command == "compact":
+        output, ok = run_compact(
+            args.target, dataset=args.dataset, table=args.table, timeout=args.timeout
+        )
+    elif args.command == "archive":
+        output = run_archive(
+            args.target,
+            dataset=args.dataset,
+            table=args.table,
+            min_age_seconds=args.min_age_seconds,
+            max_rows_per_table=args.max_rows_per_table,
+            timeout=args.timeout,
+        )
+    else:
+        output = run_stats(
+            args.target, dataset=args.dataset, table=args.table, timeout=args.timeout
+        )
     print(output)
     return 0 if ok else 1
 
 
 def _upload(args: argparse.Namespace) -> int:
-    import grpc
+    from fusou.cli.upload_client import run_upload
 
-    from fusou.cli.upload_client import InputError, run_upload
-
-    try:
-        output = run_upload(
+    print(
+        run_upload(
             args.target,
             args.dataset,
             args.fragments,
             request_id=args.request_id,
             timeout=args.timeout,
         )
-    except InputError as exc:
-        print(f"fusou upload: {exc}", file=sys.stderr)
-        return 2
-    except grpc.RpcError as exc:
-        return _rpc_failed("upload", exc)
-    print(output)
+    )
     return 0
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    import grpc
+    from fusou.cli.ingest_client import run_ingest
 
-    from fusou.cli.ingest_client import InputError, run_ingest
-
-    try:
-        summary = run_ingest(
-            args.target,
-            args.dataset,
-            args.table,
-            args.file,
-            batch_size=args.batch_size,
-            quiet=args.quiet,
-        )
-    except InputError as exc:
-        print(f"fusou ingest: {exc}", file=sys.stderr)
-        return 2
-    except grpc.RpcError as exc:
-        return _rpc_failed("ingest", exc)
+    summary = run_ingest(
+        args.target,
+        args.dataset,
+        args.table,
+        args.file,
+        batch_size=args.batch_size,
+        quiet=args.quiet,
+    )
     print(json.dumps(summary))
     return 0
 

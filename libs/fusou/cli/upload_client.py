@@ -8,12 +8,9 @@ from pathlib import Path
 import grpc
 
 from fusou.cli.admin_client import as_json
+from fusou.cli.input_error import InputError
 from fusou.ingest.v1 import ingest_pb2_grpc
 from fusou.upload.client import Part, upload_requests
-
-
-class InputError(Exception):
-    """The command line names something unusable; nothing was sent."""
 
 
 def parse_fragments(specs: Sequence[str]) -> list[Part]:
