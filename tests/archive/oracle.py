@@ -112,7 +112,7 @@ class ColdFile:
     rows: list[dict[str, Any]]
 
 
-async def _fetch(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
+async def fetch(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(url)
     try:
         return list(await conn.fetch(query, *args))
@@ -122,7 +122,7 @@ async def _fetch(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
 
 async def cold_files(url: str, store: ObjectStore) -> list[ColdFile]:
     """Every active cold file registered in the catalog, decoded from the object store."""
-    files = await _fetch(
+    files = await fetch(
         url,
         "SELECT o.object_key, t.table_name, f.byte_offset, f.byte_length, f.row_count "
         "FROM fusou_files f JOIN fusou_objects o USING (object_id) "
@@ -159,7 +159,7 @@ async def cold_rows(url: str, store: ObjectStore, table: str | None = None) -> l
 
 
 async def buffer_seqs(url: str, table: str | None = None) -> list[int]:
-    rows = await _fetch(
+    rows = await fetch(
         url,
         "SELECT b.seq FROM fusou_buffer b JOIN fusou_tables t USING (table_id) "
         "WHERE $1::text IS NULL OR t.table_name = $1 ORDER BY b.seq",
@@ -179,7 +179,7 @@ async def all_seqs(url: str, store: ObjectStore, table: str | None = None) -> Co
 
 async def registered_keys(url: str) -> set[str]:
     """Object keys the catalog knows (whatever their state)."""
-    return {r["object_key"] for r in await _fetch(url, "SELECT object_key FROM fusou_objects")}
+    return {r["object_key"] for r in await fetch(url, "SELECT object_key FROM fusou_objects")}
 
 
 async def stored_keys(store: ObjectStore, prefix: str = "cold/") -> set[str]:
@@ -269,9 +269,9 @@ async def decoded_buffer(url: str, table: str) -> dict[int, dict[str, Any]]:
     """The buffer's records of ``table`` by seq, decoded with their schema version."""
     schemas = {
         (r["table_id"], r["version"]): fastavro.parse_schema(json.loads(r["avro_schema"]))
-        for r in await _fetch(url, "SELECT table_id, version, avro_schema FROM fusou_table_schemas")
+        for r in await fetch(url, "SELECT table_id, version, avro_schema FROM fusou_table_schemas")
     }
-    rows = await _fetch(
+    rows = await fetch(
         url,
         "SELECT b.* FROM fusou_buffer b JOIN fusou_tables t USING (table_id) "
         "WHERE t.table_name = $1 ORDER BY seq",
@@ -288,13 +288,13 @@ async def decoded_buffer(url: str, table: str) -> dict[int, dict[str, Any]]:
 
 
 async def ingested_at_by_seq(url: str) -> dict[int, int]:
-    rows = await _fetch(url, "SELECT seq, ingested_at FROM fusou_buffer")
+    rows = await fetch(url, "SELECT seq, ingested_at FROM fusou_buffer")
     return {r["seq"]: r["ingested_at"] for r in rows}
 
 
 async def blocks_per_file(url: str) -> dict[str, int]:
     """Indexed blocks of each active cold file, by object key."""
-    rows = await _fetch(
+    rows = await fetch(
         url,
         "SELECT o.object_key, count(b.block_no) AS blocks "
         "FROM fusou_files f JOIN fusou_objects o USING (object_id) "

@@ -9,27 +9,18 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
 import pyarrow.parquet as pq
 
 from fusou.compactor.v1 import compactor_pb2, compactor_pb2_grpc
 from fusou.formats.avro_container import SEQ_FIELD
 from fusou.objectstore.base import ObjectStore
-from tests.archive.oracle import buffer_seqs, read_avro
+from tests.archive.oracle import buffer_seqs, fetch, read_avro
 
 PARTIAL = compactor_pb2.COMPACT_STATUS_PARTIAL
 COMPACTED = compactor_pb2.COMPACT_STATUS_COMPACTED
 NOTHING_TO_DO = compactor_pb2.COMPACT_STATUS_NOTHING_TO_DO
 SKIPPED_BUSY = compactor_pb2.COMPACT_STATUS_SKIPPED_BUSY
 FAILED = compactor_pb2.COMPACT_STATUS_FAILED
-
-
-async def fetch(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return list(await conn.fetch(query, *args))
-    finally:
-        await conn.close()
 
 
 async def active_file_seqs(url: str, store: ObjectStore) -> Counter[int]:

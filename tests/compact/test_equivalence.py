@@ -11,12 +11,12 @@ import pytest
 
 from fusou.compactor.v1 import compactor_pb2
 from fusou.ingest.v1 import ingest_pb2
+from tests.archive.oracle import fetch
 from tests.compact.oracle import (
     COMPACTED,
     NOTHING_TO_DO,
     PARTIAL,
     active_kinds,
-    fetch,
 )
 from tests.read.conftest import SMALL_BLOCKS, Stubs, open_stubs
 from tests.read.oracle import Oracle, archive, ingest

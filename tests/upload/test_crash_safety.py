@@ -9,8 +9,8 @@ import pytest
 
 from fusou.compact.compactor import CompactOptions, Compactor
 from fusou.upload.uploader import Fragment, Manifest, RawUploader
-from tests.archive.oracle import Crash, CrashAt
-from tests.compact.oracle import fetch, registered, stored
+from tests.archive.oracle import Crash, CrashAt, fetch
+from tests.compact.oracle import registered, stored
 from tests.read.conftest import Stubs
 from tests.read.oracle import Oracle
 from tests.read.test_equivalence import READS, battle, read_all
