@@ -22,7 +22,6 @@ SELECT f.file_id, f.object_id, o.object_key, o.kind, f.format = 'parquet' AS par
        f.schema_version, f.first_seq, f.ingested_at, f.min_time, f.max_time,
        array_agg(b.byte_offset ORDER BY b.block_no) AS block_offsets,
        array_agg(b.byte_length ORDER BY b.block_no) AS block_lengths,
-       array_agg(b.block_no ORDER BY b.block_no) AS block_numbers,
        array_agg(b.first_row ORDER BY b.block_no) AS block_first_rows
 FROM fusou_files f
 JOIN fusou_objects o USING (object_id)
@@ -67,11 +66,10 @@ async def candidates(
             r["ingested_at"],
         )
         blocks = tuple(
-            BlockRef(ref, offset, length, number, first_row)
-            for offset, length, number, first_row in zip(
+            BlockRef(ref, offset, length, first_row)
+            for offset, length, first_row in zip(
                 r["block_offsets"],
                 r["block_lengths"],
-                r["block_numbers"],
                 r["block_first_rows"],
                 strict=True,
             )

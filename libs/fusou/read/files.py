@@ -37,7 +37,6 @@ class BlockRef:
     file: FileRef
     offset: int  # absolute, in the object
     length: int
-    number: int  # the block's number in the file's block index
     first_row: int | None
 
     @property

@@ -96,8 +96,7 @@ FROM (SELECT array_agg(schema_version) AS hot_versions, array_agg(seq) AS hot_se
       WHERE f.table_id = $1 AND f.state = 'active'
         AND f.min_time < $3 AND f.max_time >= $2) f,
      (SELECT array_agg(file_id) AS block_files, array_agg(byte_offset) AS block_offsets,
-             array_agg(byte_length) AS block_lengths, array_agg(block_no) AS block_numbers,
-             array_agg(first_row) AS block_first_rows
+             array_agg(byte_length) AS block_lengths, array_agg(first_row) AS block_first_rows
       FROM (SELECT b.file_id, b.byte_offset, b.byte_length, b.block_no, b.first_row
             FROM fusou_files f JOIN fusou_blocks b USING (file_id)
             WHERE f.table_id = $1 AND f.state = 'active'
@@ -240,12 +239,11 @@ class Reader:
             )
         }
         plan = [
-            BlockRef(files[file_id], offset, length, number, first_row)
-            for file_id, offset, length, number, first_row in zip(
+            BlockRef(files[file_id], offset, length, first_row)
+            for file_id, offset, length, first_row in zip(
                 snapshot["block_files"] or [],
                 snapshot["block_offsets"] or [],
                 snapshot["block_lengths"] or [],
-                snapshot["block_numbers"] or [],
                 snapshot["block_first_rows"] or [],
                 strict=True,
             )
