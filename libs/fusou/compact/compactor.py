@@ -58,6 +58,8 @@ DECODE_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fusou-com
 # A run's rewrite, apart from the CPU thread that requests (ingest, reads) share: it may take
 # seconds, and they must not queue behind it.
 REWRITE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusou-rewrite")
+# Encoding the rewrite's row groups, while the rewrite thread prepares the next ones.
+ENCODE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusou-encode")
 # Inputs decoded ahead of the writer when they stream through it one by one.
 DECODE_AHEAD = 2
 # A claim outlives the run's time bound by this much before another runner may take it over.
@@ -125,7 +127,9 @@ def _rewrite(
     """
     latest = info.latest
     keys = compaction_keys(info)
-    writer = ParquetFilesWriter(read_schema(latest), info.time_field, target_bytes, row_group_rows)
+    writer = ParquetFilesWriter(
+        read_schema(latest), info.time_field, target_bytes, row_group_rows, ENCODE_THREAD
+    )
 
     def decode(f: InputFile) -> list[pa.Table]:
         if f.ref.parquet:

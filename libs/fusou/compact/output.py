@@ -7,11 +7,16 @@ keeps working on the compacted rows.
 
 The writer is incremental: a run whose inputs do not overlap in time streams them through it
 one by one, so it holds one decoded input at a time instead of all of them.
+
+Strings read from Parquet inputs arrive dictionary-encoded. Each row group's chunks get one
+shared dictionary and are written through it, so the writer neither materializes nor hashes
+their values; a file whose strings arrive plain (from Avro) is written from plain strings.
 """
 
 from __future__ import annotations
 
-import io
+from collections import deque
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,10 +26,21 @@ import pyarrow.parquet as pq
 
 from fusou.catalog.files import BlockEntry
 from fusou.formats.parquet_file import footer_of, metadata_of, row_group_spans
+from fusou.records.string_dictionaries import (
+    STRING_DICTIONARY,
+    plain_nbytes,
+    plain_strings,
+    string_dictionary,
+)
 
 CODEC = "zstd"
 # zstd's fastest level: within a few percent of the default level's size on such rows.
 ZSTD_LEVEL = 1
+# pyarrow's dictionary page size limit: a writer handed a larger dictionary writes it anyway and
+# then falls back to plain encoding, storing the values twice.
+DICTIONARY_LIMIT_BYTES = 1024 * 1024
+# Row groups prepared ahead of the encoder (each a few MB).
+ENCODE_AHEAD = 2
 
 
 @dataclass(frozen=True)
@@ -49,20 +65,45 @@ def _delta_columns(schema: pa.Schema) -> dict[str, str]:
     return {f.name: "DELTA_BINARY_PACKED" for f in schema if pa.types.is_integer(f.type)}
 
 
+@dataclass(frozen=True)
+class _Group:
+    """One row group, ready to encode."""
+
+    table: pa.Table
+    times: npt.NDArray[np.int64]
+    decoded_bytes: int
+
+
 class ParquetFilesWriter:
     """Rows in (time, seq) order in; Parquet files of about ``target_bytes`` out, in row
-    groups of ``row_group_rows`` rows (the last one of the run may be shorter)."""
+    groups of ``row_group_rows`` rows (the last one of the run may be shorter).
+
+    Row groups are cut and their strings prepared on the calling thread; with an ``encoder``
+    (a one-thread executor) they are encoded there, so that the Python work of preparing the
+    next group overlaps the encoding of the last, up to ``ENCODE_AHEAD`` groups ahead.
+    """
 
     def __init__(
-        self, schema: pa.Schema, time_field: str, target_bytes: int, row_group_rows: int
+        self,
+        schema: pa.Schema,
+        time_field: str,
+        target_bytes: int,
+        row_group_rows: int,
+        encoder: Executor | None = None,
     ) -> None:
         self._schema = schema
         self._time_field = time_field
         self._target_bytes = target_bytes
         self._group_rows = row_group_rows
+        self._encoder = encoder
+        self._strings = frozenset(_dictionary_columns(schema))
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        self._sink: io.BytesIO | None = None
+        # The string columns that groups carry as shared dictionaries, until one is too large.
+        self._dictionaries: frozenset[str] | None = None
+        self._encoding: deque[Future[None]] = deque()
+        # The encoding side: the open file, its schema, and what its row groups held.
+        self._sink: pa.BufferOutputStream | None = None
         self._writer: pq.ParquetWriter | None = None
         self._times: list[npt.NDArray[np.int64]] = []
         self._decoded = 0
@@ -76,36 +117,102 @@ class ParquetFilesWriter:
         self._pending_rows += table.num_rows
         self.rows += table.num_rows
         while self._pending_rows >= self._group_rows:
-            self._write_group(self._group_rows)
+            self._submit(self._next_group(self._group_rows))
 
     def finish(self) -> list[OutputFile]:
         if self._pending_rows:
-            self._write_group(self._pending_rows)
+            self._submit(self._next_group(self._pending_rows))
+        while self._encoding:
+            self._encoding.popleft().result()
         self._close_file()
         return self.files
 
-    def _write_group(self, rows: int) -> None:
-        pending = pa.concat_tables(self._pending)
-        group, rest = pending.slice(0, rows), pending.slice(rows)
-        self._pending = [rest] if rest.num_rows else []
-        self._pending_rows = rest.num_rows
+    # -- the calling thread: cutting and preparing row groups ----------------------------------
+
+    def _take(self, rows: int) -> list[pa.Table]:
+        """The next ``rows`` pending rows, as slices of the tables added."""
+        taken: list[pa.Table] = []
+        while rows:
+            head = self._pending[0]
+            if head.num_rows <= rows:
+                taken.append(self._pending.pop(0))
+            else:
+                taken.append(head.slice(0, rows))
+                self._pending[0] = head.slice(rows)
+            rows -= taken[-1].num_rows
+        self._pending_rows -= sum(t.num_rows for t in taken)
+        return taken
+
+    def _joined(self, parts: list[pa.Table], dictionaries: frozenset[str]) -> pa.Table | None:
+        """The parts as one table, the string columns in ``dictionaries`` sharing one dictionary
+        each and the others plain; None when a shared dictionary would be over the limit."""
+        columns: list[pa.ChunkedArray] = []
+        for name in self._schema.names:
+            column = _joined(parts, name)
+            if name in dictionaries:
+                column = string_dictionary(column)
+                if column.chunk(0).dictionary.nbytes > DICTIONARY_LIMIT_BYTES:
+                    return None
+            elif name in self._strings:
+                column = plain_strings(column)
+            columns.append(column)
+        return pa.Table.from_arrays(columns, names=self._schema.names)
+
+    def _next_group(self, rows: int) -> _Group:
+        parts = self._take(rows)
+        table = None
+        if self._dictionaries is not None:
+            table = self._joined(parts, self._dictionaries)
+        if table is None:
+            # Dictionaries for the strings that arrive as dictionaries (from Parquet inputs),
+            # unless one is too large: the encoding side starts a file of the new schema.
+            self._dictionaries = frozenset(
+                name
+                for name in self._strings
+                if all(p.column(name).type == STRING_DICTIONARY for p in parts)
+            )
+            table = self._joined(parts, self._dictionaries)
+            if table is None:
+                self._dictionaries = frozenset()
+                table = self._joined(parts, self._dictionaries)
+            assert table is not None
+        times = np.asarray(table.column(self._time_field).to_numpy(), np.int64)
+        return _Group(table, times, plain_nbytes(table))
+
+    def _submit(self, group: _Group) -> None:
+        if self._encoder is None:
+            self._encode(group)
+            return
+        self._encoding.append(self._encoder.submit(self._encode, group))
+        while len(self._encoding) > ENCODE_AHEAD:
+            self._encoding.popleft().result()
+
+    # -- the encoding side ---------------------------------------------------------------------
+
+    def _encode(self, group: _Group) -> None:
+        table = group.table
+        if self._writer is not None and not table.schema.equals(self._writer.schema):
+            self._close_file()
         if self._writer is None:
-            self._sink = io.BytesIO()
+            # An Arrow stream, not a Python file: writing to one takes the GIL for every
+            # page, and waits behind any thread running Python (measured: 2-25x slower).
+            self._sink = pa.BufferOutputStream()
             self._writer = pq.ParquetWriter(
                 self._sink,
-                self._schema,
+                table.schema,
                 compression=CODEC,
                 compression_level=ZSTD_LEVEL,
-                use_dictionary=_dictionary_columns(self._schema),
+                use_dictionary=sorted(self._strings),
                 column_encoding=_delta_columns(self._schema),
                 write_statistics=True,
-                # Without the Arrow schema, strings read back as plain (not large) strings.
+                # Without the Arrow schema, strings read back as plain (not large) strings,
+                # and dictionary-encoded ones as plain too.
                 store_schema=False,
             )
-        self._writer.write_table(group, row_group_size=rows)
-        self._times.append(np.asarray(group.column(self._time_field).to_numpy(), np.int64))
-        self._decoded += group.nbytes
         assert self._sink is not None
+        self._writer.write_table(table, row_group_size=table.num_rows)
+        self._times.append(group.times)
+        self._decoded += group.decoded_bytes
         if self._sink.tell() >= self._target_bytes:
             self._close_file()
 
@@ -113,7 +220,7 @@ class ParquetFilesWriter:
         if self._writer is None or self._sink is None:
             return
         self._writer.close()
-        data = self._sink.getvalue()
+        data = self._sink.getvalue().to_pybytes()
         times = np.concatenate(self._times)
         footer = footer_of(data)
         blocks = tuple(
@@ -136,3 +243,11 @@ class ParquetFilesWriter:
         self._sink = None
         self._times = []
         self._decoded = 0
+
+
+def _joined(parts: list[pa.Table], name: str) -> pa.ChunkedArray:
+    chunks = [c for p in parts for c in p.column(name).chunks]
+    if len({c.type for c in chunks}) > 1:
+        # Parquet inputs give dictionary strings, Avro ones plain strings: a group may hold both.
+        chunks = [c.dictionary_decode() if c.type == STRING_DICTIONARY else c for c in chunks]
+    return pa.chunked_array(chunks, parts[0].schema.field(name).type if not chunks else None)

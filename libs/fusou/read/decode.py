@@ -145,15 +145,23 @@ def row_group_rows(
     )
 
 
-def parquet_rows(data: bytes, time_field: str, raw: RawRows | None) -> pa.Table:
-    """A whole Parquet file's rows (``data`` is the file), as ``row_group_rows`` gives them."""
-    return _with_metadata(read_whole(data)[0], time_field, raw)
+def parquet_rows(
+    data: bytes, time_field: str, raw: RawRows | None, *, string_dictionaries: bool = False
+) -> pa.Table:
+    """A whole Parquet file's rows (``data`` is the file), as ``row_group_rows`` gives them;
+    with ``string_dictionaries``, string columns stay dictionary-encoded."""
+    table = read_whole(data, string_dictionaries=string_dictionaries)[0]
+    return _with_metadata(table, time_field, raw, string_dictionaries)
 
 
-def _with_metadata(table: pa.Table, time_field: str, raw: RawRows | None) -> pa.Table:
+def _with_metadata(
+    table: pa.Table, time_field: str, raw: RawRows | None, string_dictionaries: bool = False
+) -> pa.Table:
     if raw is None:
         return table
-    table = batch_from_arrow(table, time_field, field_prefix="raw fragment").table
+    table = batch_from_arrow(
+        table, time_field, field_prefix="raw fragment", string_dictionaries=string_dictionaries
+    ).table
     n = table.num_rows
     first = raw.first_seq + raw.first_row
     table = table.append_column(SEQ_FIELD, pa.array(np.arange(first, first + n, dtype=np.int64)))

@@ -77,6 +77,8 @@ def whole_file_span(f: FileRef) -> Span:
 
 def decode_whole_parquet(f: FileRef, data: bytes, latest: TableSchema) -> pa.Table:
     """A whole Parquet file (its bytes, footer included), as ``decode_file_blocks`` would
-    give its row groups, in one table: one read, without the per-block sparse files."""
+    give its row groups, in one table: one read, without the per-block sparse files. String
+    columns stay dictionary-encoded (for the compactor, which writes them so)."""
     raw = RawRows(f.first_seq, 0, f.ingested_at or 0) if f.first_seq is not None else None
-    return conform_to(parquet_rows(data, latest.time_field, raw), latest)
+    rows = parquet_rows(data, latest.time_field, raw, string_dictionaries=True)
+    return conform_to(rows, latest)

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from fusou.formats.avro_container import INGESTED_AT_FIELD, SEQ_FIELD
 from fusou.records.batch import ARROW_TYPES
+from fusou.records.string_dictionaries import decode_dictionaries, is_string_like
 from fusou.schema.model import FieldType, TableSchema
 
 # The types ingest normalizes to, which are also what the decoder hands back (so conforming
@@ -39,7 +40,7 @@ def conform_to(table: pa.Table, latest: TableSchema) -> pa.Table:
         target = arrow_type(f.type)
         if f.name in names:
             col = table.column(f.name)
-            if col.type != target:
+            if col.type != target and not (target == pa.string() and is_string_like(col.type)):
                 col = pa.nulls(n, target) if pa.types.is_null(col.type) else pc.cast(col, target)
         else:
             col = pa.nulls(n, target)
@@ -93,6 +94,9 @@ def merge(
             else:
                 kept.append(p.take(pa.array(inside)))
             kept_times.append(t[inside])
+    if any(not p.schema.equals(kept[0].schema) for p in kept[1:]):
+        # Strings dictionary-encoded in some parts only (Parquet inputs next to Avro ones).
+        kept = [decode_dictionaries(p) for p in kept]
     table = pa.concat_tables(kept)
     n = table.num_rows
     if not n:
@@ -123,7 +127,7 @@ def merge(
         candidates = np.flatnonzero(mark)
     else:
         candidates = np.arange(n)  # duplicates may lie far apart in time
-    frame = pl.from_arrow(table.take(pa.array(candidates)))
+    frame = pl.from_arrow(decode_dictionaries(table.take(pa.array(candidates))))
     assert isinstance(frame, pl.DataFrame)
     winners = (
         frame.with_row_index("_fusou_row")

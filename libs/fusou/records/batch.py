@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from google.protobuf import struct_pb2
 
 from fusou.errors import FieldViolation, InvalidArgument
+from fusou.records.string_dictionaries import STRING_DICTIONARY
 from fusou.schema.model import FieldType, field_name_problem
 
 ARROW_TYPES: dict[FieldType, pa.DataType] = {
@@ -215,7 +216,15 @@ def batch_from_arrow_ipc(data: bytes, time_field: str) -> Batch:
     return batch_from_arrow(read_arrow_ipc(data), time_field, field_prefix="arrow_ipc")
 
 
-def batch_from_arrow(table: pa.Table, time_field: str, field_prefix: str = "arrow_ipc") -> Batch:
+def batch_from_arrow(
+    table: pa.Table,
+    time_field: str,
+    field_prefix: str = "arrow_ipc",
+    *,
+    string_dictionaries: bool = False,
+) -> Batch:
+    """Columns normalized to FUSOU's types, time field first. With ``string_dictionaries``,
+    dictionary-encoded strings are kept so (as ``STRING_DICTIONARY``) instead of decoded."""
     if table.num_rows == 0:
         raise InvalidArgument(field_prefix, "contains no rows")
     names = table.column_names
@@ -238,7 +247,9 @@ def batch_from_arrow(table: pa.Table, time_field: str, field_prefix: str = "arro
         chunked = table.column(name)
         # combine_chunks copies even a single chunk: skip it there (a Parquet row group, say).
         column = chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
-        arr, ftype = _normalize_arrow(f"{field_prefix}.{name}", column, name == time_field)
+        arr, ftype = _normalize_arrow(
+            f"{field_prefix}.{name}", column, name == time_field, string_dictionaries
+        )
         arrays[name] = arr
         types[name] = ftype
     return Batch(pa.table(arrays), types)
@@ -250,8 +261,12 @@ def _timestamp_to_ms(arr: pa.Array) -> pa.Array:
     return pc.cast(as_ms, pa.int64())
 
 
-def _normalize_arrow(label: str, arr: pa.Array, is_time: bool) -> tuple[pa.Array, FieldType]:
+def _normalize_arrow(
+    label: str, arr: pa.Array, is_time: bool, string_dictionaries: bool = False
+) -> tuple[pa.Array, FieldType]:
     t = arr.type
+    if string_dictionaries and t == STRING_DICTIONARY and not is_time:
+        return arr, FieldType.STRING
     if pa.types.is_dictionary(t):
         arr = arr.dictionary_decode()
         t = arr.type

@@ -1,0 +1,152 @@
+"""The compacted-file writer on its own: row groups, files, string forms and statistics."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from fusou.compact import output
+from fusou.compact.output import OutputFile, ParquetFilesWriter
+from fusou.formats.parquet_file import read_row_group
+from fusou.records.string_dictionaries import STRING_DICTIONARY, plain_nbytes
+
+SCHEMA = pa.schema(
+    [("t", pa.int64()), ("name", pa.string()), ("note", pa.string()), ("n", pa.int64())]
+)
+
+
+def rows(start: int, count: int, *, names: int = 5) -> pa.Table:
+    """Rows with times start..start+count-1; ``name`` from a few values, ``note`` unique."""
+    t = np.arange(start, start + count, dtype=np.int64)
+    return pa.table(
+        {
+            "t": t,
+            "name": pa.array([f"name-{i % names}" for i in t]),
+            "note": pa.array([None if i % 7 == 0 else f"note-{i}" for i in t]),
+            "n": t * 3,
+        },
+        schema=SCHEMA,
+    )
+
+
+def as_dictionaries(table: pa.Table) -> pa.Table:
+    """What the compactor's Parquet inputs give: strings dictionary-encoded."""
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return pq.read_table(pa.BufferReader(sink.getvalue()), read_dictionary=["name", "note"])
+
+
+def read_back(files: list[OutputFile]) -> pa.Table:
+    return pa.concat_tables(pq.read_table(pa.BufferReader(f.data)) for f in files)
+
+
+def write(
+    parts: list[pa.Table],
+    *,
+    group_rows: int = 1000,
+    target_bytes: int = 1 << 30,
+    encoder: ThreadPoolExecutor | None = None,
+) -> list[OutputFile]:
+    writer = ParquetFilesWriter(SCHEMA, "t", target_bytes, group_rows, encoder)
+    for p in parts:
+        writer.add(p)
+    files = writer.finish()
+    assert writer.rows == sum(p.num_rows for p in parts)
+    return files
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_plain_and_dictionary_inputs_mixed_in_row_groups_read_back_as_written(
+    threaded: bool,
+) -> None:
+    # Parts of 700 rows in groups of 1000: most groups hold a plain part and a dictionary one.
+    parts = [rows(i * 700, 700) for i in range(6)]
+    given = [as_dictionaries(p) if i % 2 else p for i, p in enumerate(parts)]
+    assert given[1].schema.field("name").type == STRING_DICTIONARY
+    with ThreadPoolExecutor(1) as encoder:
+        files = write(given, encoder=encoder if threaded else None)
+    assert len(files) == 1
+    back = read_back(files)
+    assert back.schema.field("name").type == pa.string()
+    assert back.equals(pa.concat_tables(parts))
+    (f,) = files
+    assert [b.row_count for b in f.blocks] == [1000, 1000, 1000, 1000, 200]
+    assert (f.min_time, f.max_time, f.rows) == (0, 4199, 4200)
+
+
+def test_row_groups_read_alone_with_the_footer() -> None:
+    parts = [as_dictionaries(rows(i * 500, 500)) for i in range(5)]
+    (f,) = write(parts, group_rows=800)
+    expected = pa.concat_tables(rows(i * 500, 500) for i in range(5))
+    for i, b in enumerate(f.blocks):
+        assert b.first_row is not None
+        chunk = f.data[b.byte_offset : b.byte_offset + b.byte_length]
+        got = read_row_group(f.footer, len(f.data), i, b.byte_offset, chunk)
+        assert got.equals(expected.slice(b.first_row, b.row_count))
+        assert (b.min_time, b.max_time) == (b.first_row, b.first_row + b.row_count - 1)
+
+
+def test_statistics_of_dictionary_strings_cover_only_the_rows_of_their_group() -> None:
+    # Every part's dictionary holds names-0..9, but each group uses two names only.
+    parts = []
+    for g in range(4):
+        t = np.arange(g * 100, g * 100 + 100, dtype=np.int64)
+        names = pa.array([f"name-{2 * g + (i % 2)}" for i in range(100)])
+        full = pa.array([f"name-{i}" for i in range(10)])
+        indices = pa.compute.index_in(names, full)
+        dictionary = pa.DictionaryArray.from_arrays(indices, full)
+        parts.append(
+            pa.table(
+                {"t": t, "name": dictionary, "note": pa.nulls(100, pa.string()), "n": t},
+            )
+        )
+    (f,) = write(parts, group_rows=100)
+    meta = pq.ParquetFile(pa.BufferReader(f.data)).metadata
+    for g in range(4):
+        stats = meta.row_group(g).column(1).statistics
+        assert (stats.min, stats.max) == (f"name-{2 * g}", f"name-{2 * g + 1}")
+        assert meta.row_group(g).column(2).statistics.null_count == 100
+
+
+def test_a_dictionary_over_the_limit_starts_a_file_of_plain_strings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Small dictionaries first, then a part whose unique notes outgrow the limit.
+    monkeypatch.setattr(output, "DICTIONARY_LIMIT_BYTES", 20_000)
+    parts = [as_dictionaries(rows(0, 1000)), as_dictionaries(rows(1000, 3000))]
+    files = write(parts, group_rows=100)
+    assert len(files) == 2
+    assert read_back(files).equals(pa.concat_tables([rows(0, 1000), rows(1000, 3000)]))
+    # The roll came where the second part's dictionary of 3,000 notes arrived.
+    assert (files[0].rows, files[0].max_time, files[1].min_time) == (1000, 999, 1000)
+
+
+def test_files_are_cut_at_the_target_size() -> None:
+    parts = [as_dictionaries(rows(i * 1000, 1000, names=50)) for i in range(20)]
+    files = write(parts, group_rows=1000, target_bytes=15_000)
+    assert len(files) > 2
+    assert all(len(f.data) >= 15_000 for f in files[:-1])
+    assert read_back(files).equals(
+        pa.concat_tables(rows(i * 1000, 1000, names=50) for i in range(20))
+    )
+    assert [f.min_time for f in files[1:]] == [f.max_time + 1 for f in files[:-1]]
+
+
+def test_decoded_bytes_count_dictionary_strings_about_as_plain_ones() -> None:
+    plain = rows(0, 5000)
+    estimate = plain_nbytes(as_dictionaries(plain))
+    assert 0.8 * plain.nbytes <= estimate <= 1.2 * plain.nbytes
+    (f,) = write([as_dictionaries(plain)])
+    assert 0.8 * plain.nbytes <= f.decoded_bytes <= 1.2 * plain.nbytes
+
+
+def test_an_encoding_failure_reaches_the_caller() -> None:
+    bad = rows(0, 10).set_column(3, "n", pa.array(["x"] * 10))
+    # A string where the schema says long: the encoder thread's error, raised by finish().
+    with ThreadPoolExecutor(1) as encoder, pytest.raises(OSError, match="DELTA_BINARY_PACKED"):
+        write([bad], group_rows=5, encoder=encoder)
