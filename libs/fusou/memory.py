@@ -6,13 +6,21 @@ Arrow message, a received request) is faulted in page by page once more. Measure
 reader: encoding a 7.5 MB answer took 5-7 ms of CPU that way, 1.3-1.6 ms with freed memory
 kept in the heap for the next buffer. The cost is a resident size that stays at its high-water
 mark, up to the trim threshold above what is in use.
+
+Arrow's default allocator (mimalloc) hands freed pages back to the system within milliseconds,
+so Arrow buffers are routed through glibc too, unless ARROW_DEFAULT_MEMORY_POOL says otherwise.
+Measured on a compaction of 1M rows in a service process: 0.56-0.58 s and 0.90-0.94 s of CPU
+with mimalloc, 0.44-0.47 s and 0.74-0.76 s through glibc.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import sys
+
+import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +31,8 @@ TRIM_THRESHOLD = 256 * 1024 * 1024  # free memory kept at the top of the heap
 
 
 def keep_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds for this process; False where there is no glibc
-    (other C libraries and systems keep their own policy)."""
+    """Raise glibc's mmap and trim thresholds for this process and have Arrow allocate through
+    glibc; False where there is no glibc (other C libraries and systems keep their own policy)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -37,4 +45,6 @@ def keep_freed_memory() -> bool:
     applied = bool(libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1) and applied
     if not applied:
         log.warning("glibc refused the malloc thresholds; large buffers are mapped afresh")
+    elif "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+        pa.set_memory_pool(pa.system_memory_pool())
     return applied

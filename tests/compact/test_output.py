@@ -91,26 +91,21 @@ def test_row_groups_read_alone_with_the_footer() -> None:
         assert (b.min_time, b.max_time) == (b.first_row, b.first_row + b.row_count - 1)
 
 
-def test_statistics_of_dictionary_strings_cover_only_the_rows_of_their_group() -> None:
-    # Every part's dictionary holds names-0..9, but each group uses two names only.
-    parts = []
-    for g in range(4):
-        t = np.arange(g * 100, g * 100 + 100, dtype=np.int64)
-        names = pa.array([f"name-{2 * g + (i % 2)}" for i in range(100)])
-        full = pa.array([f"name-{i}" for i in range(10)])
-        indices = pa.compute.index_in(names, full)
-        dictionary = pa.DictionaryArray.from_arrays(indices, full)
-        parts.append(
-            pa.table(
-                {"t": t, "name": dictionary, "note": pa.nulls(100, pa.string()), "n": t},
-            )
-        )
-    (f,) = write(parts, group_rows=100)
+def test_row_groups_have_statistics_for_time_and_numbers_and_none_for_strings() -> None:
+    parts = [as_dictionaries(rows(i * 250, 250)) for i in range(4)]
+    (f,) = write(parts, group_rows=300)
     meta = pq.ParquetFile(pa.BufferReader(f.data)).metadata
-    for g in range(4):
-        stats = meta.row_group(g).column(1).statistics
-        assert (stats.min, stats.max) == (f"name-{2 * g}", f"name-{2 * g + 1}")
-        assert meta.row_group(g).column(2).statistics.null_count == 100
+    names = meta.schema.names
+    for g, block in enumerate(f.blocks):
+        group = meta.row_group(g)
+        time_stats = group.column(names.index("t")).statistics
+        assert (time_stats.min, time_stats.max) == (block.min_time, block.max_time)
+        n_stats = group.column(names.index("n")).statistics
+        assert (n_stats.min, n_stats.max) == (3 * block.min_time, 3 * block.max_time)
+        assert n_stats.null_count == 0
+        # Strings in time order span nearly all their values in every group: not worth it.
+        assert not group.column(names.index("name")).is_stats_set
+        assert not group.column(names.index("note")).is_stats_set
 
 
 def test_a_dictionary_over_the_limit_starts_a_file_of_plain_strings(
