@@ -8,7 +8,12 @@ import pyarrow as pa
 import pytest
 
 from fusou.errors import InvalidArgument
-from fusou.records.batch import batch_from_arrow, batch_from_arrow_ipc, batch_from_structs
+from fusou.records.batch import (
+    batch_from_arrow,
+    batch_from_arrow_ipc,
+    batch_from_structs,
+    is_normalized,
+)
 from fusou.records.wire_formats import arrow_ipc_bytes, structs
 from fusou.schema.model import FieldType as F
 
@@ -100,3 +105,41 @@ def test_corrupt_ipc_is_rejected() -> None:
         with pytest.raises(InvalidArgument) as err:
             batch_from_arrow_ipc(bad, "timestamp")
         assert err.value.violations[0].field == "arrow_ipc"
+
+
+NORMAL = pa.table(
+    {
+        "t": pa.array([1, 2], pa.int64()),
+        "f": pa.array([1.5, None]),
+        "b": pa.array([True, False]),
+        "s": pa.array(["x", None]),
+        "raw": pa.array([b"\x00", b""]),
+        "nothing": pa.nulls(2),
+    }
+)
+
+
+def test_a_normalized_table_is_recognized_and_normalizing_keeps_it() -> None:
+    assert is_normalized(NORMAL, "t")
+    assert batch_from_arrow(NORMAL, "t").table.equals(NORMAL)
+    coded = NORMAL.set_column(3, "s", NORMAL.column("s").dictionary_encode())
+    assert not is_normalized(coded, "t")
+    assert is_normalized(coded, "t", string_dictionaries=True)
+    assert batch_from_arrow(coded, "t", string_dictionaries=True).table.equals(coded)
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        NORMAL.set_column(0, "t", pa.array([1, 2], pa.int32())),
+        NORMAL.set_column(0, "t", pa.array([1, None], pa.int64())),
+        NORMAL.set_column(1, "f", pa.array([1.5, None], pa.float32())),
+        NORMAL.set_column(3, "s", pa.array(["x", None], pa.large_string())),
+        NORMAL.append_column("when", pa.array([1, 2], pa.timestamp("ms"))),
+        NORMAL.append_column("nested", pa.array([{"a": 1}, {"a": 2}])),
+        NORMAL.drop_columns(["t"]),
+    ],
+    ids=["int32 time", "null time", "float32", "large string", "timestamp", "struct", "no time"],
+)
+def test_tables_that_normalizing_would_change_are_not_normalized(table: pa.Table) -> None:
+    assert not is_normalized(table, "t", string_dictionaries=True)

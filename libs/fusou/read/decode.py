@@ -26,7 +26,7 @@ from fusou.formats.avro_container import (
 )
 from fusou.formats.avro_decoder import Layout, decode_datums, layout_of
 from fusou.formats.parquet_file import read_row_group, read_whole
-from fusou.records.batch import batch_from_arrow
+from fusou.records.batch import batch_from_arrow, is_normalized
 from fusou.schema.model import TableSchema
 
 
@@ -159,9 +159,11 @@ def _with_metadata(
 ) -> pa.Table:
     if raw is None:
         return table
-    table = batch_from_arrow(
-        table, time_field, field_prefix="raw fragment", string_dictionaries=string_dictionaries
-    ).table
+    # Raw fragments were checked whole at upload; most need no normalizing either.
+    if not is_normalized(table, time_field, string_dictionaries=string_dictionaries):
+        table = batch_from_arrow(
+            table, time_field, field_prefix="raw fragment", string_dictionaries=string_dictionaries
+        ).table
     n = table.num_rows
     first = raw.first_seq + raw.first_row
     table = table.append_column(SEQ_FIELD, pa.array(np.arange(first, first + n, dtype=np.int64)))

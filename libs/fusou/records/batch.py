@@ -29,6 +29,9 @@ ARROW_TYPES: dict[FieldType, pa.DataType] = {
     FieldType.JSON: pa.string(),
 }
 
+# Arrow types that ``_normalize_arrow`` returns unchanged.
+_KEPT_TYPES = frozenset({pa.null(), pa.bool_(), pa.int64(), pa.float64(), pa.string(), pa.binary()})
+
 # Doubles in [-2**63, 2**63) convert to int64 exactly; JSON numbers arrive as doubles.
 _INT64_LIMIT = 2.0**63
 
@@ -253,6 +256,19 @@ def batch_from_arrow(
         arrays[name] = arr
         types[name] = ftype
     return Batch(pa.table(arrays), types)
+
+
+def is_normalized(table: pa.Table, time_field: str, *, string_dictionaries: bool = False) -> bool:
+    """Whether ``batch_from_arrow`` would keep every column of ``table`` as it is, names aside:
+    a caller whose names were checked before (a stored raw fragment) may then skip it."""
+    kept = _KEPT_TYPES | ({STRING_DICTIONARY} if string_dictionaries else set())
+    if any(f.type not in kept for f in table.schema):
+        return False
+    try:
+        time = table.column(time_field)
+    except KeyError:
+        return False
+    return bool(time.type == pa.int64() and time.null_count == 0)
 
 
 def _timestamp_to_ms(arr: pa.Array) -> pa.Array:
