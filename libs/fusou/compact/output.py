@@ -28,9 +28,8 @@ from fusou.catalog.files import BlockEntry
 from fusou.formats.parquet_file import footer_of, metadata_of, row_group_spans
 from fusou.records.string_dictionaries import (
     STRING_DICTIONARY,
-    plain_nbytes,
     plain_strings,
-    string_dictionary,
+    shared_dictionary,
 )
 
 CODEC = "zstd"
@@ -45,7 +44,7 @@ ENCODE_AHEAD = 2
 
 @dataclass(frozen=True)
 class OutputFile:
-    data: memoryview  # over the writer's Arrow buffer: the file is not copied again
+    data: memoryview  # over the writer's Arrow buffer, read-only: not copied again here
     rows: int
     min_time: int
     max_time: int
@@ -75,11 +74,11 @@ class _Group:
 
 
 def _statistics_columns(schema: pa.Schema) -> list[str]:
-    # Min/max of strings in time-ordered files almost never prune a row group (a group of a few
-    # thousand rows spans most of any unsorted column's values), and cost a fifth of encoding
-    # battle rows; the time, seqs and numbers keep theirs.
-    strings = set(_dictionary_columns(schema))
-    return [f.name for f in schema if f.name not in strings]
+    # Min/max of strings and bytes in time-ordered files almost never prune a row group (a group
+    # of a few thousand rows spans most of any unsorted column's values), and cost a fifth of
+    # encoding battle rows; the time, seqs, numbers and booleans keep theirs.
+    skipped = set(_dictionary_columns(schema))
+    return [f.name for f in schema if f.name not in skipped]
 
 
 class ParquetFilesWriter:
@@ -104,7 +103,8 @@ class ParquetFilesWriter:
         self._target_bytes = target_bytes
         self._group_rows = row_group_rows
         self._encoder = encoder
-        self._strings = frozenset(_dictionary_columns(schema))
+        # Strings, not bytes: only they may arrive dictionary-encoded.
+        self._strings = frozenset(f.name for f in schema if f.type == pa.string())
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         # The string columns that groups carry as shared dictionaries, until one is too large.
@@ -151,41 +151,48 @@ class ParquetFilesWriter:
         self._pending_rows -= sum(t.num_rows for t in taken)
         return taken
 
-    def _joined(self, parts: list[pa.Table], dictionaries: frozenset[str]) -> pa.Table | None:
+    def _joined(
+        self, parts: list[pa.Table], dictionaries: frozenset[str]
+    ) -> tuple[pa.Table, int, frozenset[str]]:
         """The parts as one table, the string columns in ``dictionaries`` sharing one dictionary
-        each and the others plain; None when a shared dictionary would be over the limit."""
+        each and the other strings plain; its size as plain columns; and the columns whose
+        dictionary is over the limit."""
         columns: list[pa.ChunkedArray] = []
+        plain_bytes = 0
+        too_large: set[str] = set()
         for name in self._schema.names:
             column = _joined(parts, name)
             if name in dictionaries:
-                column = string_dictionary(column)
+                shared = shared_dictionary(column)
+                column = shared.column
+                plain_bytes += shared.plain_bytes
                 if column.chunk(0).dictionary.nbytes > DICTIONARY_LIMIT_BYTES:
-                    return None
-            elif name in self._strings:
+                    too_large.add(name)
+                columns.append(column)
+                continue
+            if name in self._strings:
                 column = plain_strings(column)
+            plain_bytes += column.nbytes
             columns.append(column)
-        return pa.Table.from_arrays(columns, names=self._schema.names)
+        table = pa.Table.from_arrays(columns, names=self._schema.names)
+        return table, plain_bytes, frozenset(too_large)
 
     def _next_group(self, rows: int) -> _Group:
         parts = self._take(rows)
-        table = None
-        if self._dictionaries is not None:
-            table = self._joined(parts, self._dictionaries)
-        if table is None:
-            # Dictionaries for the strings that arrive as dictionaries (from Parquet inputs),
-            # unless one is too large: the encoding side starts a file of the new schema.
+        if self._dictionaries is None:
+            # Dictionaries for the strings that arrive as dictionaries (from Parquet inputs).
             self._dictionaries = frozenset(
                 name
                 for name in self._strings
                 if all(p.column(name).type == STRING_DICTIONARY for p in parts)
             )
-            table = self._joined(parts, self._dictionaries)
-            if table is None:
-                self._dictionaries = frozenset()
-                table = self._joined(parts, self._dictionaries)
-            assert table is not None
+        table, plain_bytes, too_large = self._joined(parts, self._dictionaries)
+        if too_large:
+            # Those columns go plain from here on; the schema changes, so a new file starts.
+            self._dictionaries -= too_large
+            table, plain_bytes, _ = self._joined(parts, self._dictionaries)
         times = np.asarray(table.column(self._time_field).to_numpy(), np.int64)
-        return _Group(table, times, plain_nbytes(table))
+        return _Group(table, times, plain_bytes)
 
     def _submit(self, group: _Group) -> None:
         if self._encoder is None:
@@ -210,7 +217,7 @@ class ParquetFilesWriter:
                 table.schema,
                 compression=CODEC,
                 compression_level=ZSTD_LEVEL,
-                use_dictionary=sorted(self._strings),
+                use_dictionary=_dictionary_columns(self._schema),
                 column_encoding=_delta_columns(self._schema),
                 write_statistics=_statistics_columns(self._schema),
                 # Without the Arrow schema, strings read back as plain (not large) strings,
@@ -228,7 +235,7 @@ class ParquetFilesWriter:
         if self._writer is None or self._sink is None:
             return
         self._writer.close()
-        data = memoryview(self._sink.getvalue()).cast("B")
+        data = memoryview(self._sink.getvalue()).cast("B").toreadonly()
         times = np.concatenate(self._times)
         footer = footer_of(data)
         blocks = tuple(
