@@ -152,6 +152,20 @@ VARIABLES: tuple[Variable, ...] = (
         "On SIGTERM, how long in-flight calls may take to finish.",
     ),
     Variable(
+        "FUSOU_READINESS_INTERVAL_S",
+        "readiness_interval_s",
+        5.0,
+        _float_min(0.1),
+        "How often the `readiness` health status checks PostgreSQL and the object store.",
+    ),
+    Variable(
+        "FUSOU_READINESS_TIMEOUT_S",
+        "readiness_timeout_s",
+        3.0,
+        _float_min(0.1),
+        "How long a readiness check may take before the dependency counts as unreachable.",
+    ),
+    Variable(
         "FUSOU_DB_POOL_SIZE",
         "db_pool_size",
         10,
@@ -341,6 +355,8 @@ class Settings:
     grpc_port: int = 50051
     grpc_max_message_bytes: int = 64 * MiB
     shutdown_grace_s: float = 15.0
+    readiness_interval_s: float = 5.0
+    readiness_timeout_s: float = 3.0
     db_pool_size: int = 10
     ingest_max_rows: int = 100_000
     ingest_max_bytes: int = 32 * MiB

@@ -170,6 +170,9 @@ class FlakyStore(ObjectStore):
     async def head(self, key: str) -> ObjectInfo:
         return await self.inner.head(key)
 
+    async def check(self) -> None:
+        await self.inner.check()
+
     async def delete(self, key: str) -> None:
         self._flake("delete")
         await self.inner.delete(key)

@@ -603,3 +603,28 @@ async def test_s3_missing_bucket_is_not_object_not_found(s3_server: S3Server) ->
 async def test_s3_rejects_parts_smaller_than_s3_allows() -> None:
     with pytest.raises(ValueError):
         S3ObjectStore("bucket", part_size=MiB)
+
+
+async def test_check_passes_on_a_usable_store(store: ObjectStore) -> None:
+    await store.check()
+    await store.put("a/b", b"x")
+    await store.check()
+
+
+async def test_check_fails_where_objects_cannot_be_stored(backend: Backend) -> None:
+    if backend.is_s3:
+        missing = S3ObjectStore(
+            "no-such-bucket-for-fusou",
+            endpoint_url=backend.s3.endpoint_url,
+            region=backend.s3.region,
+        )
+        try:
+            with pytest.raises(ObjectStoreError):
+                await missing.check()
+        finally:
+            await missing.close()
+    else:
+        backend.root.parent.mkdir(parents=True, exist_ok=True)
+        backend.root.write_bytes(b"a file where the root should be")
+        with pytest.raises(ObjectStoreError, match="not a directory"):
+            await backend.store().check()

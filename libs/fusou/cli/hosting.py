@@ -13,6 +13,7 @@ from fusou.config import Settings
 from fusou.memory import keep_freed_memory
 from fusou.runtime import Runtime, open_runtime
 from fusou.server.app import FusouServer
+from fusou.server.readiness import dependency_check
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ async def serve(
     runtime = await open_runtime(settings)
     try:
         hosted = [SERVICES[n](runtime) for n in names]
-        server = FusouServer(settings, hosted)
+        server = FusouServer(settings, hosted, readiness=dependency_check(runtime))
         port = await server.start()
         server.install_signal_handlers()
         if on_started is not None:

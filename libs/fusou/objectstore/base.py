@@ -169,6 +169,10 @@ class ObjectStore(abc.ABC):
         """Every object whose key starts with ``prefix`` (a string prefix), sorted by key."""
 
     @abc.abstractmethod
+    async def check(self) -> None:
+        """Raise ObjectStoreError unless the store answers and its bucket or root exists."""
+
+    @abc.abstractmethod
     async def close(self) -> None:
         """Release connections; idempotent. The store cannot be used afterwards."""
 

@@ -206,6 +206,21 @@ class LocalObjectStore(ObjectStore):
         except OSError as exc:
             raise ObjectStoreError(f"cannot read {key!r}: {exc}") from exc
 
+    async def check(self) -> None:
+        self._ensure_open()
+        await asyncio.to_thread(self._check_root)
+
+    def _check_root(self) -> None:
+        # The root is made with the first object: until then its nearest existing ancestor
+        # must let it be made.
+        directory = self._root
+        while not directory.exists() and directory != directory.parent:
+            directory = directory.parent
+        if not directory.is_dir():
+            raise ObjectStoreError(f"the store's root {self._root}: {directory} is not a directory")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise ObjectStoreError(f"the store's root {self._root}: {directory} is not writable")
+
     async def head(self, key: str) -> ObjectInfo:
         self._ensure_open()
         path = self._path(key)

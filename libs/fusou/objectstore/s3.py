@@ -343,6 +343,11 @@ class S3ObjectStore(ObjectStore):
             data = data[offset : offset + length]
         return data
 
+    async def check(self) -> None:
+        client = await self._get_client()
+        with _translated(None):
+            await client.head_bucket(Bucket=self._bucket)
+
     async def head(self, key: str) -> ObjectInfo:
         s3_key = self._s3_key(key)
         client = await self._get_client()

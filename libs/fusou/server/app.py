@@ -1,10 +1,11 @@
-"""Hosting any set of servicers on one grpc.aio server, with health, reflection and graceful
-shutdown (SIGTERM: health goes NOT_SERVING, new calls are refused, in-flight calls get the
-grace period to finish)."""
+"""Hosting any set of servicers on one grpc.aio server, with health, readiness, reflection and
+graceful shutdown (SIGTERM: health goes NOT_SERVING, new calls are refused, in-flight calls get
+the grace period to finish)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -18,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from fusou.config import ConfigError, Settings
 from fusou.server.interceptor import ErrorMappingInterceptor
+from fusou.server.readiness import READINESS, Check, watch
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,11 @@ class HostedService:
 class FusouServer:
     settings: Settings
     services: Sequence[HostedService]
+    # What the process depends on (fusou.server.readiness); None: always ready.
+    readiness: Check | None = None
     health: HealthServicer = field(default_factory=HealthServicer)
     port: int = 0
+    _watcher: asyncio.Task[None] | None = None
     _server: aio.Server | None = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: asyncio.Future[None] | None = None
@@ -86,12 +91,33 @@ class FusouServer:
             )
         await server.start()
         self._server = server
-        for name in ["", *names]:
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        if self.readiness is None:
+            await self._set_ready(True)
+        else:
+            # The first check before the port is announced, then one every interval.
+            await self._set_ready(not await self.readiness())
+            self._watcher = asyncio.create_task(
+                watch(
+                    self.readiness,
+                    self._set_ready,
+                    self.settings.readiness_interval_s,
+                    names,
+                )
+            )
         log.info(
             "listening on %s:%d serving %s", self.settings.grpc_host, self.port, ", ".join(names)
         )
         return self.port
+
+    async def _set_ready(self, ready: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if ready
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in [READINESS, *(s.full_name for s in self.services)]:
+            await self.health.set(name, status)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop once; a second SIGTERM during the grace period waits for the first stop."""
@@ -106,6 +132,10 @@ class FusouServer:
         assert self._server is not None
         grace = self.settings.shutdown_grace_s if grace is None else grace
         log.info("shutting down: health NOT_SERVING, %.1fs grace for in-flight calls", grace)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         await self.health.enter_graceful_shutdown()
         await self._server.stop(grace)
         for service in self.services:

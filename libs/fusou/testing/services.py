@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from fusou.config import Settings
 from fusou.runtime import Runtime, open_runtime
 from fusou.server.app import FusouServer
+from fusou.server.readiness import dependency_check
 
 
 @dataclass
@@ -29,7 +30,9 @@ async def running_services(
 
     settings = settings.replace(grpc_host="127.0.0.1", grpc_port=0)
     runtime = await open_runtime(settings)
-    server = FusouServer(settings, [SERVICES[n](runtime) for n in names])
+    server = FusouServer(
+        settings, [SERVICES[n](runtime) for n in names], readiness=dependency_check(runtime)
+    )
     try:
         await server.start()
         yield ServicesUnderTest(runtime, server)
