@@ -143,6 +143,7 @@ async def server_process(
             FUSOU_DATABASE_URL=database_url,
             FUSOU_OBJECT_STORE_URL=f"file://{store_dir}",
             FUSOU_GRPC_PORT="0",
+            FUSOU_METRICS_PORT="0",
             FUSOU_GRPC_HOST="127.0.0.1",
             FUSOU_LOG_LEVEL="warning",
         )

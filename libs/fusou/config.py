@@ -152,6 +152,20 @@ VARIABLES: tuple[Variable, ...] = (
         "On SIGTERM, how long in-flight calls may take to finish.",
     ),
     Variable(
+        "FUSOU_METRICS_PORT",
+        "metrics_port",
+        9464,
+        _int_range(0, 65535),
+        "Port of the Prometheus endpoint (/metrics, HTTP) on FUSOU_GRPC_HOST (0 picks a free port).",
+    ),
+    Variable(
+        "FUSOU_METRICS_INTERVAL_S",
+        "metrics_interval_s",
+        15.0,
+        _float_min(0.1),
+        "How often the buffer's depth and oldest row age are read for the metrics.",
+    ),
+    Variable(
         "FUSOU_READINESS_INTERVAL_S",
         "readiness_interval_s",
         5.0,
@@ -355,6 +369,8 @@ class Settings:
     grpc_port: int = 50051
     grpc_max_message_bytes: int = 64 * MiB
     shutdown_grace_s: float = 15.0
+    metrics_port: int = 9464
+    metrics_interval_s: float = 15.0
     readiness_interval_s: float = 5.0
     readiness_timeout_s: float = 3.0
     db_pool_size: int = 10

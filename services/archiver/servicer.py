@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from grpc import aio
 
 from fusou.archive.archiver import ArchiveOptions, Archiver
 from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.server import metrics
 
 Context = aio.ServicerContext[Any, Any]
 
@@ -19,6 +21,7 @@ class ArchiverServicer(archiver_pb2_grpc.ArchiverServiceServicer):
     async def Archive(
         self, request: archiver_pb2.ArchiveRequest, context: Context
     ) -> archiver_pb2.ArchiveResponse:
+        started = time.monotonic()
         report = await self._archiver.archive(
             ArchiveOptions(
                 dataset_id=request.dataset_id,
@@ -28,6 +31,9 @@ class ArchiverServicer(archiver_pb2_grpc.ArchiverServiceServicer):
                 max_tables=request.max_tables,
             )
         )
+        metrics.ARCHIVE_SECONDS.observe(time.monotonic() - started)
+        metrics.ARCHIVED_ROWS.inc(sum(t.rows for t in report.tables))
+        metrics.ARCHIVED_BYTES.inc(sum(t.bytes for t in report.tables))
         tables = [
             archiver_pb2.TableArchiveResult(
                 dataset_id=t.dataset_id,

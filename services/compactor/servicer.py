@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from grpc import aio
 
 from fusou.compact.compactor import CompactOptions, Compactor, Status
 from fusou.compactor.v1 import compactor_pb2, compactor_pb2_grpc
+from fusou.server import metrics
 
 Context = aio.ServicerContext[Any, Any]
 
@@ -27,9 +29,13 @@ class CompactorServicer(compactor_pb2_grpc.CompactorServiceServicer):
     async def Compact(
         self, request: compactor_pb2.CompactRequest, context: Context
     ) -> compactor_pb2.CompactResponse:
+        started = time.monotonic()
         outcomes = await self._compactor.compact(
             CompactOptions(dataset_id=request.dataset_id, table=request.table)
         )
+        metrics.COMPACTION_SECONDS.observe(time.monotonic() - started)
+        metrics.COMPACTED_ROWS.inc(sum(t.output_rows for d in outcomes for t in d.tables))
+        metrics.COMPACTED_BYTES.inc(sum(t.output_bytes for d in outcomes for t in d.tables))
         return compactor_pb2.CompactResponse(
             datasets=[
                 compactor_pb2.DatasetCompactResult(

@@ -15,6 +15,7 @@ from fusou.ingestion.service import Ingestor
 from fusou.ingestion.wire import RawIngestRequest
 from fusou.names import check_name
 from fusou.schema.model import TableSchema
+from fusou.server import metrics
 from fusou.timestamps import timestamp_of_ms
 from fusou.upload.uploader import Fragment, Manifest, RawUploader
 
@@ -31,6 +32,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self, request: RawIngestRequest, context: Context
     ) -> ingest_pb2.IngestResponse:
         result = await self._ingestor.ingest(request)
+        if not result.replayed:
+            metrics.INGESTED_ROWS.inc(result.rows_written)
         return ingest_pb2.IngestResponse(
             rows_written=result.rows_written,
             schema_version=result.schema_version,
@@ -60,6 +63,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 yield message.chunk
 
         result = await self._uploader.upload(manifest, chunks())
+        if not result.replayed:
+            metrics.UPLOADED_ROWS.inc(sum(f.rows for f in result.fragments))
         return ingest_pb2.UploadRawResponse(
             object_key=result.object_key,
             bytes_stored=result.bytes_stored,

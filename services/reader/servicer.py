@@ -17,6 +17,7 @@ from fusou.errors import FieldViolation, InvalidArgument
 from fusou.read.output import arrow_ipc_message, mark_json_fields, to_structs
 from fusou.read.reader import SMALL_RESULT_ROWS, Reader, ReadRequest, ReadStats
 from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
+from fusou.server import metrics
 
 Context = aio.ServicerContext[Any, Any]
 
@@ -96,6 +97,9 @@ class ReaderServicer(reader_pb2_grpc.ReaderServiceServicer):
         # The client's deadline bounds the work: past it, everything in flight is cancelled.
         async with asyncio.timeout(remaining):
             result = await self._reader.read(read)
+        metrics.READER_CACHE_HITS.inc(result.stats.cache_hits)
+        metrics.READER_CACHE_MISSES.inc(result.stats.blocks_fetched)
+        metrics.READER_GETS.inc(result.stats.get_requests)
         table = result.table
         schema = result.info.latest
         if request.format == reader_pb2.OUTPUT_FORMAT_ARROW_IPC:

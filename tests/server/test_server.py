@@ -180,7 +180,7 @@ class Probe:
 
 @asynccontextmanager
 async def hosting(probe: Probe, **settings: Any) -> AsyncIterator[tuple[FusouServer, aio.Channel]]:
-    config = Settings(grpc_host="127.0.0.1", grpc_port=0).replace(**settings)
+    config = Settings(grpc_host="127.0.0.1", grpc_port=0, metrics_port=0).replace(**settings)
     server = FusouServer(config, [probe.hosted()])
     await server.start()
     try:
@@ -400,7 +400,7 @@ async def test_concurrent_stops_drain_once_and_close_services_once() -> None:
 
     probe = Probe()
     hosted = dataclasses.replace(probe.hosted(), close=close)
-    server = FusouServer(Settings(grpc_host="127.0.0.1", grpc_port=0), [hosted])
+    server = FusouServer(Settings(grpc_host="127.0.0.1", grpc_port=0, metrics_port=0), [hosted])
     await server.start()
     await asyncio.wait_for(asyncio.gather(server.stop(grace=1), server.stop(grace=1)), BOUND_S)
     assert closes == 1
@@ -413,13 +413,15 @@ async def test_stop_returns_when_start_never_happened_or_failed() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        server = FusouServer(Settings(grpc_host="127.0.0.1", grpc_port=port), [Probe().hosted()])
+        server = FusouServer(
+            Settings(grpc_host="127.0.0.1", grpc_port=port, metrics_port=0), [Probe().hosted()]
+        )
         with pytest.raises(ConfigError, match="FUSOU_GRPC_PORT"):
             await server.start()
     await asyncio.wait_for(server.stop(grace=0), 5)
     await asyncio.wait_for(server.wait(), 5)
 
-    never_started = FusouServer(Settings(grpc_host="127.0.0.1", grpc_port=0), [])
+    never_started = FusouServer(Settings(grpc_host="127.0.0.1", grpc_port=0, metrics_port=0), [])
     await asyncio.wait_for(never_started.stop(), 5)
 
 
@@ -434,6 +436,7 @@ async def test_sigterm_stops_fusou_serve_with_exit_code_0(
         FUSOU_OBJECT_STORE_URL=f"file://{objects}",
         FUSOU_GRPC_HOST="127.0.0.1",
         FUSOU_GRPC_PORT="0",
+        FUSOU_METRICS_PORT="0",
         FUSOU_SHUTDOWN_GRACE_S="5",
     )
     fusou = Path(sys.executable).parent / "fusou"

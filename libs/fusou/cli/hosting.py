@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import sys
@@ -13,6 +14,7 @@ from fusou.config import Settings
 from fusou.memory import keep_freed_memory
 from fusou.runtime import Runtime, open_runtime
 from fusou.server.app import FusouServer
+from fusou.server.metrics import refresh_buffer
 from fusou.server.readiness import dependency_check
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,12 @@ async def serve(
     runtime = await open_runtime(settings)
     try:
         hosted = [SERVICES[n](runtime) for n in names]
-        server = FusouServer(settings, hosted, readiness=dependency_check(runtime))
+        server = FusouServer(
+            settings,
+            hosted,
+            readiness=dependency_check(runtime),
+            gauges=functools.partial(refresh_buffer, runtime.pool),
+        )
         port = await server.start()
         server.install_signal_handlers()
         if on_started is not None:

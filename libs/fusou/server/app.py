@@ -18,7 +18,9 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from fusou.config import ConfigError, Settings
+from fusou.server import metrics
 from fusou.server.interceptor import ErrorMappingInterceptor
+from fusou.server.metrics import MetricsInterceptor
 from fusou.server.readiness import READINESS, Check, watch
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,11 @@ class FusouServer:
     services: Sequence[HostedService]
     # What the process depends on (fusou.server.readiness); None: always ready.
     readiness: Check | None = None
+    # Refreshes gauges read from the database (fusou.server.metrics.refresh_buffer).
+    gauges: Callable[[], Awaitable[None]] | None = None
+    metrics_port: int = 0
+    _metrics_http: metrics.MetricsHttp | None = None
+    _gauges: asyncio.Task[None] | None = None
     health: HealthServicer = field(default_factory=HealthServicer)
     port: int = 0
     _watcher: asyncio.Task[None] | None = None
@@ -56,9 +63,10 @@ class FusouServer:
         limit = self.settings.grpc_max_message_bytes
         server = aio.server(
             interceptors=[
+                MetricsInterceptor(),
                 ErrorMappingInterceptor(
                     {m: t for s in self.services for m, t in s.request_types.items()}
-                )
+                ),
             ],
             options=[
                 ("grpc.max_receive_message_length", limit),
@@ -91,6 +99,12 @@ class FusouServer:
             )
         await server.start()
         self._server = server
+        self._metrics_http = metrics.serve(self.settings.grpc_host, self.settings.metrics_port)
+        self.metrics_port = self._metrics_http.port
+        if self.gauges is not None:
+            self._gauges = asyncio.create_task(
+                metrics.every(self.settings.metrics_interval_s, self.gauges)
+            )
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         if self.readiness is None:
             await self._set_ready(True)
@@ -132,10 +146,11 @@ class FusouServer:
         assert self._server is not None
         grace = self.settings.shutdown_grace_s if grace is None else grace
         log.info("shutting down: health NOT_SERVING, %.1fs grace for in-flight calls", grace)
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        for task in (self._watcher, self._gauges):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.health.enter_graceful_shutdown()
         await self._server.stop(grace)
         for service in self.services:
@@ -144,6 +159,8 @@ class FusouServer:
                     await service.close()
                 except Exception:
                     log.exception("error while closing %s", service.full_name)
+        if self._metrics_http is not None:
+            self._metrics_http.close()
         self._stopped.set()
 
     async def wait(self) -> None:

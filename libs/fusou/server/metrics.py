@@ -1,0 +1,196 @@
+"""Prometheus metrics of a service process, served over HTTP on FUSOU_METRICS_PORT.
+
+One registry per process, shared by every service it hosts. RPC counts, latencies and status
+codes are recorded by the server interceptor; the servicers record what their calls did (rows
+ingested, archived and compacted, reader cache hits and GETs); the buffer's depth and the age
+of its oldest row are refreshed from PostgreSQL every FUSOU_METRICS_INTERVAL_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import grpc
+from grpc import aio
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from fusou.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_RUN_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+RPCS = Counter(
+    "fusou_rpc_requests",
+    "RPCs finished, by method and status code.",
+    ["method", "code"],
+    registry=REGISTRY,
+)
+RPC_SECONDS = Histogram(
+    "fusou_rpc_duration_seconds",
+    "Time from a call's arrival to its status, by method.",
+    ["method"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+INGESTED_ROWS = Counter(
+    "fusou_ingested_rows", "Rows written to the buffer by Ingest.", registry=REGISTRY
+)
+UPLOADED_ROWS = Counter(
+    "fusou_uploaded_rows", "Rows registered by UploadRaw as raw fragments.", registry=REGISTRY
+)
+BUFFER_ROWS = Gauge("fusou_buffer_rows", "Rows in the hot buffer.", registry=REGISTRY)
+BUFFER_OLDEST_AGE = Gauge(
+    "fusou_buffer_oldest_row_age_seconds",
+    "Age of the oldest row in the hot buffer (0 when it is empty).",
+    registry=REGISTRY,
+)
+ARCHIVED_ROWS = Counter("fusou_archived_rows", "Rows moved to cold files.", registry=REGISTRY)
+ARCHIVED_BYTES = Counter(
+    "fusou_archived_bytes", "Bytes of cold files written by Archive.", registry=REGISTRY
+)
+ARCHIVE_SECONDS = Histogram(
+    "fusou_archive_duration_seconds",
+    "Duration of Archive calls.",
+    buckets=_RUN_BUCKETS,
+    registry=REGISTRY,
+)
+COMPACTED_ROWS = Counter(
+    "fusou_compacted_rows", "Rows written to optimized files.", registry=REGISTRY
+)
+COMPACTED_BYTES = Counter(
+    "fusou_compacted_bytes", "Bytes of optimized files written by Compact.", registry=REGISTRY
+)
+COMPACTION_SECONDS = Histogram(
+    "fusou_compaction_duration_seconds",
+    "Duration of Compact calls.",
+    buckets=_RUN_BUCKETS,
+    registry=REGISTRY,
+)
+READER_CACHE_HITS = Counter(
+    "fusou_reader_cache_hits", "Cold blocks served from the block cache.", registry=REGISTRY
+)
+READER_CACHE_MISSES = Counter(
+    "fusou_reader_cache_misses", "Cold blocks fetched from the object store.", registry=REGISTRY
+)
+READER_GETS = Counter(
+    "fusou_reader_get_requests", "Ranged GETs issued by reads.", registry=REGISTRY
+)
+
+
+@dataclass
+class MetricsHttp:
+    server: Any
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_port)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def serve(host: str, port: int) -> MetricsHttp:
+    """Serve the registry over HTTP (``/metrics``, any path in fact) on a daemon thread."""
+    try:
+        server, thread = start_http_server(port, addr=host.strip("[]"), registry=REGISTRY)
+    except OSError as exc:
+        raise ConfigError(f"FUSOU_METRICS_PORT: cannot listen on {host}:{port} ({exc})") from None
+    return MetricsHttp(server, thread)
+
+
+async def every(interval: float, refresh: Callable[[], Awaitable[None]]) -> None:
+    """``refresh()`` now and every ``interval`` seconds (until cancelled); failures are
+    logged, and the gauges keep their last values."""
+    while True:
+        try:
+            await refresh()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.debug("gauges not refreshed: %s", exc)
+        await asyncio.sleep(interval)
+
+
+async def refresh_buffer(pool: asyncpg.Pool) -> None:
+    row = await pool.fetchrow(
+        "SELECT count(*) AS rows, min(ingested_at) AS oldest FROM fusou_buffer"
+    )
+    assert row is not None
+    BUFFER_ROWS.set(row["rows"])
+    oldest = row["oldest"]
+    BUFFER_OLDEST_AGE.set(0.0 if oldest is None else max(0.0, time.time() - oldest / 1000))
+
+
+class MetricsInterceptor(aio.ServerInterceptor):
+    """Counts every call by method and final status code and times it (outermost, so the
+    codes are those the error mapping gave)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler: Any = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        builds: dict[str, Any] = {
+            "unary_unary": grpc.unary_unary_rpc_method_handler,
+            "unary_stream": grpc.unary_stream_rpc_method_handler,
+            "stream_unary": grpc.stream_unary_rpc_method_handler,
+            "stream_stream": grpc.stream_stream_rpc_method_handler,
+        }
+        for kind, build in builds.items():
+            behavior = getattr(handler, kind)
+            if behavior is not None:
+                wrapped = _measured(behavior, method)
+                measured: grpc.RpcMethodHandler[Any, Any] = build(
+                    wrapped, handler.request_deserializer, handler.response_serializer
+                )
+                return measured
+        return None
+
+
+def _track(context: aio.ServicerContext[Any, Any], method: str) -> None:
+    started = time.perf_counter()
+
+    def done(_: Any) -> None:
+        code = context.code()
+        name = (
+            code.name if isinstance(code, grpc.StatusCode) else "OK" if code is None else str(code)
+        )
+        RPCS.labels(method, name).inc()
+        RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
+
+    context.add_done_callback(done)  # type: ignore[arg-type]
+
+
+def _measured(behavior: Any, method: str) -> Any:
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            _track(context, method)
+            async for response in behavior(request, context):
+                yield response
+
+        return stream
+
+    async def call(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        _track(context, method)
+        return await behavior(request, context)
+
+    return call
