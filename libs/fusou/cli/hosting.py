@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import sys
@@ -14,8 +13,6 @@ from fusou.config import Settings
 from fusou.memory import keep_freed_memory
 from fusou.runtime import Runtime, open_runtime
 from fusou.server.app import FusouServer
-from fusou.server.metrics import refresh_buffer
-from fusou.server.readiness import dependency_check
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +38,10 @@ async def serve(
     *,
     on_started: Callable[[int], None] | None = None,
 ) -> None:
-    from services import SERVICES
-
     keep_freed_memory()
     runtime = await open_runtime(settings)
     try:
-        hosted = [SERVICES[n](runtime) for n in names]
-        server = FusouServer(
-            settings,
-            hosted,
-            readiness=dependency_check(runtime),
-            gauges=functools.partial(refresh_buffer, runtime.pool),
-        )
+        server = FusouServer.for_runtime(runtime, names)
         port = await server.start()
         server.install_signal_handlers()
         if on_started is not None:

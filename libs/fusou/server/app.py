@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -18,10 +19,11 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from fusou.config import ConfigError, Settings
+from fusou.runtime import Runtime
 from fusou.server import metrics
 from fusou.server.interceptor import ErrorMappingInterceptor
 from fusou.server.metrics import MetricsInterceptor
-from fusou.server.readiness import READINESS, Check, watch
+from fusou.server.readiness import READINESS, Check, dependency_check, watch
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,18 @@ class FusouServer:
     _server: aio.Server | None = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: asyncio.Future[None] | None = None
+
+    @classmethod
+    def for_runtime(cls, runtime: Runtime, names: Sequence[str]) -> FusouServer:
+        """The services ``names`` over ``runtime``, ready when their dependencies answer."""
+        from services import SERVICES
+
+        return cls(
+            runtime.settings,
+            [SERVICES[n](runtime) for n in names],
+            readiness=dependency_check(runtime),
+            gauges=functools.partial(metrics.refresh_buffer, runtime.pool),
+        )
 
     async def start(self) -> int:
         limit = self.settings.grpc_max_message_bytes
