@@ -151,7 +151,7 @@ class ParquetFilesWriter:
         self._pending_rows -= sum(t.num_rows for t in taken)
         return taken
 
-    def _joined(
+    def _group_table(
         self, parts: list[pa.Table], dictionaries: frozenset[str]
     ) -> tuple[pa.Table, int, frozenset[str]]:
         """The parts as one table, the string columns in ``dictionaries`` sharing one dictionary
@@ -161,7 +161,7 @@ class ParquetFilesWriter:
         plain_bytes = 0
         too_large: set[str] = set()
         for name in self._schema.names:
-            column = _joined(parts, name)
+            column = _column(parts, name)
             if name in dictionaries:
                 shared = shared_dictionary(column)
                 column = shared.column
@@ -186,11 +186,11 @@ class ParquetFilesWriter:
                 for name in self._strings
                 if all(p.column(name).type == STRING_DICTIONARY for p in parts)
             )
-        table, plain_bytes, too_large = self._joined(parts, self._dictionaries)
+        table, plain_bytes, too_large = self._group_table(parts, self._dictionaries)
         if too_large:
             # Those columns go plain from here on; the schema changes, so a new file starts.
             self._dictionaries -= too_large
-            table, plain_bytes, _ = self._joined(parts, self._dictionaries)
+            table, plain_bytes, _ = self._group_table(parts, self._dictionaries)
         times = np.asarray(table.column(self._time_field).to_numpy(), np.int64)
         return _Group(table, times, plain_bytes)
 
@@ -260,9 +260,10 @@ class ParquetFilesWriter:
         self._decoded = 0
 
 
-def _joined(parts: list[pa.Table], name: str) -> pa.ChunkedArray:
+def _column(parts: list[pa.Table], name: str) -> pa.ChunkedArray:
+    """Column ``name`` of the parts (which hold rows, so it has chunks), of one type."""
     chunks = [c for p in parts for c in p.column(name).chunks]
     if len({c.type for c in chunks}) > 1:
         # Parquet inputs give dictionary strings, Avro ones plain strings: a group may hold both.
         chunks = [c.dictionary_decode() if c.type == STRING_DICTIONARY else c for c in chunks]
-    return pa.chunked_array(chunks, parts[0].schema.field(name).type if not chunks else None)
+    return pa.chunked_array(chunks)
