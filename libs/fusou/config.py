@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 MiB = 1024 * 1024
@@ -82,6 +82,21 @@ def _object_store_url(raw: str) -> str | None:
     raise ValueError(f"must be s3://bucket/prefix or file:///path (got {value!r})")
 
 
+def _optional_port(raw: str) -> int | None:
+    if not raw.strip():
+        return None
+    return _int_range(1, 65535)(raw)
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false (got {raw!r})")
+
+
 def _choice(*options: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().lower()
@@ -150,6 +165,52 @@ VARIABLES: tuple[Variable, ...] = (
         15.0,
         _float_min(0.0),
         "On SIGTERM, how long in-flight calls may take to finish.",
+    ),
+    Variable(
+        "FUSOU_SHUTDOWN_DRAIN_S",
+        "shutdown_drain_s",
+        0.0,
+        _float_min(0.0),
+        "On SIGTERM, how long health reports NOT_SERVING while new calls are still accepted, "
+        "so load balancers stop routing here before the listener closes.",
+    ),
+    Variable(
+        "FUSOU_TLS_CERT_FILE",
+        "tls_cert_file",
+        None,
+        _optional_str,
+        "PEM certificate chain of the gRPC server. Set with FUSOU_TLS_KEY_FILE: the port speaks "
+        "TLS only. Unset: plaintext.",
+    ),
+    Variable(
+        "FUSOU_TLS_KEY_FILE",
+        "tls_key_file",
+        None,
+        _optional_str,
+        "PEM private key of FUSOU_TLS_CERT_FILE.",
+    ),
+    Variable(
+        "FUSOU_HEALTH_PORT",
+        "health_port",
+        None,
+        _optional_port,
+        "A second, plaintext port serving only grpc.health.v1 (for Kubernetes probes, which do "
+        "not speak TLS). Unset: none.",
+    ),
+    Variable(
+        "FUSOU_AUTH_TOKENS",
+        "auth_tokens",
+        None,
+        _optional_str,
+        "Bearer tokens as a JSON list of {name, sha256, role, datasets} (see `fusou token`). "
+        "Unset, and FUSOU_AUTH_TOKENS_FILE unset: every client may call every RPC.",
+    ),
+    Variable(
+        "FUSOU_AUTH_TOKENS_FILE",
+        "auth_tokens_file",
+        None,
+        _optional_str,
+        "A file holding the same JSON list (added to FUSOU_AUTH_TOKENS).",
     ),
     Variable(
         "FUSOU_METRICS_PORT",
@@ -355,6 +416,42 @@ VARIABLES: tuple[Variable, ...] = (
         _choice("debug", "info", "warning", "error"),
         "Log level.",
     ),
+    Variable(
+        "FUSOU_LOG_FORMAT",
+        "log_format",
+        "auto",
+        _choice("auto", "json", "text"),
+        "Logs on standard error as JSON lines (one object per line, with the call's request "
+        "id) or as text; auto: text on a terminal, JSON otherwise.",
+    ),
+    Variable(
+        "FUSOU_TARGET",
+        "target",
+        "localhost:50051",
+        str,
+        "Client commands: the server's host:port (`--target` overrides it).",
+    ),
+    Variable(
+        "FUSOU_TOKEN",
+        "token",
+        None,
+        _optional_str,
+        "Client commands: the bearer token sent with every call.",
+    ),
+    Variable(
+        "FUSOU_TARGET_CA_FILE",
+        "target_ca_file",
+        None,
+        _optional_str,
+        "Client commands: connect with TLS, trusting the PEM certificates in this file.",
+    ),
+    Variable(
+        "FUSOU_TARGET_TLS",
+        "target_tls",
+        False,
+        _boolean,
+        "Client commands: connect with TLS, trusting the system's certificate authorities.",
+    ),
 )
 
 
@@ -369,6 +466,12 @@ class Settings:
     grpc_port: int = 50051
     grpc_max_message_bytes: int = 64 * MiB
     shutdown_grace_s: float = 15.0
+    shutdown_drain_s: float = 0.0
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    health_port: int | None = None
+    auth_tokens: str | None = None
+    auth_tokens_file: str | None = None
     metrics_port: int = 9464
     metrics_interval_s: float = 15.0
     readiness_interval_s: float = 5.0
@@ -398,6 +501,12 @@ class Settings:
     compact_row_group_rows: int = 16384
     upload_max_fragment_bytes: int = 128 * MiB
     log_level: str = "INFO"
+    log_format: str = "auto"
+    target: str = "localhost:50051"
+    # A secret: kept out of repr, hence out of logs and tracebacks.
+    token: str | None = field(default=None, repr=False)
+    target_ca_file: str | None = None
+    target_tls: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -412,6 +521,8 @@ class Settings:
                 values[var.attr] = var.parse(raw)
             except ValueError as exc:
                 problems.append(f"{var.env}: {exc}")
+        if bool(values.get("tls_cert_file")) != bool(values.get("tls_key_file")):
+            problems.append("FUSOU_TLS_CERT_FILE and FUSOU_TLS_KEY_FILE: set both or neither")
         if problems:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
         return cls(**values)

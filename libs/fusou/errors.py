@@ -79,3 +79,11 @@ class Unavailable(FusouError):
 
 class DeadlineExceeded(FusouError):
     pass
+
+
+class Unauthenticated(FusouError):
+    """The call carries no bearer token, or one the server does not know."""
+
+
+class PermissionDenied(FusouError):
+    """The token may not call this RPC, or not for this dataset."""

@@ -15,6 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from fusou.auth.tokens import Role, configured_tokens, hash_token
 from fusou.config import VARIABLES, Settings
 from services import SERVICES
 
@@ -100,18 +101,39 @@ def test_each_service_runs_as_a_deployment_behind_a_service() -> None:
         selector = services[name]["spec"]["selector"]
         assert selector.items() <= labels.items()
         assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
-        (port,) = services[name]["spec"]["ports"]
-        assert (port["port"], port["targetPort"], port["appProtocol"]) == (50051, "grpc", "grpc")
+        ports = {p["name"]: p for p in services[name]["spec"]["ports"]}
+        assert set(ports) == {"grpc", "metrics"}
+        grpc_port, metrics = ports["grpc"], ports["metrics"]
+        assert (grpc_port["port"], grpc_port["targetPort"], grpc_port["appProtocol"]) == (
+            50051,
+            "grpc",
+            "grpc",
+        )
+        assert (metrics["port"], metrics["targetPort"]) == (9464, "metrics")
+
+
+def test_pods_declare_their_metrics_port_for_prometheus() -> None:
+    port = int(config_map()["FUSOU_METRICS_PORT"])
+    for deployment in of_kind("Deployment"):
+        pod = deployment["spec"]["template"]
+        (container,) = pod["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["metrics"] == port
+        annotations = pod["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(port)
+        assert annotations["prometheus.io/path"] == "/metrics"
 
 
 def test_deployments_probe_liveness_and_readiness_over_grpc_with_limits() -> None:
     config = config_map()
-    grace = float(config["FUSOU_SHUTDOWN_GRACE_S"])
+    grace = float(config["FUSOU_SHUTDOWN_GRACE_S"]) + float(config["FUSOU_SHUTDOWN_DRAIN_S"])
+    assert config["FUSOU_LOG_FORMAT"] == "json"
     port = int(config["FUSOU_GRPC_PORT"])
     for deployment in of_kind("Deployment"):
         spec = deployment["spec"]["template"]["spec"]
         (container,) = spec["containers"]
-        assert container["ports"][0]["containerPort"] == port
+        assert {p["name"]: p["containerPort"] for p in container["ports"]}["grpc"] == port
         for probe in ("startupProbe", "livenessProbe"):
             # The overall status (no service name): SERVING while the process lives.
             assert container[probe]["grpc"] == {"port": port}
@@ -143,13 +165,28 @@ def test_cronjobs_run_archive_and_compact_without_overlap(
     assert run["backoffLimit"] >= 1
     (container,) = run["template"]["spec"]["containers"]
     assert container["args"] == [command]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["FUSOU_TARGET"] == f"fusou-{service}:50051"
+    # The admin token from the Secret, when there is one (services without tokens run open).
+    assert env["FUSOU_TOKEN"] == {
+        "secretKeyRef": {"name": "fusou-secrets", "key": "FUSOU_TOKEN", "optional": True}
+    }
     assert f"fusou-{service}" in {s["metadata"]["name"] for s in of_kind("Service")}
     if command == "compact":
         # The run's own time bound ends first, so a run is never killed mid-commit.
         assert run["activeDeadlineSeconds"] > Settings().compact_timeout_ms / 1000
     assert run["activeDeadlineSeconds"] < 60 * (60 if command == "archive" else 15)
+
+
+def test_the_example_overlay_gives_the_cronjobs_an_admin_token_it_configures() -> None:
+    overlay = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())
+    (secret,) = overlay["secretGenerator"]
+    literals = dict(line.split("=", 1) for line in secret["literals"])
+    data = yaml.safe_load((OVERLAY / "config.yaml").read_text())["data"]
+    tokens = configured_tokens(Settings(auth_tokens=data["FUSOU_AUTH_TOKENS"]))
+    assert tokens is not None and len(tokens) == 3
+    cron = tokens[hash_token(literals["FUSOU_TOKEN"])]
+    assert cron.roles == {Role.ADMIN} and cron.all_datasets
 
 
 def test_configuration_names_are_known_variables() -> None:

@@ -10,11 +10,11 @@ import threading
 import time
 from typing import Any
 
-import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.cli.connection import Connection
 from fusou.compactor.v1 import compactor_pb2, compactor_pb2_grpc
 from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
 
@@ -53,7 +53,7 @@ class _Elapsed:
 
 
 def run_archive(
-    target: str,
+    conn: Connection,
     *,
     dataset: str,
     table: str,
@@ -66,25 +66,29 @@ def run_archive(
     )
     if min_age_seconds is not None:
         request.min_age_seconds = int(min_age_seconds)
-    with grpc.insecure_channel(target) as channel, _Elapsed("archiving"):
-        response = archiver_pb2_grpc.ArchiverServiceStub(channel).Archive(request, timeout=timeout)
-    return as_json(response)
-
-
-def run_stats(target: str, *, dataset: str, table: str, timeout: float) -> str:
-    with grpc.insecure_channel(target) as channel:
-        response = reader_pb2_grpc.ReaderServiceStub(channel).GetStats(
-            reader_pb2.GetStatsRequest(dataset_id=dataset, table=table), timeout=timeout
+    with conn.channel() as channel, _Elapsed("archiving"):
+        response = archiver_pb2_grpc.ArchiverServiceStub(channel).Archive(
+            request, timeout=timeout, metadata=conn.metadata
         )
     return as_json(response)
 
 
-def run_compact(target: str, *, dataset: str, table: str, timeout: float) -> tuple[str, bool]:
+def run_stats(conn: Connection, *, dataset: str, table: str, timeout: float) -> str:
+    with conn.channel() as channel:
+        response = reader_pb2_grpc.ReaderServiceStub(channel).GetStats(
+            reader_pb2.GetStatsRequest(dataset_id=dataset, table=table),
+            timeout=timeout,
+            metadata=conn.metadata,
+        )
+    return as_json(response)
+
+
+def run_compact(conn: Connection, *, dataset: str, table: str, timeout: float) -> tuple[str, bool]:
     """The JSON summary, and whether every dataset's compaction succeeded."""
     request = compactor_pb2.CompactRequest(dataset_id=dataset, table=table)
-    with grpc.insecure_channel(target) as channel, _Elapsed("compacting"):
+    with conn.channel() as channel, _Elapsed("compacting"):
         response = compactor_pb2_grpc.CompactorServiceStub(channel).Compact(
-            request, timeout=timeout
+            request, timeout=timeout, metadata=conn.metadata
         )
     ok = all(d.status != compactor_pb2.COMPACT_STATUS_FAILED for d in response.datasets)
     return as_json(response), ok

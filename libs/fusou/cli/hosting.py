@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from fusou.auth.tokens import configured_tokens
 from fusou.config import Settings
 from fusou.memory import keep_freed_memory
 from fusou.runtime import Runtime, open_runtime
@@ -79,6 +80,13 @@ def up(settings: Settings) -> int:
         objects.mkdir(parents=True, exist_ok=True)
         settings = settings.replace(object_store_url=f"file://{objects}")
     notes.append(f"object store: {settings.object_store_url}")
+    tokens = configured_tokens(settings)
+    notes.append(
+        "auth:         off, every client may call every RPC (FUSOU_AUTH_TOKENS turns it on)"
+        if tokens is None
+        else f"auth:         {len(tokens)} bearer token(s)"
+    )
+    tls = settings.tls_cert_file is not None
     names = list(SERVICES)
 
     def announce(port: int) -> None:
@@ -87,14 +95,17 @@ def up(settings: Settings) -> int:
             '{"dataset_id":"demo","table":"battle","request_id":"demo-1",'
             '"rows":[{"timestamp":1700000000000,"api_no":1,"hp":42}]}'
         )
+        flags = "-cacert CA.pem" if tls else "-plaintext"
+        if tokens is not None:
+            flags += " -H 'authorization: Bearer TOKEN'"
         lines = [
-            f"FUSOU is up on {target}",
+            f"FUSOU is up on {target}" + (" (TLS)" if tls else ""),
             "services:     " + ", ".join(names),
             *notes,
             "",
             "try:",
-            f"  grpcurl -plaintext {target} list",
-            f"  grpcurl -plaintext -d '{body}' {target} fusou.ingest.v1.IngestService/Ingest",
+            f"  grpcurl {flags} {target} list",
+            f"  grpcurl {flags} -d '{body}' {target} fusou.ingest.v1.IngestService/Ingest",
             "",
             "Ctrl-C stops it.",
         ]

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import orjson
 import pyarrow.parquet as pq
 from google.protobuf import struct_pb2
 from tqdm import tqdm
 
+from fusou.cli.connection import Connection
 from fusou.cli.input_error import InputError
 from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.records.wire_formats import arrow_ipc_bytes
@@ -71,7 +71,7 @@ def _json_batches(path: Path, batch_size: int) -> Iterator[list[struct_pb2.Struc
 
 
 def run_ingest(
-    target: str, dataset: str, table: str, path: Path, *, batch_size: int, quiet: bool
+    conn: Connection, dataset: str, table: str, path: Path, *, batch_size: int, quiet: bool
 ) -> dict[str, int]:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -79,9 +79,7 @@ def run_ingest(
     parquet = _is_parquet(path)
     total_rows = pq.ParquetFile(path).metadata.num_rows if parquet else check_json_lines(path)
     rows_sent = rows_written = replayed = batches = 0
-    with grpc.insecure_channel(
-        target, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
-    ) as channel:
+    with conn.channel(options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]) as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         progress = tqdm(total=total_rows, unit="rows", disable=quiet, file=sys.stderr)
         requests: Iterator[tuple[int, ingest_pb2.IngestRequest]]
@@ -100,7 +98,7 @@ def run_ingest(
                 request.dataset_id = dataset
                 request.table = table
                 request.request_id = f"{digest}-{batch_size}-{batches}"
-                response = stub.Ingest(request, timeout=120)
+                response = stub.Ingest(request, timeout=120, metadata=conn.metadata)
                 batches += 1
                 rows_sent += count
                 rows_written += response.rows_written

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from fusou import logs
 from fusou.config import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -27,8 +26,7 @@ def _positive_int(raw: str) -> int:
     return value
 
 
-def _target_default() -> str:
-    return os.environ.get("FUSOU_TARGET", "localhost:50051")
+_TARGET_HELP = "host:port (default: FUSOU_TARGET, or localhost:50051)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,12 +42,32 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="apply database migrations to FUSOU_DATABASE_URL")
 
+    token = sub.add_parser(
+        "token",
+        help="make a new bearer token and the entry that configures it (FUSOU_AUTH_TOKENS)",
+    )
+    token.add_argument("--name", required=True, help="who holds it (shown in logs)")
+    token.add_argument(
+        "--role",
+        required=True,
+        action="append",
+        choices=("ingest", "read", "admin"),
+        help="ingest (Ingest, UploadRaw, DeclareTable), read (ReadRange) or admin (all, and "
+        "Archive, Compact, GetStats); repeat for several",
+    )
+    token.add_argument(
+        "--dataset",
+        required=True,
+        action="append",
+        help='a dataset it may touch, "prefix*", or "*" for all; repeat for several',
+    )
+
     ingest = sub.add_parser("ingest", help="send a JSON-lines or Parquet file to Ingest")
     ingest.add_argument("dataset")
     ingest.add_argument("table")
     ingest.add_argument("file", type=Path)
     ingest.add_argument("--batch-size", type=_positive_int, default=1000)
-    ingest.add_argument("--target", default=_target_default())
+    ingest.add_argument("--target", default=None, help=_TARGET_HELP)
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")
 
     archive = sub.add_parser(
@@ -65,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     archive.add_argument("--max-rows-per-table", type=int, default=0)
     archive.add_argument("--timeout", type=float, default=3600.0, help="seconds")
-    archive.add_argument("--target", default=_target_default())
+    archive.add_argument("--target", default=None, help=_TARGET_HELP)
 
     compact = sub.add_parser(
         "compact",
@@ -75,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     compact.add_argument("--dataset", default="", help="only this dataset")
     compact.add_argument("--table", default="", help="only this table (needs --dataset)")
     compact.add_argument("--timeout", type=float, default=3600.0, help="seconds")
-    compact.add_argument("--target", default=_target_default())
+    compact.add_argument("--target", default=None, help=_TARGET_HELP)
 
     upload = sub.add_parser(
         "upload", help="send Parquet files as one raw bundle to UploadRaw (TABLE=FILE ...)"
@@ -84,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     upload.add_argument("fragments", nargs="+", metavar="TABLE=FILE.parquet")
     upload.add_argument("--request-id", default="", help="idempotency key")
     upload.add_argument("--timeout", type=float, default=3600.0, help="seconds")
-    upload.add_argument("--target", default=_target_default())
+    upload.add_argument("--target", default=None, help=_TARGET_HELP)
 
     read = sub.add_parser("read", help="read a time range as JSON lines or Parquet")
     read.add_argument("dataset")
@@ -108,22 +126,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     read.add_argument("--quiet", action="store_true", help="no progress bar")
     read.add_argument("--timeout", type=float, default=600.0, help="seconds")
-    read.add_argument("--target", default=_target_default())
+    read.add_argument("--target", default=None, help=_TARGET_HELP)
 
     stats = sub.add_parser("stats", help="hot/cold distribution and compression per table")
     stats.add_argument("--dataset", default="")
     stats.add_argument("--table", default="")
     stats.add_argument("--timeout", type=float, default=60.0, help="seconds")
-    stats.add_argument("--target", default=_target_default())
+    stats.add_argument("--target", default=None, help=_TARGET_HELP)
     return parser
-
-
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"fusou: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings)
+    logs.configure(settings.log_level, settings.log_format)
     try:
         return _dispatch(args, settings)
     except ConfigError as exc:
@@ -168,10 +178,32 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         applied = asyncio.run(migrate_url(settings.database_url))
         print(json.dumps({"applied": applied}))
         return 0
-    return _client(args)
+    if args.command == "token":
+        return _token(args)
+    return _client(args, settings)
 
 
-def _client(args: argparse.Namespace) -> int:
+def _token(args: argparse.Namespace) -> int:
+    from fusou.auth.tokens import entry_from_json, hash_token, new_token
+
+    token = new_token()
+    raw = {
+        "name": args.name,
+        "sha256": hash_token(token),
+        "role": args.role[0] if len(args.role) == 1 else args.role,
+        "datasets": args.dataset,
+    }
+    try:
+        entry = entry_from_json(raw)
+    except ValueError as exc:
+        print(f"fusou token: {exc}", file=sys.stderr)
+        return 2
+    # The token is shown once; only its hash goes into the configuration.
+    print(json.dumps({"token": token, "entry": entry.describe()}))
+    return 0
+
+
+def _client(args: argparse.Namespace, settings: Settings) -> int:
     """A client command: its failures reported in one place, as one line each (exit 2 for an
     unusable command line or file, 1 for a failed call)."""
     import grpc
@@ -186,6 +218,9 @@ def _client(args: argparse.Namespace) -> int:
         "upload": _upload,
         "read": _read,
     }
+    from fusou.cli.connection import Connection
+
+    args.conn = Connection.of(settings, args.target)
     try:
         return commands[args.command](args)
     except InputError as exc:
@@ -206,7 +241,7 @@ def _read(args: argparse.Namespace) -> int:
     from fusou.cli.read_client import parse_time, run_read
 
     stats = run_read(
-        args.target,
+        args.conn,
         args.dataset,
         args.table,
         start=parse_time(args.start),
@@ -229,11 +264,11 @@ def _admin(args: argparse.Namespace) -> int:
     ok = True
     if args.command == "compact":
         output, ok = run_compact(
-            args.target, dataset=args.dataset, table=args.table, timeout=args.timeout
+            args.conn, dataset=args.dataset, table=args.table, timeout=args.timeout
         )
     elif args.command == "archive":
         output = run_archive(
-            args.target,
+            args.conn,
             dataset=args.dataset,
             table=args.table,
             min_age_seconds=args.min_age_seconds,
@@ -241,9 +276,7 @@ def _admin(args: argparse.Namespace) -> int:
             timeout=args.timeout,
         )
     else:
-        output = run_stats(
-            args.target, dataset=args.dataset, table=args.table, timeout=args.timeout
-        )
+        output = run_stats(args.conn, dataset=args.dataset, table=args.table, timeout=args.timeout)
     print(output)
     return 0 if ok else 1
 
@@ -253,7 +286,7 @@ def _upload(args: argparse.Namespace) -> int:
 
     print(
         run_upload(
-            args.target,
+            args.conn,
             args.dataset,
             args.fragments,
             request_id=args.request_id,
@@ -267,7 +300,7 @@ def _ingest(args: argparse.Namespace) -> int:
     from fusou.cli.ingest_client import run_ingest
 
     summary = run_ingest(
-        args.target,
+        args.conn,
         args.dataset,
         args.table,
         args.file,

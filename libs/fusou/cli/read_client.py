@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-import grpc
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from google.protobuf import json_format
 from tqdm import tqdm
 
+from fusou.cli.connection import Connection
 from fusou.cli.input_error import InputError
 from fusou.read.client import arrow_of, read_range_callable, stats_of
 from fusou.read.output import JSON_FIELD_METADATA
@@ -58,7 +58,7 @@ def _json_lines(table: pa.Table, out: IO[bytes]) -> None:
 
 
 def run_read(
-    target: str,
+    conn: Connection,
     dataset: str,
     table: str,
     *,
@@ -87,12 +87,14 @@ def run_read(
     writer: pq.ParquetWriter | None = None
     try:
         with (
-            grpc.insecure_channel(
-                target, options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)]
+            conn.channel(
+                options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)]
             ) as channel,
             tqdm(unit="rows", disable=quiet, file=sys.stderr) as progress,
         ):
-            for message in read_range_callable(channel)(request, timeout=timeout):
+            for message in read_range_callable(channel)(
+                request, timeout=timeout, metadata=conn.metadata
+            ):
                 part = arrow_of(message)
                 if part is not None:
                     if output_format == "parquet":

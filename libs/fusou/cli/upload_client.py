@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import grpc
-
 from fusou.cli.admin_client import as_json
+from fusou.cli.connection import Connection
 from fusou.cli.input_error import InputError
 from fusou.ingest.v1 import ingest_pb2_grpc
 from fusou.upload.client import Part, upload_requests
@@ -27,11 +26,11 @@ def parse_fragments(specs: Sequence[str]) -> list[Part]:
 
 
 def run_upload(
-    target: str, dataset: str, specs: Sequence[str], *, request_id: str, timeout: float
+    conn: Connection, dataset: str, specs: Sequence[str], *, request_id: str, timeout: float
 ) -> str:
     parts = parse_fragments(specs)
-    with grpc.insecure_channel(target) as channel:
+    with conn.channel() as channel:
         response = ingest_pb2_grpc.IngestServiceStub(channel).UploadRaw(
-            upload_requests(dataset, parts, request_id), timeout=timeout
+            upload_requests(dataset, parts, request_id), timeout=timeout, metadata=conn.metadata
         )
     return as_json(response)

@@ -1,6 +1,6 @@
-"""Hosting any set of servicers on one grpc.aio server, with health, readiness, reflection and
-graceful shutdown (SIGTERM: health goes NOT_SERVING, new calls are refused, in-flight calls get
-the grace period to finish)."""
+"""Hosting any set of servicers on one grpc.aio server, with health, readiness, reflection,
+TLS, bearer tokens, and graceful shutdown (SIGTERM: health goes NOT_SERVING; after the drain
+delay new calls are refused, and in-flight calls get the grace period to finish)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from fusou.auth.policy import AccessControl
+from fusou.auth.tokens import configured_tokens
 from fusou.config import ConfigError, Settings
 from fusou.runtime import Runtime
 from fusou.server import metrics
 from fusou.server.interceptor import ErrorMappingInterceptor
-from fusou.server.metrics import MetricsInterceptor
+from fusou.server.observing import ObservingInterceptor
 from fusou.server.readiness import READINESS, Check, dependency_check, watch
+from fusou.server.tls import server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,9 @@ class FusouServer:
     # Refreshes gauges read from the database (fusou.server.metrics.refresh_buffer).
     gauges: Callable[[], Awaitable[None]] | None = None
     metrics_port: int = 0
+    # The plaintext health-only port (FUSOU_HEALTH_PORT), 0 when there is none.
+    health_port: int = 0
+    _health_server: aio.Server | None = None
     _metrics_http: metrics.MetricsHttp | None = None
     _gauges: asyncio.Task[None] | None = None
     health: HealthServicer = field(default_factory=HealthServicer)
@@ -60,6 +66,7 @@ class FusouServer:
     _server: aio.Server | None = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: asyncio.Future[None] | None = None
+    _drain_cut: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     def for_runtime(cls, runtime: Runtime, names: Sequence[str]) -> FusouServer:
@@ -75,11 +82,16 @@ class FusouServer:
 
     async def start(self) -> int:
         limit = self.settings.grpc_max_message_bytes
+        # Configuration errors surface before anything starts.
+        credentials = server_credentials(self.settings)
+        tokens = configured_tokens(self.settings)
+        access = None if tokens is None else AccessControl(tokens)
         server = aio.server(
             interceptors=[
-                MetricsInterceptor(),
+                ObservingInterceptor(),
                 ErrorMappingInterceptor(
-                    {m: t for s in self.services for m, t in s.request_types.items()}
+                    {m: t for s in self.services for m, t in s.request_types.items()},
+                    access,
                 ),
             ],
             options=[
@@ -102,15 +114,16 @@ class FusouServer:
             ],
             server,
         )
-        address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
-        try:
-            self.port = server.add_insecure_port(address)
-        except RuntimeError:
-            self.port = 0
-        if self.port == 0:
-            raise ConfigError(
-                f"FUSOU_GRPC_PORT: cannot listen on {address} (port in use or address not available)"
+        self.port = _listen(server, self.settings.grpc_host, self.settings.grpc_port, credentials)
+        if self.settings.health_port is not None:
+            # Kubernetes' gRPC probes speak plaintext only; this port answers health alone.
+            health_only = aio.server(options=[("grpc.so_reuseport", 0)])
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, health_only)
+            self.health_port = _listen(
+                health_only, self.settings.grpc_host, self.settings.health_port, None, "HEALTH"
             )
+            await health_only.start()
+            self._health_server = health_only
         await server.start()
         self._server = server
         self._metrics_http = metrics.serve(self.settings.grpc_host, self.settings.metrics_port)
@@ -134,8 +147,21 @@ class FusouServer:
                 )
             )
         log.info(
-            "listening on %s:%d serving %s", self.settings.grpc_host, self.port, ", ".join(names)
+            "listening on %s:%d (%s) serving %s",
+            self.settings.grpc_host,
+            self.port,
+            "TLS" if credentials is not None else "plaintext",
+            ", ".join(names),
         )
+        if access is None:
+            log.warning(
+                "authentication is off: no FUSOU_AUTH_TOKENS or FUSOU_AUTH_TOKENS_FILE, so every "
+                "client may call every RPC on every dataset"
+            )
+        else:
+            log.info("authentication is on: %d bearer token(s) configured", len(tokens or {}))
+            if credentials is None:
+                log.warning("bearer tokens travel in clear text: FUSOU_TLS_CERT_FILE is not set")
         return self.port
 
     async def _set_ready(self, ready: bool) -> None:
@@ -148,25 +174,41 @@ class FusouServer:
             await self.health.set(name, status)
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop once; a second SIGTERM during the grace period waits for the first stop."""
+        """Stop once; a second SIGTERM cuts the drain delay short, then waits for the first
+        stop (in-flight calls keep their grace period)."""
         if self._server is None:
             self._stopped.set()  # never started: nothing to drain
             return
         if self._stopping is None:
             self._stopping = asyncio.ensure_future(self._stop(grace))
+        else:
+            self._drain_cut.set()
         await asyncio.shield(self._stopping)
 
     async def _stop(self, grace: float | None) -> None:
         assert self._server is not None
         grace = self.settings.shutdown_grace_s if grace is None else grace
-        log.info("shutting down: health NOT_SERVING, %.1fs grace for in-flight calls", grace)
+        drain = self.settings.shutdown_drain_s
+        log.info(
+            "shutting down: health NOT_SERVING, %.1fs drain accepting calls, "
+            "then %.1fs grace for in-flight calls",
+            drain,
+            grace,
+        )
         for task in (self._watcher, self._gauges):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.health.enter_graceful_shutdown()
+        if drain > 0:
+            # Load balancers and Kubernetes endpoints learn of NOT_SERVING (or of the pod's
+            # termination) only after a while; calls routed here meanwhile are still served.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drain_cut.wait(), drain)
         await self._server.stop(grace)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
         for service in self.services:
             if service.close is not None:
                 try:
@@ -184,3 +226,26 @@ class FusouServer:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
+
+
+def _listen(
+    server: aio.Server,
+    host: str,
+    port: int,
+    credentials: Any,
+    variable: str = "GRPC",
+) -> int:
+    address = f"{host}:{port}"
+    try:
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise ConfigError(
+            f"FUSOU_{variable}_PORT: cannot listen on {address} "
+            "(port in use or address not available)"
+        )
+    return bound

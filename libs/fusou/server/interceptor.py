@@ -1,4 +1,5 @@
-"""The interceptor that turns every exception into a proper status (see ``status``)."""
+"""The interceptor that admits calls (``fusou.auth.policy``) and turns every exception into a
+proper status (see ``status``): refusals are exceptions like any other, mapped in one place."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from fusou.auth.policy import OPEN, AccessControl, Grant
+from fusou.logs import CURRENT_CALL
 from fusou.server.decoding import Undecodable, lenient_deserializer
 from fusou.server.status import map_exception
 
@@ -21,10 +24,22 @@ async def _abort(context: aio.ServicerContext[Any, Any], exc: BaseException) -> 
     await context.abort(mapped.code, mapped.message, trailing_metadata=mapped.trailing_metadata)
 
 
-async def _requests(iterator: AsyncIterator[Any]) -> AsyncIterator[Any]:
+def _checked(request: Any, grant: Grant) -> Any:
+    if isinstance(request, Undecodable):
+        raise request.error
+    grant.check(request)
+    return request
+
+
+async def _requests(iterator: AsyncIterator[Any], grant: Grant) -> AsyncIterator[Any]:
+    """A client stream's messages; the first one names the dataset the call touches."""
+    first = True
     async for item in iterator:
         if isinstance(item, Undecodable):
             raise item.error
+        if first:
+            grant.check(item)
+            first = False
         yield item
 
 
@@ -42,8 +57,14 @@ def _serialized_as_is(serialize: Callable[[Any], bytes] | None) -> Callable[[Any
 
 
 class ErrorMappingInterceptor(aio.ServerInterceptor):
-    def __init__(self, request_types: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        request_types: Mapping[str, Any] | None = None,
+        access: AccessControl | None = None,
+    ) -> None:
         self._request_types = dict(request_types or {})
+        # None: no tokens are configured, every call is admitted.
+        self._access = access
 
     async def intercept_service(
         self,
@@ -62,15 +83,26 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):
             lenient_deserializer(parse, getattr(parse, "__self__", None)) if parse else None
         )
         serializer = _serialized_as_is(handler.response_serializer)
+        access = self._access
+        method = handler_call_details.method
+        metadata = handler_call_details.invocation_metadata
+
+        def admit() -> Grant:
+            # Called on the call's task, where a refusal is mapped like any error.
+            if access is None:
+                return OPEN
+            grant = access.admit(method, metadata)
+            call = CURRENT_CALL.get()
+            if call is not None:
+                call.principal = grant.principal
+            return grant
 
         if handler.unary_unary:
             unary_unary = handler.unary_unary
 
             async def uu(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
                 try:
-                    if isinstance(request, Undecodable):
-                        raise request.error
-                    return await unary_unary(request, context)
+                    return await unary_unary(_checked(request, admit()), context)
                 except aio.AbortError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - this is the mapping point
@@ -84,9 +116,7 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):
                 # Writer style (context.write), e.g. grpc's own health Watch.
                 async def us_writer(request: Any, context: aio.ServicerContext[Any, Any]) -> None:
                     try:
-                        if isinstance(request, Undecodable):
-                            raise request.error
-                        await unary_stream(request, context)
+                        await unary_stream(_checked(request, admit()), context)
                     except aio.AbortError:
                         raise
                     except Exception as exc:  # noqa: BLE001
@@ -98,9 +128,7 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):
                 request: Any, context: aio.ServicerContext[Any, Any]
             ) -> AsyncIterator[Any]:
                 try:
-                    if isinstance(request, Undecodable):
-                        raise request.error
-                    async for response in unary_stream(request, context):
+                    async for response in unary_stream(_checked(request, admit()), context):
                         yield response
                 except aio.AbortError:
                     raise
@@ -116,7 +144,7 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):
                 iterator: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]
             ) -> Any:
                 try:
-                    return await stream_unary(_requests(iterator), context)
+                    return await stream_unary(_requests(iterator, admit()), context)
                 except aio.AbortError:
                     raise
                 except Exception as exc:  # noqa: BLE001
@@ -131,7 +159,7 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):
                 iterator: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]
             ) -> None:
                 try:
-                    await stream_stream(_requests(iterator), context)
+                    await stream_stream(_requests(iterator, admit()), context)
                 except aio.AbortError:
                     raise
                 except Exception as exc:  # noqa: BLE001
@@ -143,7 +171,7 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):
             iterator: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             try:
-                async for response in stream_stream(_requests(iterator), context):
+                async for response in stream_stream(_requests(iterator, admit()), context):
                     yield response
             except aio.AbortError:
                 raise

@@ -1,7 +1,7 @@
 """Prometheus metrics of a service process, served over HTTP on FUSOU_METRICS_PORT.
 
 One registry per process, shared by every service it hosts. RPC counts, latencies and status
-codes are recorded by the server interceptor; the servicers record what their calls did (rows
+codes are recorded by the server's outermost interceptor (``fusou.server.observing``); the servicers record what their calls did (rows
 ingested, archived and compacted, reader cache hits and GETs); the buffer's depth and the age
 of its oldest row are refreshed from PostgreSQL every FUSOU_METRICS_INTERVAL_S.
 """
@@ -9,7 +9,6 @@ of its oldest row are refreshed from PostgreSQL every FUSOU_METRICS_INTERVAL_S.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import threading
 import time
@@ -18,8 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import grpc
-from grpc import aio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from fusou.config import ConfigError
@@ -131,66 +128,3 @@ async def refresh_buffer(pool: asyncpg.Pool) -> None:
     BUFFER_ROWS.set(row["rows"])
     oldest = row["oldest"]
     BUFFER_OLDEST_AGE.set(0.0 if oldest is None else max(0.0, time.time() - oldest / 1000))
-
-
-class MetricsInterceptor(aio.ServerInterceptor):
-    """Counts every call by method and final status code and times it (outermost, so the
-    codes are those the error mapping gave)."""
-
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler: Any = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        builds: dict[str, Any] = {
-            "unary_unary": grpc.unary_unary_rpc_method_handler,
-            "unary_stream": grpc.unary_stream_rpc_method_handler,
-            "stream_unary": grpc.stream_unary_rpc_method_handler,
-            "stream_stream": grpc.stream_stream_rpc_method_handler,
-        }
-        for kind, build in builds.items():
-            behavior = getattr(handler, kind)
-            if behavior is not None:
-                wrapped = _measured(behavior, method)
-                measured: grpc.RpcMethodHandler[Any, Any] = build(
-                    wrapped, handler.request_deserializer, handler.response_serializer
-                )
-                return measured
-        return None
-
-
-def _track(context: aio.ServicerContext[Any, Any], method: str) -> None:
-    started = time.perf_counter()
-
-    def done(_: Any) -> None:
-        code = context.code()
-        name = (
-            code.name if isinstance(code, grpc.StatusCode) else "OK" if code is None else str(code)
-        )
-        RPCS.labels(method, name).inc()
-        RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
-
-    context.add_done_callback(done)  # type: ignore[arg-type]
-
-
-def _measured(behavior: Any, method: str) -> Any:
-    if inspect.isasyncgenfunction(behavior):
-
-        async def stream(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-            _track(context, method)
-            async for response in behavior(request, context):
-                yield response
-
-        return stream
-
-    async def call(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-        _track(context, method)
-        return await behavior(request, context)
-
-    return call

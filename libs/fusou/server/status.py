@@ -30,6 +30,8 @@ _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (TransientObjectStoreError, grpc.StatusCode.UNAVAILABLE),
     (asyncio.TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
     # A lost or refused database connection: the client may retry.

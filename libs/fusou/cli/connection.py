@@ -1,0 +1,51 @@
+"""How client commands reach a server: the target, TLS, and the bearer token."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from fusou.config import ConfigError, Settings
+
+
+@dataclass(frozen=True)
+class Connection:
+    target: str
+    token: str | None = field(default=None, repr=False)
+    # PEM certificates to trust; setting it implies TLS.
+    ca_file: str | None = None
+    # TLS with the system's certificate authorities.
+    tls: bool = False
+
+    @classmethod
+    def of(cls, settings: Settings, target: str | None = None) -> Connection:
+        return cls(
+            target or settings.target,
+            settings.token,
+            settings.target_ca_file,
+            settings.target_tls,
+        )
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """What every call sends: the token as ``authorization: Bearer ...``, when there is one."""
+        if not self.token:
+            return ()
+        return (("authorization", f"Bearer {self.token}"),)
+
+    def channel(self, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
+        if self.ca_file is None and not self.tls:
+            return grpc.insecure_channel(self.target, options=list(options))
+        roots = None
+        if self.ca_file is not None:
+            try:
+                roots = Path(self.ca_file).read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"FUSOU_TARGET_CA_FILE: cannot read ({exc})") from None
+        return grpc.secure_channel(
+            self.target, grpc.ssl_channel_credentials(root_certificates=roots), list(options)
+        )

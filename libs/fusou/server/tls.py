@@ -1,0 +1,28 @@
+"""The server's TLS credentials, read from FUSOU_TLS_CERT_FILE and FUSOU_TLS_KEY_FILE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+
+from fusou.config import ConfigError, Settings
+
+
+def _pem(variable: str, path: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{variable}: cannot read {path} ({exc})") from None
+    if b"-----BEGIN " not in data:
+        raise ConfigError(f"{variable}: {path} holds no PEM block")
+    return data
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials, or None for plaintext (neither variable set)."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    chain = _pem("FUSOU_TLS_CERT_FILE", settings.tls_cert_file)
+    key = _pem("FUSOU_TLS_KEY_FILE", settings.tls_key_file)
+    return grpc.ssl_server_credentials([(key, chain)])
