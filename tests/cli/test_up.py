@@ -137,7 +137,14 @@ def _stop_leftovers(data_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def fusou_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
-    data_dir = tmp_path_factory.mktemp("fusou-up")
+    with started_up(tmp_path_factory.mktemp("fusou-up")) as up:
+        yield up
+
+
+@contextlib.contextmanager
+def started_up(data_dir: Path) -> Iterator[UpProcess]:
+    """`fusou up` on a free port with its own data directory, stopped (and its embedded
+    PostgreSQL with it) on exit."""
     port = free_port()
     env = clean_env(FUSOU_DATA_DIR=str(data_dir), FUSOU_GRPC_PORT=str(port))
     assert "FUSOU_DATABASE_URL" not in env and "FUSOU_OBJECT_STORE_URL" not in env
@@ -299,6 +306,64 @@ def test_grpcurl_bad_request_names_field(fusou_up: UpProcess) -> None:
     assert "dataset_id" in output, result.explain()
     # The BadRequest details name the field, not just the message.
     assert '"field":"dataset_id"' in output.replace(" ", ""), result.explain()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def quick_start_blocks() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^```sh\n(.*?)^```$", section, flags=re.MULTILINE | re.DOTALL)
+
+
+def test_the_readme_quick_start_runs_as_written(tmp_path: Path) -> None:
+    """Each shell block of the README's quick start, in order, in a directory with the
+    project's .venv, as a new user pastes them after a fresh `fusou up` (only the port
+    differs)."""
+    with started_up(tmp_path / "data") as fusou_up:
+        _run_quick_start(fusou_up, tmp_path / "work")
+
+
+def _run_quick_start(fusou_up: UpProcess, tmp_path: Path) -> None:
+    tmp_path.mkdir()
+    blocks = quick_start_blocks()
+    assert len(blocks) >= 7
+    text = "\n".join(blocks)
+    for method in (
+        "fusou.ingest.v1.IngestService/Ingest",
+        "fusou.ingest.v1.IngestService/DeclareTable",
+        "fusou.ingest.v1.IngestService/UploadRaw",
+        "fusou.reader.v1.ReaderService/ReadRange",
+        "fusou.reader.v1.ReaderService/GetStats",
+        "fusou.archiver.v1.ArchiverService/Archive",
+        "fusou.compactor.v1.CompactorService/Compact",
+    ):
+        assert f"localhost:50051 {method}" in text, method
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    env = clean_env(FUSOU_TARGET=fusou_up.target)
+    outputs = []
+    for block in blocks:
+        script = block.replace("localhost:50051", fusou_up.target)
+        done = subprocess.run(
+            ["bash", "-e", "-o", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, f"{script}\n--- stdout ---\n{done.stdout}\n{done.stderr}"
+        outputs.append(done.stdout)
+    out = "\n".join(outputs)
+    assert '"status": "SERVING"' in outputs[0]
+    assert '"hp": 42' in outputs[2] and '"rows_returned": "2"' in outputs[2]
+    assert '"total_rows": "2"' in outputs[3] and '"cold_rows": "2"' in outputs[3], outputs[3]
+    assert '"object_key": "raw/demo2/' in outputs[4]
+    assert "COMPACT_STATUS_COMPACTED" in outputs[5]
+    last = outputs[6].splitlines()[-3:]
+    assert [json.loads(line)["hp"] for line in last] == [42, 17, 5], out
 
 
 def test_sigterm_stops_server_and_embedded_postgres(fusou_up: UpProcess) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 
 import asyncpg
@@ -73,3 +74,68 @@ async def test_sequence_blocks_are_contiguous_and_disjoint(database_url: str) ->
             await c.close()
     everything = [v for r in results for v in r]
     assert len(everything) == len(set(everything)) == 20 * (1 + 7 + 100 + 3)
+
+
+async def test_the_buffer_is_partitioned_by_table_and_keeps_its_rows_across_the_change(
+    postgres: PostgresForTests,
+) -> None:
+    """Rows written under the unpartitioned buffer (migrations 1-5) are all there after the
+    partitioning migration, spread over its partitions, and the view still counts them."""
+    name = f"fusou_mig_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(postgres.admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    conn = await asyncpg.connect(database_url_with_name(postgres.admin_url, name))
+    try:
+        before = [m for m in available_migrations() if m.version <= 5]
+        for m in before:
+            await conn.execute(m.sql)
+        await conn.execute(
+            "INSERT INTO fusou_datasets (dataset_id) SELECT 'd' || i FROM generate_series(1, 20) i"
+        )
+        await conn.execute(
+            "INSERT INTO fusou_tables (dataset_id, table_name, time_field) "
+            "SELECT 'd' || i, 'battle', 'timestamp' FROM generate_series(1, 20) i"
+        )
+        await conn.execute(
+            "INSERT INTO fusou_buffer "
+            "SELECT n, t.table_id, n, n, 1, int8send(n), int8send(n) "
+            "FROM fusou_tables t, generate_series(t.table_id * 1000, t.table_id * 1000 + 49) n"
+        )
+        await conn.execute(
+            "CREATE TABLE fusou_schema_migrations (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        await conn.executemany(
+            "INSERT INTO fusou_schema_migrations (version, name) VALUES ($1, $2)",
+            [(m.version, m.name) for m in before],
+        )
+        expected = await conn.fetch("SELECT * FROM fusou_buffer ORDER BY seq")
+
+        assert await migrate(conn) == [m.version for m in available_migrations()][5:]
+        assert [tuple(r) for r in await conn.fetch("SELECT * FROM fusou_buffer ORDER BY seq")] == [
+            tuple(r) for r in expected
+        ]
+        assert (
+            await conn.fetchval("SELECT relkind::text FROM pg_class WHERE relname = 'fusou_buffer'")
+            == "p"
+        )
+        partitions = await conn.fetch(
+            "SELECT c.relname, count(b.*) AS n FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid "
+            "LEFT JOIN fusou_buffer b ON b.tableoid = c.oid "
+            "WHERE i.inhparent = 'fusou_buffer'::regclass GROUP BY c.relname"
+        )
+        assert len(partitions) == 8
+        assert sum(r["n"] for r in partitions) == 1000
+        assert sum(1 for r in partitions if r["n"] > 0) >= 4  # 20 tables spread out
+        counted = await conn.fetchval("SELECT sum(hot_rows) FROM fusou_hot_cold_summary")
+        assert counted == 1000
+        # A statement naming its table reads one partition.
+        plan = await conn.fetchval(
+            "EXPLAIN (FORMAT JSON) SELECT * FROM fusou_buffer WHERE table_id = 3 AND seq = 3000"
+        )
+        assert len(re.findall(r'"Relation Name": "fusou_buffer_p\d"', plan)) == 1
+    finally:
+        await conn.close()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()

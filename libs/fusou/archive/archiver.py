@@ -93,10 +93,12 @@ _ROWS_QUERY = (
 )
 
 
-async def _delete_rows(conn: asyncpg.Connection, seqs: np.ndarray) -> int:
+async def _delete_rows(conn: asyncpg.Connection, table_id: int, seqs: np.ndarray) -> int:
     """Delete exactly these buffer rows; anything else means another writer moved them."""
     status = await conn.execute(
-        "DELETE FROM fusou_buffer WHERE seq = ANY($1::bigint[])", seqs.tolist()
+        "DELETE FROM fusou_buffer WHERE table_id = $1 AND seq = ANY($2::bigint[])",
+        table_id,
+        seqs.tolist(),
     )
     deleted = int(status.split()[-1])
     if deleted != len(seqs):
@@ -292,7 +294,7 @@ class Archiver(StorageJob):
                             await inflight.pop("delete")
                         if done:
                             inflight["delete"] = asyncio.ensure_future(
-                                _delete_rows(write_conn, np.concatenate(done))
+                                _delete_rows(write_conn, table.table_id, np.concatenate(done))
                             )
                         await self._checkpoint("upload")
                         fetched = await inflight.pop("fetch") if "fetch" in inflight else []
