@@ -3,11 +3,12 @@ them appended, and which request ids a client may choose."""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
+import sys
 
 from fusou import logs
+from tests.support.logs import configured_logs
 
 
 def record(message: str = "hello %s", **extra: object) -> logging.LogRecord:
@@ -48,8 +49,6 @@ def test_exceptions_are_one_json_field() -> None:
         raise ValueError("boom")
     except ValueError:
         logger = logging.getLogger("fusou.test")
-        import sys
-
         r = logger.makeRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
     line = logs.JsonFormatter().format(r)
     assert "\n" not in line
@@ -62,24 +61,14 @@ def test_text_lines_append_the_fields() -> None:
 
 
 def test_configure_chooses_the_format() -> None:
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    try:
-        stream = io.StringIO()  # not a terminal: auto means JSON
-        logs.configure("info", "auto", stream)
+    # A StringIO is not a terminal: auto means JSON.
+    with configured_logs("info", "auto") as stream:
         logging.getLogger("fusou.test").info("one")
         logging.getLogger("fusou.test").debug("hidden")
-        assert [json.loads(x)["message"] for x in stream.getvalue().splitlines()] == ["one"]
-        stream = io.StringIO()
-        logs.configure("info", "text", stream)
+    assert [json.loads(x)["message"] for x in stream.getvalue().splitlines()] == ["one"]
+    with configured_logs("info", "text") as stream:
         logging.getLogger("fusou.test").info("two")
-        assert stream.getvalue().rstrip().endswith("INFO fusou.test: two")
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved[0]:
-            root.addHandler(handler)
-        root.setLevel(saved[1])
+    assert stream.getvalue().rstrip().endswith("INFO fusou.test: two")
 
 
 def test_request_ids() -> None:

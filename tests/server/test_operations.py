@@ -17,7 +17,6 @@ import pytest
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from fusou import logs
 from fusou.auth.tokens import hash_token
 from tests.server.test_server import (
     BOUND_S,
@@ -28,6 +27,7 @@ from tests.server.test_server import (
     probe_method,
     unary_unary,
 )
+from tests.support.logs import configured_logs
 from tests.support.tls import make_tls_files
 
 ADMIN_TOKEN = "fusou_test_admin_token_0123456789"
@@ -97,18 +97,8 @@ async def test_start_says_whether_authentication_is_on(caplog: pytest.LogCapture
 
 @pytest.fixture
 def json_logs() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    stream = io.StringIO()
-    logs.configure("debug", "json", stream)
-    try:
+    with configured_logs("debug", "json") as stream:
         yield stream
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved[0]:
-            root.addHandler(handler)
-        root.setLevel(saved[1])
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:
