@@ -18,6 +18,8 @@ from fusou.config import Settings
 from fusou.ingest.v1 import ingest_pb2
 from fusou.reader.v1 import reader_pb2
 from fusou.records.wire_formats import structs
+from fusou.runtime import open_runtime
+from fusou.server.app import FusouServer
 from tests.archive.oracle import age_rows
 from tests.read.conftest import SMALL_BLOCKS, Stubs, open_stubs
 from tests.read.oracle import ts
@@ -137,3 +139,14 @@ async def test_metrics_after_real_calls(stubs: Stubs) -> None:
     assert grew("fusou_compacted_rows_total") == sum(t.output_rows for t in result.tables) > 0
     assert grew("fusou_compacted_bytes_total") == sum(t.output_bytes for t in result.tables)
     assert grew("fusou_compaction_duration_seconds_count") == 1
+
+
+async def test_only_processes_hosting_the_archiver_read_the_buffer_gauges(
+    settings: Settings,
+) -> None:
+    runtime = await open_runtime(settings)
+    try:
+        assert FusouServer.for_runtime(runtime, ["ingest", "reader"]).gauges is None
+        assert FusouServer.for_runtime(runtime, ["archiver"]).gauges is not None
+    finally:
+        await runtime.close()

@@ -77,7 +77,11 @@ class FusouServer:
             runtime.settings,
             [SERVICES[n](runtime) for n in names],
             readiness=dependency_check(runtime),
-            gauges=functools.partial(metrics.refresh_buffer, runtime.pool),
+            # The buffer's gauges scan it: one exporter per deployment is enough, and the
+            # archiver (one replica, the buffer's consumer) is the natural one.
+            gauges=functools.partial(metrics.refresh_buffer, runtime.pool)
+            if "archiver" in names
+            else None,
         )
 
     async def start(self) -> int:
