@@ -145,6 +145,11 @@ def test_every_variable_maps_to_a_settings_field_with_the_same_default() -> None
 @pytest.mark.parametrize("var", VARIABLES, ids=lambda v: v.env)
 def test_setting_a_variable_to_its_default_changes_nothing(var: Variable) -> None:
     if var.default is None:
+        if var.env in ("FUSOU_AUTH_TOKENS", "FUSOU_AUTH_TOKENS_FILE"):
+            # Empty is refused rather than read as unset: it must not turn authentication off.
+            with pytest.raises(ConfigError, match="set but empty"):
+                Settings.from_env({var.env: ""})
+            return
         assert getattr(Settings.from_env({var.env: ""}), var.attr) is None
         return
     parsed = getattr(Settings.from_env({var.env: str(var.default)}), var.attr)

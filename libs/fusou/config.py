@@ -82,6 +82,14 @@ def _object_store_url(raw: str) -> str | None:
     raise ValueError(f"must be s3://bucket/prefix or file:///path (got {value!r})")
 
 
+def _set_means_on(raw: str) -> str:
+    # Set but empty (a blank ConfigMap value, a template that rendered nothing) must not turn
+    # authentication off: that would open every dataset to everyone.
+    if not raw.strip():
+        raise ValueError("is set but empty: give a value, or unset it to run without tokens")
+    return raw
+
+
 def _optional_port(raw: str) -> int | None:
     if not raw.strip():
         return None
@@ -201,7 +209,7 @@ VARIABLES: tuple[Variable, ...] = (
         "FUSOU_AUTH_TOKENS",
         "auth_tokens",
         None,
-        _optional_str,
+        _set_means_on,
         "Bearer tokens as a JSON list of {name, sha256, role, datasets} (see `fusou token`). "
         "Unset, and FUSOU_AUTH_TOKENS_FILE unset: every client may call every RPC.",
     ),
@@ -209,7 +217,7 @@ VARIABLES: tuple[Variable, ...] = (
         "FUSOU_AUTH_TOKENS_FILE",
         "auth_tokens_file",
         None,
-        _optional_str,
+        _set_means_on,
         "A file holding the same JSON list (added to FUSOU_AUTH_TOKENS).",
     ),
     Variable(

@@ -164,3 +164,10 @@ def test_fusou_token_prints_a_token_and_the_entry_that_admits_it() -> None:
         timeout=60,
     )
     assert refused.returncode == 2 and "datasets" in refused.stderr
+
+
+def test_a_token_variable_set_but_empty_stops_the_server_instead_of_opening_it() -> None:
+    for name in ("FUSOU_AUTH_TOKENS", "FUSOU_AUTH_TOKENS_FILE"):
+        for blank in ("", "  "):
+            with pytest.raises(ConfigError, match=f"{name}: is set but empty"):
+                Settings.from_env({name: blank})

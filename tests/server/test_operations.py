@@ -18,6 +18,8 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fusou.auth.tokens import hash_token
+from fusou.config import ConfigError, Settings
+from fusou.server.app import FusouServer
 from tests.server.test_server import (
     BOUND_S,
     NOT_SERVING,
@@ -147,3 +149,16 @@ async def test_request_ids_reach_the_logs_and_the_response_headers(
         (echoed, "OK", "ops")
     ]
     assert finished[0]["duration_ms"] >= 0
+
+
+async def test_a_certificate_and_a_key_that_do_not_match_are_named(tmp_path: Path) -> None:
+    one, other = make_tls_files(tmp_path / "one"), make_tls_files(tmp_path / "other")
+    config = Settings(grpc_host="127.0.0.1", grpc_port=0, metrics_port=0).replace(
+        tls_cert_file=str(one.cert), tls_key_file=str(other.key)
+    )
+    server = FusouServer(config, [Probe().hosted()])
+    try:
+        with pytest.raises(ConfigError, match="FUSOU_TLS_CERT_FILE and FUSOU_TLS_KEY_FILE"):
+            await server.start()
+    finally:
+        await asyncio.wait_for(server.stop(grace=0), BOUND_S)

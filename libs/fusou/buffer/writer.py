@@ -8,6 +8,7 @@ well clients batch, and each request still gets its answer only after its rows c
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import json
 import logging
@@ -88,7 +89,11 @@ class GroupCommitWriter:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="group-commit")
+            # Started by the first write, it outlives that call: a fresh context keeps the
+            # call's log fields (request id, token) off everything the task logs later.
+            self._task = asyncio.create_task(
+                self._run(), name="group-commit", context=contextvars.Context()
+            )
 
     async def close(self) -> None:
         self._closed = True

@@ -128,7 +128,12 @@ class FusouServer:
             )
             await health_only.start()
             self._health_server = health_only
-        await server.start()
+        try:
+            await server.start()
+        except BaseException:
+            if self._health_server is not None:
+                await self._health_server.stop(0)
+            raise
         self._server = server
         self._metrics_http = metrics.serve(self.settings.grpc_host, self.settings.metrics_port)
         self.metrics_port = self._metrics_http.port
@@ -190,6 +195,16 @@ class FusouServer:
         await asyncio.shield(self._stopping)
 
     async def _stop(self, grace: float | None) -> None:
+        try:
+            await self._shut_down(grace)
+        except BaseException:
+            log.exception("error while shutting down")
+            raise
+        finally:
+            # wait() returns even when shutting down failed: the process must be able to exit.
+            self._stopped.set()
+
+    async def _shut_down(self, grace: float | None) -> None:
         assert self._server is not None
         grace = self.settings.shutdown_grace_s if grace is None else grace
         drain = self.settings.shutdown_drain_s
@@ -221,7 +236,6 @@ class FusouServer:
                     log.exception("error while closing %s", service.full_name)
         if self._metrics_http is not None:
             self._metrics_http.close()
-        self._stopped.set()
 
     async def wait(self) -> None:
         await self._stopped.wait()
@@ -248,8 +262,8 @@ def _listen(
     except RuntimeError:
         bound = 0
     if bound == 0:
-        raise ConfigError(
-            f"FUSOU_{variable}_PORT: cannot listen on {address} "
-            "(port in use or address not available)"
-        )
+        why = "port in use or address not available"
+        if credentials is not None:
+            why += ", or FUSOU_TLS_CERT_FILE and FUSOU_TLS_KEY_FILE do not match"
+        raise ConfigError(f"FUSOU_{variable}_PORT: cannot listen on {address} ({why})")
     return bound
