@@ -92,7 +92,7 @@ def up(settings: Settings) -> int:
     def announce(port: int) -> None:
         target = f"localhost:{port}"
         body = (
-            '{"dataset_id":"demo","table":"battle","request_id":"demo-1",'
+            '{"dataset_id":"demo","table":"battle","request_id":"hello-1",'
             '"rows":[{"timestamp":1700000000000,"api_no":1,"hp":42}]}'
         )
         flags = "-cacert CA.pem" if tls else "-plaintext"
