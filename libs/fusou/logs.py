@@ -54,6 +54,15 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | 
 _CALL_FIELDS = ("request_id", "method", "principal")
 
 
+def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """What ``extra=`` and ``CallFields`` put on a record, without the unset ones."""
+    return {
+        key: value
+        for key, value in record.__dict__.items()
+        if key not in _STANDARD and value is not None and not key.startswith("_")
+    }
+
+
 class CallFields(logging.Filter):
     """Adds the current call's fields to records that do not carry them already."""
 
@@ -79,9 +88,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and value is not None and not key.startswith("_"):
-                out[key] = value
+        out.update(_extra_fields(record))
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
@@ -99,11 +106,7 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extras = [
-            f"{key}={value}"
-            for key, value in record.__dict__.items()
-            if key not in _STANDARD and value is not None and not key.startswith("_")
-        ]
+        extras = [f"{key}={value}" for key, value in _extra_fields(record).items()]
         if not extras:
             return line
         head, sep, rest = line.partition("\n")

@@ -13,10 +13,9 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
-from fusou.config import ConfigError, Settings
+from fusou.config import ConfigError, Settings, read_configured_file
 from fusou.names import name_problem
 
 TOKEN_PREFIX = "fusou_"
@@ -155,9 +154,6 @@ def configured_tokens(settings: Settings) -> Mapping[str, TokenEntry] | None:
     if settings.auth_tokens is not None:
         entries += parse_entries(settings.auth_tokens, "FUSOU_AUTH_TOKENS")
     if settings.auth_tokens_file is not None:
-        try:
-            text = Path(settings.auth_tokens_file).read_text()
-        except OSError as exc:
-            raise ConfigError(f"FUSOU_AUTH_TOKENS_FILE: cannot read ({exc})") from None
+        text = read_configured_file("FUSOU_AUTH_TOKENS_FILE", settings.auth_tokens_file).decode()
         entries += parse_entries(text, f"FUSOU_AUTH_TOKENS_FILE {settings.auth_tokens_file}")
     return by_hash(entries)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
 
-from fusou.config import ConfigError, Settings
+from fusou.config import Settings, read_configured_file
 
 
 @dataclass(frozen=True)
@@ -42,10 +41,7 @@ class Connection:
             return grpc.insecure_channel(self.target, options=list(options))
         roots = None
         if self.ca_file is not None:
-            try:
-                roots = Path(self.ca_file).read_bytes()
-            except OSError as exc:
-                raise ConfigError(f"FUSOU_TARGET_CA_FILE: cannot read ({exc})") from None
+            roots = read_configured_file("FUSOU_TARGET_CA_FILE", self.ca_file)
         return grpc.secure_channel(
             self.target, grpc.ssl_channel_credentials(root_certificates=roots), list(options)
         )

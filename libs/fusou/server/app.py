@@ -162,13 +162,13 @@ class FusouServer:
             "TLS" if credentials is not None else "plaintext",
             ", ".join(names),
         )
-        if access is None:
+        if tokens is None:
             log.warning(
                 "authentication is off: no FUSOU_AUTH_TOKENS or FUSOU_AUTH_TOKENS_FILE, so every "
                 "client may call every RPC on every dataset"
             )
         else:
-            log.info("authentication is on: %d bearer token(s) configured", len(tokens or {}))
+            log.info("authentication is on: %d bearer token(s) configured", len(tokens))
             if credentials is None:
                 log.warning("bearer tokens travel in clear text: FUSOU_TLS_CERT_FILE is not set")
         return self.port

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import grpc
 
-from fusou.config import ConfigError, Settings
+from fusou.config import ConfigError, Settings, read_configured_file
 
 
 def _pem(variable: str, path: str) -> bytes:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{variable}: cannot read {path} ({exc})") from None
+    data = read_configured_file(variable, path)
     if b"-----BEGIN " not in data:
         raise ConfigError(f"{variable}: {path} holds no PEM block")
     return data
