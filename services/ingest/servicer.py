@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +23,26 @@ from fusou.timestamps import timestamp_of_ms
 from fusou.upload.uploader import Fragment, Manifest, RawUploader
 
 Context = aio.ServicerContext[Any, Any]
+
+log = logging.getLogger(__name__)
+
+# A refused upload reads what the client still sends, up to these bounds, before answering.
+# grpc's asyncio client reports INTERNAL ("Internal error from Core") instead of the server's
+# status when one of its writes fails because the server ended the call first
+# (grpc/grpc#36066); once the client has sent everything, the refusal arrives as sent.
+DRAIN_MAX_BYTES = 256 * 1024 * 1024
+DRAIN_MAX_SECONDS = 10.0
+
+
+async def _drain(requests: AsyncIterator[ingest_pb2.UploadRawRequest]) -> None:
+    drained = 0
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(DRAIN_MAX_SECONDS):
+            async for message in requests:
+                drained += message.ByteSize()
+                if drained > DRAIN_MAX_BYTES:
+                    break
+    log.debug("drained %d bytes of a refused upload", drained)
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
@@ -44,6 +67,15 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
     async def UploadRaw(
         self, request_iterator: AsyncIterator[ingest_pb2.UploadRawRequest], context: Context
+    ) -> ingest_pb2.UploadRawResponse:
+        try:
+            return await self._upload_raw(request_iterator)
+        except Exception:
+            await _drain(request_iterator)
+            raise
+
+    async def _upload_raw(
+        self, request_iterator: AsyncIterator[ingest_pb2.UploadRawRequest]
     ) -> ingest_pb2.UploadRawResponse:
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("payload") != "manifest":

@@ -243,6 +243,20 @@ async def test_a_bad_bundle_is_refused_and_stores_nothing(
     }
 
 
+async def test_a_refusal_reaches_a_client_still_sending(stubs: Stubs) -> None:
+    """The manifest is refused at once while the client still has 16 MiB to send: the client
+    gets the refusal, not grpc's INTERNAL for a write into a finished call."""
+    total = 256 * 65536
+    messages = [
+        manifest(("battle", 0, total), ("battle", 10, 100), total=total),
+        *(chunk(b"x" * 65536) for _ in range(256)),
+    ]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stubs.ingest.UploadRaw(iter(messages))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert "manifest.fragments[1]" in violation_fields(err.value)
+
+
 async def test_a_fragment_conflicting_with_the_table_is_refused(
     stubs: Stubs, settings_objects: Path
 ) -> None:
