@@ -172,6 +172,7 @@ class Compactor(StorageJob):
             if options.table:
                 check_name("table", options.table)
             outcome = await self._dataset(options.dataset_id, options.table, deadline, True)
+            await self.sweep_incomplete_writes(options.dataset_id)
             return [outcome]
         chosen = await self._scheduled()
         limit = asyncio.Semaphore(self._settings.compact_concurrency)
@@ -180,7 +181,9 @@ class Compactor(StorageJob):
             async with limit:
                 return await self._dataset(dataset_id, "", deadline, False)
 
-        return list(await asyncio.gather(*(one(d) for d in chosen)))
+        outcomes = list(await asyncio.gather(*(one(d) for d in chosen)))
+        await self.sweep_incomplete_writes(None)
+        return outcomes
 
     async def _scheduled(self) -> list[str]:
         async with self._pool.acquire() as conn:
