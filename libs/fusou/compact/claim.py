@@ -65,6 +65,10 @@ class ClaimKeeper:
         """Start renewing the claim just taken on ``dataset_id``, up to the run's ``deadline``
         (event loop time): a run that hangs past its time bound then loses the claim one TTL
         later, as a dead one does."""
+        previous = self._tasks.pop(dataset_id, None)
+        if previous is not None:
+            # A run of this runner whose claim lapsed still renews it: one renewer per claim.
+            previous.cancel()
         self._tasks[dataset_id] = asyncio.create_task(
             self._renew(dataset_id, deadline), name=f"fusou-claim-{dataset_id}"
         )
