@@ -406,6 +406,14 @@ VARIABLES: tuple[Variable, ...] = (
         "Time bound of one compaction run.",
     ),
     Variable(
+        "FUSOU_COMPACT_CLAIM_TTL_S",
+        "compact_claim_ttl_s",
+        60.0,
+        _float_min(1.0),
+        "A compaction run's claim on a dataset lasts this long unless renewed; the run renews "
+        "it every third of that, so a dead runner's dataset is free again within this time.",
+    ),
+    Variable(
         "FUSOU_COMPACT_TARGET_FILE_BYTES",
         "compact_target_file_bytes",
         128 * MiB,
@@ -514,6 +522,7 @@ class Settings:
     compact_max_fragments: int = 1000
     compact_max_bytes: int = 256 * MiB
     compact_timeout_ms: int = 600_000
+    compact_claim_ttl_s: float = 60.0
     compact_target_file_bytes: int = 128 * MiB
     compact_row_group_rows: int = 16384
     upload_max_fragment_bytes: int = 128 * MiB

@@ -24,6 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import ParamSpec, TypeVar
 
 from fusou.errors import Unavailable
+from fusou.parent_death import Spawner, exit_with_parent
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -56,8 +57,12 @@ def _thread_pool() -> ThreadPoolExecutor:
 def _process_pool() -> ProcessPoolExecutor:
     global _processes  # noqa: PLW0603
     if _processes is None:
+        # Workers end with this process even when it is killed: nothing else would stop them.
         _processes = ProcessPoolExecutor(
-            max_workers=_workers, mp_context=multiprocessing.get_context("spawn")
+            max_workers=_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=exit_with_parent,
+            initargs=(Spawner(),),
         )
     return _processes
 

@@ -395,6 +395,65 @@ def test_sigterm_stops_server_and_embedded_postgres(fusou_up: UpProcess) -> None
         s.bind(("127.0.0.1", fusou_up.port))
 
 
+def _spawned_by(up: UpProcess) -> list[psutil.Process]:
+    """Every process `fusou up` has running: its children (CPU workers, multiprocessing's
+    resource tracker, the embedded PostgreSQL's watchdog) and the embedded PostgreSQL, which
+    pg_ctl starts detached, with its own children."""
+    found = psutil.Process(up.proc.pid).children(recursive=True)
+    for postmaster in processes_using(up.data_dir / "postgres"):
+        found.append(postmaster)
+        with contextlib.suppress(psutil.Error):
+            found.extend(postmaster.children(recursive=True))
+    return list({p.pid: p for p in found}.values())
+
+
+def _command_lines(procs: list[psutil.Process]) -> list[str]:
+    lines = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            lines.append(" ".join(proc.cmdline()))
+    return lines
+
+
+def test_sigkill_of_up_leaves_nothing_running(tmp_path: Path) -> None:
+    """`fusou up` killed outright (SIGKILL, the OOM killer) takes everything it started with it;
+    a later `fusou up` on the same data directory comes up and stops cleanly."""
+    data_dir = tmp_path / "data"
+    with started_up(data_dir) as up:
+        spawned = _spawned_by(up)
+        lines = _command_lines(spawned)
+        assert any("spawn_main" in line for line in lines), lines  # a CPU worker
+        assert any("resource_tracker" in line for line in lines), lines
+        assert any("fusou.db.watchdog" in line for line in lines), lines
+        assert processes_using(data_dir / "postgres"), lines
+        up.proc.kill()
+        up.proc.wait(timeout=10)
+        # A liveness wait with a generous bound, not a timing claim.
+        _gone, alive = psutil.wait_procs(spawned, timeout=60)
+        assert not alive, f"left running after SIGKILL: {_command_lines(alive)}"
+
+    # Killed together with its watchdog, nothing stops the embedded PostgreSQL; the next
+    # `fusou up` then attaches to it and, stopping, stops it (no dead user keeps it up).
+    with started_up(data_dir) as up:
+        watchdogs = [
+            p
+            for p in psutil.Process(up.proc.pid).children()
+            if "fusou.db.watchdog" in " ".join(p.cmdline())
+        ]
+        assert len(watchdogs) == 1
+        for proc in (up.proc, watchdogs[0]):
+            proc.kill()
+        up.proc.wait(timeout=10)
+        assert processes_using(data_dir / "postgres")
+    with started_up(data_dir) as up:
+        spawned = _spawned_by(up)
+        up.proc.send_signal(signal.SIGTERM)
+        assert up.proc.wait(timeout=STOP_TIMEOUT_S) == 0, up.output()
+        _gone, alive = psutil.wait_procs(spawned, timeout=60)
+        assert not alive, f"left running after SIGTERM: {_command_lines(alive)}"
+        assert not processes_using(data_dir), processes_using(data_dir)
+
+
 # -- fusou serve / fusou migrate -----------------------------------------------------------------
 
 

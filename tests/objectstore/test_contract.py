@@ -6,10 +6,13 @@ Tests that take ``backend``/``store`` run once per backend; the few backend-spec
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
 import socket
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -415,6 +418,94 @@ async def test_local_listing_skips_leftover_temp_files(backend: Backend) -> None
 
     assert await keys(store) == ["dir/real"]
     assert await store.get("dir/real") == b"real"
+
+
+def leave_incomplete_write(backend: Backend, key: str, *, age_s: float) -> None:
+    """What a writer of ``key`` killed mid-put leaves behind, last written ``age_s`` ago: a
+    temp file (local) or a multipart upload with one part (S3)."""
+    if backend.is_s3:
+        client = backend.s3.client()
+        upload = client.create_multipart_upload(Bucket=backend.bucket, Key=key)
+        client.upload_part(
+            Bucket=backend.bucket,
+            Key=key,
+            UploadId=upload["UploadId"],
+            PartNumber=1,
+            Body=b"partial",
+        )
+        return
+    directory, _, name = key.rpartition("/")
+    temp = backend.root / directory / f".{name}.{random.Random(key).randbytes(8).hex()}.fusou-tmp"
+    temp.parent.mkdir(parents=True, exist_ok=True)
+    temp.write_bytes(b"partial")
+    then = time.time() - age_s
+    os.utime(temp, (then, then))
+
+
+def incomplete_writes(backend: Backend) -> list[str]:
+    if backend.is_s3:
+        return sorted(backend.pending_multipart_uploads())
+    return [path for path in backend.files_on_disk() if path.endswith(".fusou-tmp")]
+
+
+async def test_sweep_incomplete_deletes_old_leftovers_under_the_prefix(backend: Backend) -> None:
+    store = backend.store()
+    await store.put("dir/real", b"real")
+    for key in ("dir/old", "dir-2/old", "other/old"):
+        leave_incomplete_write(backend, key, age_s=7200.0)
+    if backend.is_s3:
+        # moto dates every upload 2010-11-10 (a constant of its responses) and a test cannot
+        # date one otherwise: here "fresh" means "started after a horizon before that day".
+        horizon = datetime(2020, 1, 1, tzinfo=UTC)
+        assert await store.sweep_incomplete(datetime(2001, 1, 1, tzinfo=UTC)) == 0
+    else:
+        horizon = datetime.now(UTC) - timedelta(hours=1)
+        leave_incomplete_write(backend, "dir/fresh", age_s=0.0)
+    before = incomplete_writes(backend)
+
+    # "dir/" is a key prefix: "dir-2/old" is not under it.
+    assert await store.sweep_incomplete(horizon, "dir/") == 1
+    after = incomplete_writes(backend)
+    assert len(after) == len(before) - 1
+    assert not any(w.startswith("dir/") and "old" in w for w in after)
+    assert any(w.startswith("dir-2/") for w in after) and any(w.startswith("other/") for w in after)
+    assert await store.sweep_incomplete(horizon) == 2
+    if backend.is_s3:
+        assert incomplete_writes(backend) == []
+    else:
+        # A temp file written since the horizon is a put that may still be under way.
+        (fresh,) = incomplete_writes(backend)
+        assert fresh.startswith("dir/.fresh.")
+    assert await keys(store) == ["dir/real"]
+    assert await store.get("dir/real") == b"real"
+
+
+async def test_a_put_whose_leftovers_are_swept_fails_and_writes_nothing(backend: Backend) -> None:
+    """The sweep's race with a put that stalled past the horizon: the put fails, whole."""
+    store = backend.store()
+    resume = asyncio.Event()
+
+    async def stalling() -> AsyncIterator[bytes]:
+        # More than a part, so on S3 a multipart upload is under way during the stall.
+        yield random_bytes(S3_PART_SIZE + 1)
+        await resume.wait()
+        yield b"rest"
+
+    put = asyncio.create_task(store.put("stalled.bin", stalling()))
+    try:
+        for _ in range(600):
+            if incomplete_writes(backend) or put.done():
+                break
+            await asyncio.sleep(0.05)
+        assert incomplete_writes(backend), "the put never started writing"
+        assert await store.sweep_incomplete(datetime.now(UTC) + timedelta(minutes=5)) == 1
+    finally:
+        resume.set()
+    with pytest.raises(ObjectStoreError):
+        await put
+    with pytest.raises(ObjectNotFound):
+        await store.head("stalled.bin")
+    assert incomplete_writes(backend) == []
 
 
 async def test_local_key_cannot_be_both_object_and_directory(backend: Backend) -> None:

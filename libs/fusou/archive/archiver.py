@@ -134,6 +134,7 @@ class Archiver(StorageJob):
             )
             report.tables.append(outcome)
         report.orphans_deleted = await self.sweep_orphans(options.dataset_id or None)
+        await self.sweep_incomplete_writes(options.dataset_id or None)
         return report
 
     async def _candidates(self, options: ArchiveOptions, cutoff: int) -> list[_Table]:

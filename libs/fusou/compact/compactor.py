@@ -4,8 +4,9 @@ Parquet files, table by table, exactly once.
 The seed's flags, made safe for several runners:
 
 - a run *claims* a dataset (``compaction_in_progress`` with an expiry, ``compaction_needed``
-  cleared) in one conditional UPDATE, so two runs never work on one dataset, and a crashed
-  runner's claim lapses instead of blocking the dataset for good;
+  cleared) in one conditional UPDATE, so two runs never work on one dataset, and renews the
+  claim while it runs (``fusou.compact.claim``), so a dead runner's claim lapses within
+  FUSOU_COMPACT_CLAIM_TTL_S instead of blocking the dataset;
 - new data arriving meanwhile sets ``compaction_needed`` again, so it is not lost;
 - success sets ``last_compacted_at`` and keeps the dataset flagged when work is left over;
   failure releases the claim and flags the dataset for the next run.
@@ -39,6 +40,7 @@ import pyarrow as pa
 
 from fusou.catalog.files import FileEntry, register_file, unregistered
 from fusou.catalog.tables import TableInfo
+from fusou.compact.claim import CLAIM_SQL, ClaimKeeper
 from fusou.compact.inputs import InputFile, candidates, in_time_order, select
 from fusou.compact.output import CODEC, OutputFile, ParquetFilesWriter
 from fusou.errors import Aborted, InvalidArgument, NotFound
@@ -62,8 +64,6 @@ REWRITE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusou-rew
 ENCODE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusou-encode")
 # Inputs decoded ahead of the writer when they stream through it one by one.
 DECODE_AHEAD = 2
-# A claim outlives the run's time bound by this much before another runner may take it over.
-CLAIM_MARGIN_S = 60.0
 
 
 class Status(Enum):
@@ -172,6 +172,7 @@ class Compactor(StorageJob):
             if options.table:
                 check_name("table", options.table)
             outcome = await self._dataset(options.dataset_id, options.table, deadline, True)
+            await self.sweep_incomplete_writes(options.dataset_id)
             return [outcome]
         chosen = await self._scheduled()
         limit = asyncio.Semaphore(self._settings.compact_concurrency)
@@ -180,7 +181,9 @@ class Compactor(StorageJob):
             async with limit:
                 return await self._dataset(dataset_id, "", deadline, False)
 
-        return list(await asyncio.gather(*(one(d) for d in chosen)))
+        outcomes = list(await asyncio.gather(*(one(d) for d in chosen)))
+        await self.sweep_incomplete_writes(None)
+        return outcomes
 
     async def _scheduled(self) -> list[str]:
         async with self._pool.acquire() as conn:
@@ -198,7 +201,7 @@ class Compactor(StorageJob):
     async def _dataset(
         self, dataset_id: str, only_table: str, deadline: float, explicit: bool
     ) -> DatasetOutcome:
-        claimed = await self._claim(dataset_id)
+        claimed = await self._claim(dataset_id, deadline)
         if claimed is None:
             if explicit:
                 raise NotFound(f"no dataset {dataset_id!r}")
@@ -243,23 +246,20 @@ class Compactor(StorageJob):
             outcome.status = Status.COMPACTED
         return outcome
 
-    async def _claim(self, dataset_id: str) -> bool | None:
-        """True when this run now holds the dataset, False when another does, None when there
-        is no such dataset."""
-        claim_s = self._settings.compact_timeout_ms / 1000 + CLAIM_MARGIN_S
+    @functools.cached_property
+    def _claims(self) -> ClaimKeeper:
+        return ClaimKeeper(self._pool, self.runner_id, self._settings.compact_claim_ttl_s)
+
+    async def _claim(self, dataset_id: str, deadline: float) -> bool | None:
+        """True when this run now holds the dataset (and renews the claim until it releases
+        it or passes ``deadline``), False when another does, None when there is no such
+        dataset."""
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(
-                "UPDATE fusou_datasets SET compaction_in_progress = true, "
-                "  compaction_needed = false, compaction_claimed_by = $2, "
-                "  compaction_claim_expires_at = now() + make_interval(secs => $3) "
-                "WHERE dataset_id = $1 "
-                "  AND (NOT compaction_in_progress OR compaction_claim_expires_at < now()) "
-                "RETURNING 1",
-                dataset_id,
-                self.runner_id,
-                claim_s,
+                CLAIM_SQL, dataset_id, self.runner_id, self._settings.compact_claim_ttl_s
             )
             if row is not None:
+                self._claims.keep(dataset_id, deadline)
                 return True
             exists = await conn.fetchval(
                 "SELECT 1 FROM fusou_datasets WHERE dataset_id = $1", dataset_id
@@ -271,6 +271,7 @@ class Compactor(StorageJob):
         await asyncio.shield(self._release_now(dataset_id, succeeded, more))
 
     async def _release_now(self, dataset_id: str, succeeded: bool, more: bool) -> None:
+        await self._claims.stop(dataset_id)
         async with self._pool.acquire() as conn:
             await conn.execute(
                 "UPDATE fusou_datasets SET compaction_in_progress = false, "

@@ -168,6 +168,18 @@ class ObjectStore(abc.ABC):
     def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         """Every object whose key starts with ``prefix`` (a string prefix), sorted by key."""
 
+    async def sweep_incomplete(self, older_than: datetime, prefix: str = "") -> int:
+        """Delete what writes that never finished left behind under ``prefix`` (a string
+        prefix of the keys they were writing) before ``older_than``; how many were deleted.
+
+        ``put`` cleans up after itself whenever it can run at all; this is for the writes whose
+        process was killed. A backend whose writes leave nothing behind keeps this default.
+        Callers pass a horizon older than the longest write (the delete grace period): a write
+        still in progress then fails at its end instead of leaving a half-written object.
+        """
+        validate_prefix(prefix)
+        return 0
+
     @abc.abstractmethod
     async def check(self) -> None:
         """Raise ObjectStoreError unless the store answers and its bucket or root exists."""

@@ -40,6 +40,11 @@ def _mtime(st: os.stat_result) -> datetime:
     return datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC)
 
 
+def _temp_target(temp_name: str) -> str:
+    """The name a temp file ".<name>.<random>.fusou-tmp" (see _AtomicFile) would have become."""
+    return temp_name.removeprefix(".").removesuffix(TEMP_SUFFIX).rpartition(".")[0]
+
+
 def _fsync_directory(directory: Path) -> None:
     # A rename or mkdir is only durable once the directory holding the new entry is synced.
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -302,6 +307,49 @@ class LocalObjectStore(ObjectStore):
         # Walk order is per directory ("a/b" before "a-c"); the contract is order by whole key.
         found.sort(key=lambda info: info.key)
         return found
+
+    async def sweep_incomplete(self, older_than: datetime, prefix: str = "") -> int:
+        """Delete the temp files of killed puts: those last written before ``older_than`` (a
+        put writes its temp file as its data comes, so only a stalled or dead one gets old). A
+        put whose temp file goes fails when it renames it, and writes nothing."""
+        self._ensure_open()
+        validate_prefix(prefix)
+        return await asyncio.to_thread(self._sweep_temp_files, prefix, older_than.timestamp())
+
+    def _sweep_temp_files(self, prefix: str, horizon: float) -> int:
+        head, _, _ = prefix.rpartition("/")
+        start = self._root.joinpath(*head.split("/")) if head else self._root
+        swept = 0
+        pending = [(str(start), f"{head}/" if head else "")]
+        while pending:
+            directory, key_prefix = pending.pop()
+            try:
+                with os.scandir(directory) as entries:
+                    listing = builtins.list(entries)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                raise ObjectStoreError(f"cannot list {prefix!r}: {exc}") from exc
+            for entry in listing:
+                if entry.is_dir(follow_symlinks=False):
+                    sub = f"{key_prefix}{entry.name}/"
+                    if sub.startswith(prefix) or prefix.startswith(sub):
+                        pending.append((entry.path, sub))
+                    continue
+                if not entry.name.endswith(TEMP_SUFFIX):
+                    continue
+                if not (key_prefix + _temp_target(entry.name)).startswith(prefix):
+                    continue
+                try:
+                    if entry.stat(follow_symlinks=False).st_mtime >= horizon:
+                        continue
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue  # its put finished (renamed it) or gave up meanwhile
+                except OSError as exc:
+                    raise ObjectStoreError(f"cannot delete temp file {entry.path}: {exc}") from exc
+                swept += 1
+        return swept
 
     async def close(self) -> None:
         self._closed = True

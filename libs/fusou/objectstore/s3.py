@@ -7,7 +7,7 @@ import builtins
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import AsyncExitStack, contextmanager
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, NoReturn
 
 import aioboto3
@@ -413,6 +413,33 @@ class S3ObjectStore(ObjectStore):
                         size=item["Size"],
                         last_modified=item["LastModified"].astimezone(UTC),
                     )
+
+    async def sweep_incomplete(self, older_than: datetime, prefix: str = "") -> int:
+        """Abort the multipart uploads under ``prefix`` started before ``older_than`` and never
+        completed: a killed put's parts, which S3 keeps (and bills) until they are aborted."""
+        validate_prefix(prefix)
+        client = await self._get_client()
+        paginator = client.get_paginator("list_multipart_uploads")
+        stale: builtins.list[tuple[str, str]] = []
+        with _translated(None):
+            async for page in paginator.paginate(Bucket=self._bucket, Prefix=self._prefix + prefix):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] < older_than:
+                        stale.append((upload["Key"], upload["UploadId"]))
+        aborted = 0
+        for s3_key, upload_id in stale:
+            try:
+                await client.abort_multipart_upload(
+                    Bucket=self._bucket, Key=s3_key, UploadId=upload_id
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                    continue  # completed or aborted meanwhile
+                _raise_translated(exc, s3_key[len(self._prefix) :])
+            except (BotoCoreError, *_TRANSIENT_EXCEPTIONS) as exc:
+                _raise_translated(exc, s3_key[len(self._prefix) :])
+            aborted += 1
+        return aborted
 
     async def close(self) -> None:
         if self._closed:
