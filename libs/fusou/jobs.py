@@ -34,3 +34,15 @@ class StorageJob:
         self._store = store
         self._registry = registry
         self._checkpoint = checkpoint or no_checkpoint
+
+
+# Longest error text a run reports for one table (a result is not a log).
+MAX_ERROR_CHARS = 1000
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line about a failure for a run's result: its kind and message, shortened."""
+    text = str(exc)
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    line = " ".join(line.split())
+    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
