@@ -65,3 +65,14 @@ class StorageJob:
         if swept:
             log.info("deleted %d leftovers of incomplete writes", swept)
         return swept
+
+# Longest error text a run reports for one table (a result is not a log).
+MAX_ERROR_CHARS = 1000
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line about a failure for a run's result: its kind and message, shortened."""
+    text = str(exc)
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    line = " ".join(line.split())
+    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"

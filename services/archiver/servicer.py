@@ -7,11 +7,19 @@ from typing import Any
 
 from grpc import aio
 
-from fusou.archive.archiver import ArchiveOptions, Archiver
+from fusou.archive.archiver import ArchiveOptions, Archiver, TableStatus
 from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.server import metrics
 
 Context = aio.ServicerContext[Any, Any]
+
+_STATUS = {
+    TableStatus.ARCHIVED: archiver_pb2.TABLE_ARCHIVE_STATUS_ARCHIVED,
+    TableStatus.NOTHING_TO_DO: archiver_pb2.TABLE_ARCHIVE_STATUS_NOTHING_TO_DO,
+    TableStatus.PARTIAL: archiver_pb2.TABLE_ARCHIVE_STATUS_PARTIAL,
+    TableStatus.SKIPPED_BUSY: archiver_pb2.TABLE_ARCHIVE_STATUS_SKIPPED_BUSY,
+    TableStatus.FAILED: archiver_pb2.TABLE_ARCHIVE_STATUS_FAILED,
+}
 
 
 class ArchiverServicer(archiver_pb2_grpc.ArchiverServiceServicer):
@@ -34,6 +42,8 @@ class ArchiverServicer(archiver_pb2_grpc.ArchiverServiceServicer):
         metrics.ARCHIVE_SECONDS.observe(time.monotonic() - started)
         metrics.ARCHIVED_ROWS.inc(sum(t.rows for t in report.tables))
         metrics.ARCHIVED_BYTES.inc(sum(t.bytes for t in report.tables))
+        metrics.QUARANTINED_ROWS.inc(report.rows_quarantined)
+        metrics.ARCHIVE_FAILED_TABLES.inc(report.failed_tables)
         tables = [
             archiver_pb2.TableArchiveResult(
                 dataset_id=t.dataset_id,
@@ -46,6 +56,9 @@ class ArchiverServicer(archiver_pb2_grpc.ArchiverServiceServicer):
                 compression_ratio=t.compression_ratio,
                 more_remaining=t.more_remaining,
                 skipped_busy=t.skipped_busy,
+                status=_STATUS[t.status],
+                error=t.error,
+                rows_quarantined=t.rows_quarantined,
             )
             for t in report.tables
         ]
@@ -55,4 +68,7 @@ class ArchiverServicer(archiver_pb2_grpc.ArchiverServiceServicer):
             total_files=sum(t.files for t in report.tables),
             total_bytes=sum(t.bytes for t in report.tables),
             orphans_deleted=report.orphans_deleted,
+            failed_tables=report.failed_tables,
+            total_rows_quarantined=report.rows_quarantined,
+            sweep_error=report.sweep_error,
         )

@@ -36,6 +36,9 @@ class CompactorServicer(compactor_pb2_grpc.CompactorServiceServicer):
         metrics.COMPACTION_SECONDS.observe(time.monotonic() - started)
         metrics.COMPACTED_ROWS.inc(sum(t.output_rows for d in outcomes for t in d.tables))
         metrics.COMPACTED_BYTES.inc(sum(t.output_bytes for d in outcomes for t in d.tables))
+        metrics.COMPACT_FAILED_TABLES.inc(
+            sum(1 for d in outcomes for t in d.tables if t.status is Status.FAILED)
+        )
         return compactor_pb2.CompactResponse(
             datasets=[
                 compactor_pb2.DatasetCompactResult(
@@ -53,6 +56,8 @@ class CompactorServicer(compactor_pb2_grpc.CompactorServiceServicer):
                             output_bytes=t.output_bytes,
                             duplicates_removed=t.duplicates_removed,
                             more_remaining=t.more_remaining,
+                            status=_STATUS[t.status],
+                            error=t.error,
                         )
                         for t in d.tables
                     ],

@@ -163,6 +163,7 @@ class ReaderServicer(reader_pb2_grpc.ReaderServiceServicer):
                     raw_bytes=s.raw_bytes,
                     optimized_files=s.optimized_files,
                     optimized_bytes=s.optimized_bytes,
+                    quarantined_rows=s.quarantined_rows,
                 )
                 for s in stats
             ]

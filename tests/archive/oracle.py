@@ -44,8 +44,11 @@ def archive_settings(settings: Settings, **changes: Any) -> Settings:
     return settings.replace(**(SMALL_FILES | changes))
 
 
-class Crash(Exception):
-    """Raised by a checkpoint: the archiver "dies" at that point."""
+class Crash(BaseException):
+    """Raised by a checkpoint: the archiver "dies" at that point.
+
+    Not an ``Exception``: a dying process runs no error handler, and runs covering several
+    tables catch a table's ``Exception`` to report it and go on."""
 
 
 class CrashAt:

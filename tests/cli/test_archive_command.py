@@ -10,6 +10,7 @@ import pytest
 
 from fusou.config import Settings
 from fusou.testing import ServicesUnderTest, running_services
+from tests.archive.poison import LONG_AGO_MS, poison_row
 from tests.support.grpcurl import FUSOU, agrpcurl, arun
 
 T0 = 1_700_000_000_000
@@ -69,3 +70,46 @@ async def test_archive_fails_readably_when_the_call_fails(system: ServicesUnderT
     assert down.returncode == 1, down.explain()
     assert "UNAVAILABLE" in down.stderr and "Traceback" not in down.stderr
     assert down.stdout == ""
+
+
+async def test_a_table_that_failed_makes_the_cronjob_fail_once(
+    system: ServicesUnderTest, database_url: str
+) -> None:
+    """A stored row no cold file can hold: the scheduled command archives everything else,
+    prints the table's failure, and exits 1; the next run is clean and exits 0."""
+    await _ingest(system.target, 40)
+    sortie = await agrpcurl(
+        system.target,
+        "fusou.ingest.v1.IngestService/Ingest",
+        data={"dataset_id": "u2", "table": "sortie", "rows": [{"timestamp": T0, "v": 1}]},
+    )
+    assert sortie.returncode == 0, sortie.explain()
+    conn = await asyncpg.connect(database_url)
+    try:
+        seq = await conn.fetchval(
+            "SELECT min(seq) FROM fusou_buffer JOIN fusou_tables USING (table_id) "
+            "WHERE dataset_id = 'u1'"
+        )
+        await poison_row(database_url, "u1", "battle", seq, LONG_AGO_MS)
+    finally:
+        await conn.close()
+    failed = await arun([FUSOU, "archive", "--target", system.target, "--min-age-seconds", "0"])
+    assert failed.returncode == 1, failed.explain()
+    summary = failed.json()
+    tables = {(t["dataset_id"], t["table"]): t for t in summary["tables"]}
+    battle = tables[("u1", "battle")]
+    assert battle["status"] == "TABLE_ARCHIVE_STATUS_FAILED"
+    assert (int(battle["rows"]), int(battle["rows_quarantined"])) == (39, 1)
+    assert "fusou_quarantine" in battle["error"]
+    assert tables[("u2", "sortie")]["status"] == "TABLE_ARCHIVE_STATUS_ARCHIVED"
+    assert (summary["failed_tables"], int(summary["total_rows_quarantined"])) == (1, 1)
+    assert summary["sweep_error"] == ""
+    assert "failed: u1/battle: 1 row set aside in fusou_quarantine" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+    await _ingest(system.target, 5)
+    clean = await arun([FUSOU, "archive", "--target", system.target, "--min-age-seconds", "0"])
+    assert clean.returncode == 0, clean.explain()
+    (table,) = clean.json()["tables"]
+    assert table["status"] == "TABLE_ARCHIVE_STATUS_ARCHIVED" and table["error"] == ""
+    assert clean.json()["failed_tables"] == 0 and "failed" not in clean.stderr

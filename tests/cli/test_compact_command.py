@@ -89,3 +89,31 @@ async def test_bad_command_lines(system: ServicesUnderTest, tmp_path: Path) -> N
     assert refused.returncode == 1 and "INVALID_ARGUMENT" in refused.stderr
     unknown = await arun([FUSOU, "compact", "--dataset", "nope", "--target", system.target])
     assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr
+
+
+async def test_a_failed_table_makes_the_cronjob_fail_and_the_others_compact(
+    system: ServicesUnderTest, tmp_path: Path, settings_objects: Path
+) -> None:
+    a = _parquet(tmp_path / "a.parquet", 0, 10)
+    b = _parquet(tmp_path / "b.parquet", 10, 10)
+    sent = await arun(
+        [FUSOU, "upload", "u1", f"battle={a}", "--target", system.target, "--request-id", "a"]
+    )
+    assert sent.returncode == 0, sent.explain()
+    other = await arun(
+        [FUSOU, "upload", "u1", f"sortie={b}", "--target", system.target, "--request-id", "b"]
+    )
+    assert other.returncode == 0, other.explain()
+    # battle's bundle is no Parquet any more: that table cannot compact.
+    bundle = settings_objects / sent.json()["object_key"]
+    bundle.write_bytes(bytes(bundle.stat().st_size))
+    failed = await arun([FUSOU, "compact", "--target", system.target])
+    assert failed.returncode == 1, failed.explain()
+    (dataset,) = failed.json()["datasets"]
+    assert dataset["status"] == "COMPACT_STATUS_FAILED"
+    tables = {t["table"]: t for t in dataset["tables"]}
+    assert tables["battle"]["status"] == "COMPACT_STATUS_FAILED" and tables["battle"]["error"]
+    assert tables["sortie"]["status"] == "COMPACT_STATUS_COMPACTED"
+    assert int(tables["sortie"]["output_rows"]) == 10
+    assert "fusou compact: failed: u1: table battle: " in failed.stderr
+    assert "Traceback" not in failed.stderr

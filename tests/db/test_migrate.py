@@ -47,6 +47,7 @@ async def test_concurrent_migrations_apply_each_version_once(postgres: PostgresF
                 "fusou_files",
                 "fusou_blocks",
                 "fusou_ingest_requests",
+                "fusou_quarantine",
             } <= tables
         finally:
             await conn.close()
@@ -135,6 +136,60 @@ async def test_the_buffer_is_partitioned_by_table_and_keeps_its_rows_across_the_
             "EXPLAIN (FORMAT JSON) SELECT * FROM fusou_buffer WHERE table_id = 3 AND seq = 3000"
         )
         assert len(re.findall(r'"Relation Name": "fusou_buffer_p\d"', plan)) == 1
+    finally:
+        await conn.close()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_quarantine_migration_keeps_the_compaction_order_and_counts_quarantined_rows(
+    postgres: PostgresForTests,
+) -> None:
+    """Datasets compacted before the migration keep their place in the scheduled order (their
+    last attempt is their last success), and the summary view counts quarantined rows."""
+    name = f"fusou_mig_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(postgres.admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    conn = await asyncpg.connect(database_url_with_name(postgres.admin_url, name))
+    try:
+        before = [m for m in available_migrations() if m.version <= 6]
+        for m in before:
+            await conn.execute(m.sql)
+        await conn.execute(
+            "CREATE TABLE fusou_schema_migrations (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        await conn.executemany(
+            "INSERT INTO fusou_schema_migrations (version, name) VALUES ($1, $2)",
+            [(m.version, m.name) for m in before],
+        )
+        await conn.execute(
+            "INSERT INTO fusou_datasets (dataset_id, compaction_needed, last_compacted_at) "
+            "VALUES ('old', true, '2024-01-01T00:00:00Z'), ('new', true, NULL)"
+        )
+        await conn.execute(
+            "INSERT INTO fusou_tables (dataset_id, table_name) VALUES ('old', 't'), ('new', 't')"
+        )
+        assert 7 in await migrate(conn)
+        rows = await conn.fetch(
+            "SELECT dataset_id, last_compacted_at, last_compaction_attempt_at "
+            "FROM fusou_datasets ORDER BY dataset_id"
+        )
+        assert [(r["dataset_id"], r["last_compaction_attempt_at"]) for r in rows] == [
+            ("new", None),
+            ("old", rows[1]["last_compacted_at"]),
+        ]
+        await conn.execute(
+            "INSERT INTO fusou_quarantine (table_id, seq, event_time, ingested_at, "
+            "schema_version, dedup_key, record, reason) "
+            "SELECT table_id, 1, -1, 0, 1, '\\x00', '\\x00', 'test' FROM fusou_tables "
+            "WHERE dataset_id = 'old'"
+        )
+        counted = await conn.fetch(
+            "SELECT dataset_id, hot_rows, quarantined_rows FROM fusou_hot_cold_summary "
+            "ORDER BY dataset_id"
+        )
+        assert [tuple(r) for r in counted] == [("new", 0, 0), ("old", 0, 1)]
     finally:
         await conn.close()
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

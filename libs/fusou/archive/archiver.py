@@ -6,6 +6,11 @@ ordered by time so blocks have tight time ranges), frame them into blocks from t
 bytes, upload the file, then in one transaction register the file with its block index and
 delete exactly the rows it holds. A crash before that commit leaves the rows in the buffer and
 at most an unregistered object, which ``sweep_orphans`` deletes after the grace period.
+
+Failures stay with their table: a call covering several tables reports a table that failed
+(status FAILED with the error) and goes on with the others, then sweeps; only a call naming one
+table gets that table's error as its own. Rows no cold file can hold are set aside first
+(``fusou.archive.quarantine``), so they fail their table's run once instead of every run.
 """
 
 from __future__ import annotations
@@ -18,18 +23,20 @@ import os
 import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import asyncpg
 import numpy as np
 
 from fusou.archive.blocks import build_blocks
+from fusou.archive.quarantine import quarantine_message, quarantine_unplaceable
 from fusou.buffer.writer import now_ms
 from fusou.catalog.files import BlockEntry, FileEntry, register_file, unregistered
 from fusou.cpu import run_cpu
 from fusou.errors import Aborted, InvalidArgument
 from fusou.formats.avro_container import cold_schema, container_header
-from fusou.jobs import StorageJob
+from fusou.jobs import StorageJob, describe_failure
 from fusou.names import check_name
 from fusou.schema.model import TableSchema
 
@@ -48,6 +55,14 @@ class ArchiveOptions:
     max_tables: int = 0
 
 
+class TableStatus(Enum):
+    ARCHIVED = "archived"
+    NOTHING_TO_DO = "nothing_to_do"
+    PARTIAL = "partial"
+    SKIPPED_BUSY = "skipped_busy"
+    FAILED = "failed"
+
+
 @dataclass
 class TableOutcome:
     dataset_id: str
@@ -59,16 +74,45 @@ class TableOutcome:
     uncompressed_bytes: int = 0
     more_remaining: bool = False
     skipped_busy: bool = False
+    rows_quarantined: int = 0
+    # What went wrong, "; " between several things; empty when nothing did.
+    error: str = ""
 
     @property
     def compression_ratio(self) -> float:
         return self.uncompressed_bytes / self.bytes if self.bytes else 0.0
+
+    @property
+    def status(self) -> TableStatus:
+        # Quarantined rows count as a failure: someone has to look at them, once.
+        if self.error:
+            return TableStatus.FAILED
+        if self.skipped_busy:
+            return TableStatus.SKIPPED_BUSY
+        if self.more_remaining:
+            return TableStatus.PARTIAL
+        if self.rows:
+            return TableStatus.ARCHIVED
+        return TableStatus.NOTHING_TO_DO
+
+    def failed(self, problem: str) -> None:
+        self.error = f"{self.error}; {problem}" if self.error else problem
 
 
 @dataclass
 class ArchiveReport:
     tables: list[TableOutcome] = field(default_factory=list)
     orphans_deleted: int = 0
+    # Why the orphan sweep failed, when it did; the tables' results stand.
+    sweep_error: str = ""
+
+    @property
+    def failed_tables(self) -> int:
+        return sum(1 for t in self.tables if t.status is TableStatus.FAILED)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(t.rows_quarantined for t in self.tables)
 
 
 @dataclass(frozen=True)
@@ -129,11 +173,26 @@ class Archiver(StorageJob):
             tables = tables[: options.max_tables]
         report = ArchiveReport()
         for table in tables:
-            outcome = await self._archive_table(
-                table, cutoff, options.max_rows_per_table, single=bool(options.table)
-            )
+            outcome = TableOutcome(table.dataset_id, table.name)
+            try:
+                await self._archive_table(
+                    table, cutoff, options.max_rows_per_table, outcome, single=bool(options.table)
+                )
+            except Exception as exc:
+                # One table's failure is its own (cancellation is not caught). A call naming
+                # the table gets the error itself, with its status code (UNAVAILABLE, ABORTED:
+                # worth a retry); a call covering several tables reports it and goes on.
+                if options.table:
+                    raise
+                log.exception("archiving %s/%s failed", table.dataset_id, table.name)
+                outcome.failed(describe_failure(exc))
             report.tables.append(outcome)
-        report.orphans_deleted = await self.sweep_orphans(options.dataset_id or None)
+        try:
+            report.orphans_deleted = await self.sweep_orphans(options.dataset_id or None)
+        except Exception as exc:
+            # The tables' work is committed; their results are worth more than this error.
+            log.exception("the orphan sweep after archiving failed")
+            report.sweep_error = describe_failure(exc)
         await self.sweep_incomplete_writes(options.dataset_id or None)
         return report
 
@@ -152,9 +211,8 @@ class Archiver(StorageJob):
         return [_Table(r["table_id"], r["dataset_id"], r["table_name"]) for r in rows]
 
     async def _archive_table(
-        self, table: _Table, cutoff: int, max_rows: int, *, single: bool
-    ) -> TableOutcome:
-        outcome = TableOutcome(table.dataset_id, table.name)
+        self, table: _Table, cutoff: int, max_rows: int, outcome: TableOutcome, *, single: bool
+    ) -> None:
         async with self._pool.acquire() as lock_conn:
             # A session lock on its own connection: it outlives the per-file transactions,
             # and a crashed archiver's lock goes away with its connection.
@@ -167,14 +225,30 @@ class Archiver(StorageJob):
                         f"{table.dataset_id}/{table.name} is being archived by another call"
                     )
                 outcome.skipped_busy = True
-                return outcome
+                return
             try:
-                await self._move_rows(table, cutoff, max_rows, outcome)
+                await self._archive_locked(table, cutoff, max_rows, outcome)
             finally:
                 await lock_conn.execute(
                     "SELECT pg_advisory_unlock($1, $2)", ARCHIVE_LOCK, table.table_id
                 )
-        return outcome
+
+    async def _archive_locked(
+        self, table: _Table, cutoff: int, max_rows: int, outcome: TableOutcome
+    ) -> None:
+        """Set aside the rows no cold file can hold, then archive the rest."""
+        async with self._pool.acquire() as conn:
+            quarantined = await quarantine_unplaceable(conn, table.table_id, cutoff)
+        if quarantined:
+            outcome.rows_quarantined = quarantined
+            outcome.failed(quarantine_message(quarantined))
+            log.warning(
+                "archiving %s/%s: %s",
+                table.dataset_id,
+                table.name,
+                quarantine_message(quarantined),
+            )
+        await self._move_rows(table, cutoff, max_rows, outcome)
 
     async def _move_rows(
         self, table: _Table, cutoff: int, max_rows: int, outcome: TableOutcome

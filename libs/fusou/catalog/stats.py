@@ -26,6 +26,7 @@ class TableStats:
     raw_bytes: int
     optimized_files: int
     optimized_bytes: int
+    quarantined_rows: int
 
 
 async def table_stats(
@@ -66,6 +67,7 @@ async def table_stats(
             raw_bytes=r["raw_bytes"],
             optimized_files=r["optimized_files"],
             optimized_bytes=r["optimized_bytes"],
+            quarantined_rows=r["quarantined_rows"],
         )
         for r in rows
     ]

@@ -1,6 +1,6 @@
 """``fusou archive``, ``fusou compact`` and ``fusou stats``: clients of Archive, Compact and
-GetStats, for people and for the Kubernetes CronJobs (a JSON summary on stdout, a non-zero exit
-when the call or any dataset's compaction fails)."""
+GetStats, for people and for the Kubernetes CronJobs (a JSON summary on stdout, one line on
+stderr per table that failed, and a non-zero exit when the call or any table fails)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ def run_archive(
     min_age_seconds: float | None,
     max_rows_per_table: int,
     timeout: float,
-) -> str:
+) -> tuple[str, list[str]]:
+    """The JSON summary, and what failed (a table, the sweep), one line each."""
     request = archiver_pb2.ArchiveRequest(
         dataset_id=dataset, table=table, max_rows_per_table=max_rows_per_table
     )
@@ -70,7 +71,14 @@ def run_archive(
         response = archiver_pb2_grpc.ArchiverServiceStub(channel).Archive(
             request, timeout=timeout, metadata=conn.metadata
         )
-    return as_json(response)
+    failures = [
+        f"{t.dataset_id}/{t.table}: {t.error}"
+        for t in response.tables
+        if t.status == archiver_pb2.TABLE_ARCHIVE_STATUS_FAILED
+    ]
+    if response.sweep_error:
+        failures.append(f"sweeping orphans: {response.sweep_error}")
+    return as_json(response), failures
 
 
 def run_stats(conn: Connection, *, dataset: str, table: str, timeout: float) -> str:
@@ -83,12 +91,18 @@ def run_stats(conn: Connection, *, dataset: str, table: str, timeout: float) -> 
     return as_json(response)
 
 
-def run_compact(conn: Connection, *, dataset: str, table: str, timeout: float) -> tuple[str, bool]:
-    """The JSON summary, and whether every dataset's compaction succeeded."""
+def run_compact(
+    conn: Connection, *, dataset: str, table: str, timeout: float
+) -> tuple[str, list[str]]:
+    """The JSON summary, and what failed (a dataset, with the tables it names), one line each."""
     request = compactor_pb2.CompactRequest(dataset_id=dataset, table=table)
     with conn.channel() as channel, _Elapsed("compacting"):
         response = compactor_pb2_grpc.CompactorServiceStub(channel).Compact(
             request, timeout=timeout, metadata=conn.metadata
         )
-    ok = all(d.status != compactor_pb2.COMPACT_STATUS_FAILED for d in response.datasets)
-    return as_json(response), ok
+    failures = [
+        f"{d.dataset_id}: {d.error}"
+        for d in response.datasets
+        if d.status == compactor_pb2.COMPACT_STATUS_FAILED
+    ]
+    return as_json(response), failures

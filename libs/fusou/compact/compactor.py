@@ -9,7 +9,14 @@ The seed's flags, made safe for several runners:
   FUSOU_COMPACT_CLAIM_TTL_S instead of blocking the dataset;
 - new data arriving meanwhile sets ``compaction_needed`` again, so it is not lost;
 - success sets ``last_compacted_at`` and keeps the dataset flagged when work is left over;
-  failure releases the claim and flags the dataset for the next run.
+  failure releases the claim and flags the dataset for the next run;
+- every release sets ``last_compaction_attempt_at``, the scheduled order, so a dataset that
+  fails every run takes its turn behind the others instead of starving them.
+
+Failures stay with their table: a table that fails is reported FAILED with its error, its
+inputs untouched, and the dataset's other tables and the sweep still run; the dataset is then
+FAILED (naming the tables) and stays flagged. Only a call naming one table gets that table's
+error as its own.
 
 Per table, under an advisory lock (which also shields its new objects from the orphan sweep):
 read the inputs through the reader's own decoding, reconcile them into the latest schema,
@@ -31,7 +38,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
@@ -44,7 +51,7 @@ from fusou.compact.claim import CLAIM_SQL, ClaimKeeper
 from fusou.compact.inputs import InputFile, candidates, in_time_order, select
 from fusou.compact.output import CODEC, OutputFile, ParquetFilesWriter
 from fusou.errors import Aborted, InvalidArgument, NotFound
-from fusou.jobs import StorageJob
+from fusou.jobs import StorageJob, describe_failure
 from fusou.names import check_name
 from fusou.objectstore.retry import with_retries
 from fusou.read.fetch import FetchStats, Span, fetch_spans
@@ -85,6 +92,20 @@ class TableOutcome:
     output_bytes: int = 0
     duplicates_removed: int = 0
     more_remaining: bool = False
+    skipped_busy: bool = False
+    error: str = ""
+
+    @property
+    def status(self) -> Status:
+        if self.error:
+            return Status.FAILED
+        if self.skipped_busy:
+            return Status.SKIPPED_BUSY
+        if self.more_remaining:
+            return Status.PARTIAL
+        if self.input_files:
+            return Status.COMPACTED
+        return Status.NOTHING_TO_DO
 
 
 @dataclass
@@ -191,7 +212,7 @@ class Compactor(StorageJob):
                 "SELECT dataset_id FROM fusou_datasets "
                 "WHERE compaction_needed "
                 "   OR (compaction_in_progress AND compaction_claim_expires_at < now()) "
-                "ORDER BY last_compacted_at NULLS FIRST, dataset_id LIMIT $1",
+                "ORDER BY last_compaction_attempt_at NULLS FIRST, dataset_id LIMIT $1",
                 self._settings.compact_max_datasets_per_run,
             )
         return [r["dataset_id"] for r in rows]
@@ -211,32 +232,57 @@ class Compactor(StorageJob):
                 raise Aborted(f"dataset {dataset_id} is being compacted by another run; retry")
             return DatasetOutcome(dataset_id, Status.SKIPPED_BUSY)
         outcome = DatasetOutcome(dataset_id, Status.NOTHING_TO_DO)
+        # Failures of the dataset's housekeeping (deleting retired objects, the sweep): they
+        # fail the dataset's result, not its tables' work.
+        chores: list[str] = []
         try:
-            await self._delete_retired(dataset_id)
-            tables = await self._tables(dataset_id, only_table)
+            await self._chore("deleting retired objects", self._delete_retired, dataset_id, chores)
+            names = await self._table_names(dataset_id, only_table)
             cut_short = False
-            for table in tables:
-                result = TableOutcome(table.name)
-                outcome.tables.append(result)
+            for name in names:
+                result = TableOutcome(name)
                 bound = asyncio.timeout_at(deadline)
                 try:
                     async with bound:
-                        await self._table(table, result)
-                except TimeoutError:
-                    if not bound.expired():
-                        raise  # a timeout of its own (a connection, say): a failure
-                    # Cut short: this table's work was either committed whole or not at all.
-                    log.warning("compaction of %s/%s ran out of time", dataset_id, table.name)
-                    result.more_remaining = cut_short = True
-                    break
-            await self._sweep_orphans(dataset_id)
+                        info = await self._registry.get(dataset_id, name, refresh=True)
+                        if info is None or info.latest.version == 0:
+                            continue  # declared, nothing stored yet
+                        await self._table(info, result)
+                except TimeoutError as exc:
+                    if bound.expired():
+                        # Cut short: this table's work was either committed whole or not at
+                        # all.
+                        log.warning("compaction of %s/%s ran out of time", dataset_id, name)
+                        result.more_remaining = cut_short = True
+                        outcome.tables.append(result)
+                        break
+                    # A timeout of its own (a connection, say): a failure of this table.
+                    if only_table:
+                        raise
+                    self._table_failed(dataset_id, result, exc)
+                except Exception as exc:
+                    # A call naming the table gets its error, with its status code; a call
+                    # covering several reports it and goes on.
+                    if only_table:
+                        raise
+                    self._table_failed(dataset_id, result, exc)
+                outcome.tables.append(result)
+            await self._chore("sweeping orphans", self._sweep_orphans, dataset_id, chores)
         except BaseException as exc:
             await self._release(dataset_id, succeeded=False, more=True)
             if explicit or not isinstance(exc, Exception):
                 raise
             log.exception("compaction of %s failed", dataset_id)
             outcome.status = Status.FAILED
-            outcome.error = str(exc) or type(exc).__name__
+            outcome.error = describe_failure(exc)
+            return outcome
+        failed = [t for t in outcome.tables if t.status is Status.FAILED]
+        if failed or chores:
+            # Whatever the other tables did is committed; the dataset stays flagged, and
+            # last_compacted_at keeps saying when it last compacted cleanly.
+            await self._release(dataset_id, succeeded=False, more=True)
+            outcome.status = Status.FAILED
+            outcome.error = "; ".join([f"table {t.table}: {t.error}" for t in failed] + chores)
             return outcome
         more = cut_short or any(t.more_remaining for t in outcome.tables)
         await self._release(dataset_id, succeeded=True, more=more)
@@ -245,6 +291,21 @@ class Compactor(StorageJob):
         elif any(t.input_files for t in outcome.tables):
             outcome.status = Status.COMPACTED
         return outcome
+
+    @staticmethod
+    def _table_failed(dataset_id: str, result: TableOutcome, exc: Exception) -> None:
+        log.error("compaction of %s/%s failed", dataset_id, result.table, exc_info=exc)
+        result.error = describe_failure(exc)
+
+    @staticmethod
+    async def _chore(
+        what: str, run: Callable[[str], Awaitable[int]], dataset_id: str, failures: list[str]
+    ) -> None:
+        try:
+            await run(dataset_id)
+        except Exception as exc:
+            log.exception("%s of %s failed", what, dataset_id)
+            failures.append(f"{what}: {describe_failure(exc)}")
 
     @functools.cached_property
     def _claims(self) -> ClaimKeeper:
@@ -277,7 +338,8 @@ class Compactor(StorageJob):
                 "UPDATE fusou_datasets SET compaction_in_progress = false, "
                 "  compaction_claimed_by = NULL, compaction_claim_expires_at = NULL, "
                 "  compaction_needed = compaction_needed OR $3, "
-                "  last_compacted_at = CASE WHEN $2 THEN now() ELSE last_compacted_at END "
+                "  last_compacted_at = CASE WHEN $2 THEN now() ELSE last_compacted_at END, "
+                "  last_compaction_attempt_at = now() "
                 "WHERE dataset_id = $1 AND compaction_claimed_by = $4",
                 dataset_id,
                 succeeded,
@@ -285,7 +347,9 @@ class Compactor(StorageJob):
                 self.runner_id,
             )
 
-    async def _tables(self, dataset_id: str, only_table: str) -> list[TableInfo]:
+    async def _table_names(self, dataset_id: str, only_table: str) -> list[str]:
+        """The dataset's tables (their schemas load one by one: one that fails to load is
+        that table's failure)."""
         async with self._pool.acquire() as conn:
             names = [
                 r["table_name"]
@@ -298,12 +362,7 @@ class Compactor(StorageJob):
             ]
         if only_table and not names:
             raise NotFound(f"no table {only_table!r} in dataset {dataset_id!r}")
-        infos = []
-        for name in names:
-            info = await self._registry.get(dataset_id, name, refresh=True)
-            if info is not None and info.latest.version > 0:
-                infos.append(info)
-        return infos
+        return names
 
     # -- one table ------------------------------------------------------------------------------
 
@@ -323,7 +382,8 @@ class Compactor(StorageJob):
         s = self._settings
         async with self._table_lock(info.table_id) as locked:
             if not locked:
-                result.more_remaining = True  # a runner whose claim lapsed is still at work
+                # A runner whose claim lapsed is still at work on it.
+                result.more_remaining = result.skipped_busy = True
                 return
             async with self._pool.acquire() as conn:
                 found = await candidates(conn, info.table_id, s.compact_target_file_bytes)

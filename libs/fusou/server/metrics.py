@@ -2,8 +2,9 @@
 
 One registry per process, shared by every service it hosts. RPC counts, latencies and status
 codes are recorded by the server's outermost interceptor (``fusou.server.observing``); the servicers record what their calls did (rows
-ingested, archived and compacted, reader cache hits and GETs); the buffer's depth and the age
-of its oldest row are refreshed from PostgreSQL every FUSOU_METRICS_INTERVAL_S.
+ingested, archived, quarantined and compacted, tables that failed, reader cache hits and GETs);
+the buffer's depth, the age of its oldest row and the quarantine's size are refreshed from
+PostgreSQL every FUSOU_METRICS_INTERVAL_S.
 """
 
 from __future__ import annotations
@@ -57,6 +58,21 @@ ARCHIVED_ROWS = Counter("fusou_archived_rows", "Rows moved to cold files.", regi
 ARCHIVED_BYTES = Counter(
     "fusou_archived_bytes", "Bytes of cold files written by Archive.", registry=REGISTRY
 )
+QUARANTINED_ROWS = Counter(
+    "fusou_quarantined_rows",
+    "Buffer rows Archive set aside in the quarantine (their time fits no cold file).",
+    registry=REGISTRY,
+)
+QUARANTINE_ROWS = Gauge(
+    "fusou_quarantine_rows",
+    "Rows held in the quarantine, waiting for an operator to delete or restore them.",
+    registry=REGISTRY,
+)
+ARCHIVE_FAILED_TABLES = Counter(
+    "fusou_archive_failed_tables",
+    "Tables whose archive failed (quarantined rows included) in a call that went on.",
+    registry=REGISTRY,
+)
 ARCHIVE_SECONDS = Histogram(
     "fusou_archive_duration_seconds",
     "Duration of Archive calls.",
@@ -68,6 +84,11 @@ COMPACTED_ROWS = Counter(
 )
 COMPACTED_BYTES = Counter(
     "fusou_compacted_bytes", "Bytes of optimized files written by Compact.", registry=REGISTRY
+)
+COMPACT_FAILED_TABLES = Counter(
+    "fusou_compact_failed_tables",
+    "Tables whose compaction failed in a call that went on with the others.",
+    registry=REGISTRY,
 )
 COMPACTION_SECONDS = Histogram(
     "fusou_compaction_duration_seconds",
@@ -122,9 +143,11 @@ async def every(interval: float, refresh: Callable[[], Awaitable[None]]) -> None
 
 async def refresh_buffer(pool: asyncpg.Pool) -> None:
     row = await pool.fetchrow(
-        "SELECT count(*) AS rows, min(ingested_at) AS oldest FROM fusou_buffer"
+        "SELECT b.rows, b.oldest, (SELECT count(*) FROM fusou_quarantine) AS quarantined "
+        "FROM (SELECT count(*) AS rows, min(ingested_at) AS oldest FROM fusou_buffer) b"
     )
     assert row is not None
     BUFFER_ROWS.set(row["rows"])
     oldest = row["oldest"]
     BUFFER_OLDEST_AGE.set(0.0 if oldest is None else max(0.0, time.time() - oldest / 1000))
+    QUARANTINE_ROWS.set(row["quarantined"])

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -17,6 +18,43 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _TableArchiveStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TableArchiveStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TableArchiveStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TABLE_ARCHIVE_STATUS_UNSPECIFIED: _TableArchiveStatus.ValueType  # 0
+    TABLE_ARCHIVE_STATUS_ARCHIVED: _TableArchiveStatus.ValueType  # 1
+    """Every row older than the minimum age moved to cold files."""
+    TABLE_ARCHIVE_STATUS_NOTHING_TO_DO: _TableArchiveStatus.ValueType  # 2
+    """Nothing moved (the rows left before this call looked, say)."""
+    TABLE_ARCHIVE_STATUS_PARTIAL: _TableArchiveStatus.ValueType  # 3
+    """max_rows_per_table was reached; rows older than the minimum age remain."""
+    TABLE_ARCHIVE_STATUS_SKIPPED_BUSY: _TableArchiveStatus.ValueType  # 4
+    """Another archiver held this table; it was left to that one."""
+    TABLE_ARCHIVE_STATUS_FAILED: _TableArchiveStatus.ValueType  # 5
+    """See error. The rows that moved before the failure stay moved; the others stay hot, and
+    quarantined rows are in the quarantine (rows_quarantined).
+    """
+
+class TableArchiveStatus(_TableArchiveStatus, metaclass=_TableArchiveStatusEnumTypeWrapper): ...
+
+TABLE_ARCHIVE_STATUS_UNSPECIFIED: TableArchiveStatus.ValueType  # 0
+TABLE_ARCHIVE_STATUS_ARCHIVED: TableArchiveStatus.ValueType  # 1
+"""Every row older than the minimum age moved to cold files."""
+TABLE_ARCHIVE_STATUS_NOTHING_TO_DO: TableArchiveStatus.ValueType  # 2
+"""Nothing moved (the rows left before this call looked, say)."""
+TABLE_ARCHIVE_STATUS_PARTIAL: TableArchiveStatus.ValueType  # 3
+"""max_rows_per_table was reached; rows older than the minimum age remain."""
+TABLE_ARCHIVE_STATUS_SKIPPED_BUSY: TableArchiveStatus.ValueType  # 4
+"""Another archiver held this table; it was left to that one."""
+TABLE_ARCHIVE_STATUS_FAILED: TableArchiveStatus.ValueType  # 5
+"""See error. The rows that moved before the failure stay moved; the others stay hot, and
+quarantined rows are in the quarantine (rows_quarantined).
+"""
+Global___TableArchiveStatus: _TypeAlias = TableArchiveStatus  # noqa: Y015
 
 @_typing.final
 class ArchiveRequest(_message.Message):
@@ -65,11 +103,22 @@ class ArchiveResponse(_message.Message):
     TOTAL_FILES_FIELD_NUMBER: _builtins.int
     TOTAL_BYTES_FIELD_NUMBER: _builtins.int
     ORPHANS_DELETED_FIELD_NUMBER: _builtins.int
+    FAILED_TABLES_FIELD_NUMBER: _builtins.int
+    TOTAL_ROWS_QUARANTINED_FIELD_NUMBER: _builtins.int
+    SWEEP_ERROR_FIELD_NUMBER: _builtins.int
     total_rows: _builtins.int
     total_files: _builtins.int
     total_bytes: _builtins.int
     orphans_deleted: _builtins.int
     """Unregistered objects under cold/ (left by crashed runs) deleted after the grace period."""
+    failed_tables: _builtins.int
+    """Tables whose status is FAILED. A call covering several tables goes on after a table
+    fails; a call naming one table answers that table's error as its status instead.
+    """
+    total_rows_quarantined: _builtins.int
+    """Rows this call set aside in the quarantine, over all tables."""
+    sweep_error: _builtins.str
+    """Why the sweep of orphaned objects failed, when it did (the tables' results stand)."""
     @_builtins.property
     def tables(self) -> _containers.RepeatedCompositeFieldContainer[Global___TableArchiveResult]: ...
     def __init__(
@@ -80,10 +129,13 @@ class ArchiveResponse(_message.Message):
         total_files: _builtins.int = ...,
         total_bytes: _builtins.int = ...,
         orphans_deleted: _builtins.int = ...,
+        failed_tables: _builtins.int = ...,
+        total_rows_quarantined: _builtins.int = ...,
+        sweep_error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["orphans_deleted", b"orphans_deleted", "tables", b"tables", "total_bytes", b"total_bytes", "total_files", b"total_files", "total_rows", b"total_rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed_tables", b"failed_tables", "orphans_deleted", b"orphans_deleted", "sweep_error", b"sweep_error", "tables", b"tables", "total_bytes", b"total_bytes", "total_files", b"total_files", "total_rows", b"total_rows", "total_rows_quarantined", b"total_rows_quarantined"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -103,6 +155,9 @@ class TableArchiveResult(_message.Message):
     COMPRESSION_RATIO_FIELD_NUMBER: _builtins.int
     MORE_REMAINING_FIELD_NUMBER: _builtins.int
     SKIPPED_BUSY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    ROWS_QUARANTINED_FIELD_NUMBER: _builtins.int
     dataset_id: _builtins.str
     table: _builtins.str
     rows: _builtins.int
@@ -118,6 +173,13 @@ class TableArchiveResult(_message.Message):
     """True when rows older than the minimum age remain (a limit was reached)."""
     skipped_busy: _builtins.bool
     """True when another archiver held this table; it was left to that one."""
+    status: Global___TableArchiveStatus.ValueType
+    error: _builtins.str
+    """What went wrong when status is FAILED."""
+    rows_quarantined: _builtins.int
+    """Rows set aside in the quarantine (fusou_quarantine) because no cold file can hold their
+    time (outside years 1 to 9999); the table is then FAILED for this call only.
+    """
     def __init__(
         self,
         *,
@@ -131,10 +193,13 @@ class TableArchiveResult(_message.Message):
         compression_ratio: _builtins.float = ...,
         more_remaining: _builtins.bool = ...,
         skipped_busy: _builtins.bool = ...,
+        status: Global___TableArchiveStatus.ValueType = ...,
+        error: _builtins.str = ...,
+        rows_quarantined: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocks", b"blocks", "bytes", b"bytes", "compression_ratio", b"compression_ratio", "dataset_id", b"dataset_id", "files", b"files", "more_remaining", b"more_remaining", "rows", b"rows", "skipped_busy", b"skipped_busy", "table", b"table", "uncompressed_bytes", b"uncompressed_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocks", b"blocks", "bytes", b"bytes", "compression_ratio", b"compression_ratio", "dataset_id", b"dataset_id", "error", b"error", "files", b"files", "more_remaining", b"more_remaining", "rows", b"rows", "rows_quarantined", b"rows_quarantined", "skipped_busy", b"skipped_busy", "status", b"status", "table", b"table", "uncompressed_bytes", b"uncompressed_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"fusou/compactor/v1/compactor.proto\x12\x12\x66usou.compactor.v1\"3\n\x0e\x43ompactRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\"M\n\x0f\x43ompactResponse\x12:\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32(.fusou.compactor.v1.DatasetCompactResult\"\xa4\x01\n\x14\x44\x61tasetCompactResult\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\x31\n\x06status\x18\x02 \x01(\x0e\x32!.fusou.compactor.v1.CompactStatus\x12\x36\n\x06tables\x18\x03 \x03(\x0b\x32&.fusou.compactor.v1.TableCompactResult\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\xd6\x01\n\x12TableCompactResult\x12\r\n\x05table\x18\x01 \x01(\t\x12\x13\n\x0binput_files\x18\x02 \x01(\x03\x12\x12\n\ninput_rows\x18\x03 \x01(\x03\x12\x13\n\x0binput_bytes\x18\x04 \x01(\x03\x12\x14\n\x0coutput_files\x18\x05 \x01(\x03\x12\x13\n\x0boutput_rows\x18\x06 \x01(\x03\x12\x14\n\x0coutput_bytes\x18\x07 \x01(\x03\x12\x1a\n\x12\x64uplicates_removed\x18\x08 \x01(\x03\x12\x16\n\x0emore_remaining\x18\t \x01(\x08*\xc7\x01\n\rCompactStatus\x12\x1e\n\x1a\x43OMPACT_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43OMPACT_STATUS_COMPACTED\x10\x01\x12 \n\x1c\x43OMPACT_STATUS_NOTHING_TO_DO\x10\x02\x12\x1a\n\x16\x43OMPACT_STATUS_PARTIAL\x10\x03\x12\x1f\n\x1b\x43OMPACT_STATUS_SKIPPED_BUSY\x10\x04\x12\x19\n\x15\x43OMPACT_STATUS_FAILED\x10\x05\x32\x66\n\x10\x43ompactorService\x12R\n\x07\x43ompact\x12\".fusou.compactor.v1.CompactRequest\x1a#.fusou.compactor.v1.CompactResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"fusou/compactor/v1/compactor.proto\x12\x12\x66usou.compactor.v1\"3\n\x0e\x43ompactRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\"M\n\x0f\x43ompactResponse\x12:\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32(.fusou.compactor.v1.DatasetCompactResult\"\xa4\x01\n\x14\x44\x61tasetCompactResult\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\x31\n\x06status\x18\x02 \x01(\x0e\x32!.fusou.compactor.v1.CompactStatus\x12\x36\n\x06tables\x18\x03 \x03(\x0b\x32&.fusou.compactor.v1.TableCompactResult\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\x98\x02\n\x12TableCompactResult\x12\r\n\x05table\x18\x01 \x01(\t\x12\x13\n\x0binput_files\x18\x02 \x01(\x03\x12\x12\n\ninput_rows\x18\x03 \x01(\x03\x12\x13\n\x0binput_bytes\x18\x04 \x01(\x03\x12\x14\n\x0coutput_files\x18\x05 \x01(\x03\x12\x13\n\x0boutput_rows\x18\x06 \x01(\x03\x12\x14\n\x0coutput_bytes\x18\x07 \x01(\x03\x12\x1a\n\x12\x64uplicates_removed\x18\x08 \x01(\x03\x12\x16\n\x0emore_remaining\x18\t \x01(\x08\x12\x31\n\x06status\x18\n \x01(\x0e\x32!.fusou.compactor.v1.CompactStatus\x12\r\n\x05\x65rror\x18\x0b \x01(\t*\xc7\x01\n\rCompactStatus\x12\x1e\n\x1a\x43OMPACT_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43OMPACT_STATUS_COMPACTED\x10\x01\x12 \n\x1c\x43OMPACT_STATUS_NOTHING_TO_DO\x10\x02\x12\x1a\n\x16\x43OMPACT_STATUS_PARTIAL\x10\x03\x12\x1f\n\x1b\x43OMPACT_STATUS_SKIPPED_BUSY\x10\x04\x12\x19\n\x15\x43OMPACT_STATUS_FAILED\x10\x05\x32\x66\n\x10\x43ompactorService\x12R\n\x07\x43ompact\x12\".fusou.compactor.v1.CompactRequest\x1a#.fusou.compactor.v1.CompactResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fusou.compactor.v1.compactor_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COMPACTSTATUS']._serialized_start=575
-  _globals['_COMPACTSTATUS']._serialized_end=774
+  _globals['_COMPACTSTATUS']._serialized_start=641
+  _globals['_COMPACTSTATUS']._serialized_end=840
   _globals['_COMPACTREQUEST']._serialized_start=58
   _globals['_COMPACTREQUEST']._serialized_end=109
   _globals['_COMPACTRESPONSE']._serialized_start=111
@@ -40,7 +40,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DATASETCOMPACTRESULT']._serialized_start=191
   _globals['_DATASETCOMPACTRESULT']._serialized_end=355
   _globals['_TABLECOMPACTRESULT']._serialized_start=358
-  _globals['_TABLECOMPACTRESULT']._serialized_end=572
-  _globals['_COMPACTORSERVICE']._serialized_start=776
-  _globals['_COMPACTORSERVICE']._serialized_end=878
+  _globals['_TABLECOMPACTRESULT']._serialized_end=638
+  _globals['_COMPACTORSERVICE']._serialized_start=842
+  _globals['_COMPACTORSERVICE']._serialized_end=944
 # @@protoc_insertion_point(module_scope)

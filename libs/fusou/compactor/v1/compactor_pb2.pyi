@@ -107,7 +107,7 @@ class DatasetCompactResult(_message.Message):
     dataset_id: _builtins.str
     status: Global___CompactStatus.ValueType
     error: _builtins.str
-    """Human-readable reason when status is FAILED."""
+    """Human-readable reason when status is FAILED: the tables that failed and why."""
     @_builtins.property
     def tables(self) -> _containers.RepeatedCompositeFieldContainer[Global___TableCompactResult]: ...
     def __init__(
@@ -139,6 +139,8 @@ class TableCompactResult(_message.Message):
     OUTPUT_BYTES_FIELD_NUMBER: _builtins.int
     DUPLICATES_REMOVED_FIELD_NUMBER: _builtins.int
     MORE_REMAINING_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
     table: _builtins.str
     input_files: _builtins.int
     input_rows: _builtins.int
@@ -148,6 +150,12 @@ class TableCompactResult(_message.Message):
     output_bytes: _builtins.int
     duplicates_removed: _builtins.int
     more_remaining: _builtins.bool
+    status: Global___CompactStatus.ValueType
+    """This table's outcome. A failed table leaves its inputs as they were and does not stop
+    the dataset's other tables; the dataset is then FAILED and stays flagged.
+    """
+    error: _builtins.str
+    """What went wrong when status is FAILED."""
     def __init__(
         self,
         *,
@@ -160,10 +168,12 @@ class TableCompactResult(_message.Message):
         output_bytes: _builtins.int = ...,
         duplicates_removed: _builtins.int = ...,
         more_remaining: _builtins.bool = ...,
+        status: Global___CompactStatus.ValueType = ...,
+        error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicates_removed", b"duplicates_removed", "input_bytes", b"input_bytes", "input_files", b"input_files", "input_rows", b"input_rows", "more_remaining", b"more_remaining", "output_bytes", b"output_bytes", "output_files", b"output_files", "output_rows", b"output_rows", "table", b"table"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicates_removed", b"duplicates_removed", "error", b"error", "input_bytes", b"input_bytes", "input_files", b"input_files", "input_rows", b"input_rows", "more_remaining", b"more_remaining", "output_bytes", b"output_bytes", "output_files", b"output_files", "output_rows", b"output_rows", "status", b"status", "table", b"table"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
