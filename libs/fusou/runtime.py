@@ -12,6 +12,7 @@ from fusou.catalog.tables import TableRegistry
 from fusou.config import ConfigError, Settings
 from fusou.db.migrate import migrate
 from fusou.db.pool import create_pool
+from fusou.db.reach import reaching_database
 from fusou.objectstore.base import ObjectStore
 from fusou.objectstore.factory import open_object_store
 
@@ -46,14 +47,19 @@ async def open_runtime(settings: Settings) -> Runtime:
         )
     assert settings.database_url is not None and settings.object_store_url is not None
     cpu.configure(settings.cpu_workers)
-    pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
+    async with reaching_database("FUSOU_DATABASE_URL", "connect to PostgreSQL"):
+        pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
     read_pool: asyncpg.Pool | None = None
     try:
-        async with pool.acquire() as conn:
+        async with (
+            reaching_database("FUSOU_DATABASE_URL", "migrate the database"),
+            pool.acquire() as conn,
+        ):
             await migrate(conn)
-        read_pool = await create_pool(
-            settings.database_url, max_size=settings.db_pool_size, stateless=True
-        )
+        async with reaching_database("FUSOU_DATABASE_URL", "connect to PostgreSQL"):
+            read_pool = await create_pool(
+                settings.database_url, max_size=settings.db_pool_size, stateless=True
+            )
         store = open_object_store(
             settings.object_store_url,
             endpoint_url=settings.s3_endpoint_url,

@@ -17,7 +17,7 @@ import pytest
 from fusou.archive.archiver import ArchiveOptions, Archiver, ArchiveReport
 from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.config import Settings
-from fusou.errors import Aborted, InvalidArgument
+from fusou.errors import Aborted, InvalidArgument, NotFound
 from fusou.formats.avro_container import SEQ_FIELD
 from fusou.ingest.v1 import ingest_pb2_grpc
 from fusou.testing import ServicesUnderTest, running_services
@@ -254,15 +254,30 @@ async def test_filters_select_datasets_and_tables(settings: Settings) -> None:
         b = await ingest_batches(svc.target, "u2", "battle", BATCHES[1:2])
         await age_rows(url, 1.0, b.seqs)
         stub = archiver_pb2_grpc.ArchiverServiceStub(ch)
-        # Unknown names select nothing; that is not an error.
-        for request in (
-            archiver_pb2.ArchiveRequest(dataset_id="nobody"),
-            archiver_pb2.ArchiveRequest(dataset_id="nobody", table="battle"),
-            archiver_pb2.ArchiveRequest(dataset_id=DATASET, table="nothing"),
+        # A named dataset or table that does not exist is NOT_FOUND (a misspelt name would
+        # otherwise archive nothing, successfully), and nothing moves.
+        for request, missing in (
+            (archiver_pb2.ArchiveRequest(dataset_id="nobody"), "no dataset 'nobody'"),
+            (
+                archiver_pb2.ArchiveRequest(dataset_id="nobody", table="battle"),
+                "no dataset 'nobody'",
+            ),
+            (
+                archiver_pb2.ArchiveRequest(dataset_id=DATASET, table="nothing"),
+                f"no table 'nothing' in dataset '{DATASET}'",
+            ),
         ):
-            answer = await stub.Archive(request)
-            assert list(answer.tables) == [] and answer.total_rows == 0
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.Archive(request)
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND, request
+            assert err.value.details() == missing
+        # The domain call raises the same error.
+        with pytest.raises(NotFound):
+            await archiver(svc).archive(ArchiveOptions(dataset_id="nobody"))
         assert set(await buffer_seqs(url)) == a.seqs | b.seqs
+        # A named dataset whose rows are all young is found, with nothing to do.
+        young = await stub.Archive(archiver_pb2.ArchiveRequest(dataset_id="u2", min_age_seconds=60))
+        assert list(young.tables) == [] and young.total_rows == 0
 
         answer = await stub.Archive(archiver_pb2.ArchiveRequest(dataset_id="u2"))
         assert [(t.dataset_id, t.table, t.rows) for t in answer.tables] == [

@@ -286,6 +286,15 @@ async def test_health_and_reflection_stay_open(clients: Clients) -> None:
     answers = [a async for a in reflection.ServerReflectionInfo(ask())]
     names = {s.name for s in answers[0].list_services_response.service}
     assert "fusou.archiver.v1.ArchiverService" in names
+    # Reflection v1 too (its messages are v1alpha's, under another method path).
+    v1 = clients.channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    answers = [a async for a in v1(ask())]
+    names = {s.name for s in answers[0].list_services_response.service}
+    assert "fusou.archiver.v1.ArchiverService" in names
 
 
 async def test_a_plaintext_client_cannot_talk_to_the_tls_port(clients: Clients) -> None:

@@ -113,3 +113,28 @@ async def test_a_table_that_failed_makes_the_cronjob_fail_once(
     (table,) = clean.json()["tables"]
     assert table["status"] == "TABLE_ARCHIVE_STATUS_ARCHIVED" and table["error"] == ""
     assert clean.json()["failed_tables"] == 0 and "failed" not in clean.stderr
+
+
+async def test_archive_of_an_unknown_dataset_or_table_fails(system: ServicesUnderTest) -> None:
+    """A CronJob whose --dataset or --table is misspelt fails, rather than archiving nothing
+    successfully every hour."""
+    await _ingest(system.target, 3)
+    for args, missing in (
+        (["--dataset", "nosuch"], "no dataset 'nosuch'"),
+        (["--dataset", "u1", "--table", "nosuch"], "no table 'nosuch' in dataset 'u1'"),
+    ):
+        failed = await arun(
+            [FUSOU, "archive", "--target", system.target, "--min-age-seconds", "0", *args]
+        )
+        assert failed.returncode == 1, failed.explain()
+        assert failed.stderr.splitlines() == [f"fusou archive: NOT_FOUND: {missing}"], (
+            failed.explain()
+        )
+        assert failed.stdout == ""
+    # Nothing moved; the names that exist still work.
+    exact = ["--dataset", "u1", "--table", "battle"]
+    done = await arun(
+        [FUSOU, "archive", "--target", system.target, "--min-age-seconds", "0", *exact]
+    )
+    assert done.returncode == 0, done.explain()
+    assert int(done.json()["total_rows"]) == 3

@@ -117,3 +117,23 @@ async def test_a_failed_table_makes_the_cronjob_fail_and_the_others_compact(
     assert int(tables["sortie"]["output_rows"]) == 10
     assert "fusou compact: failed: u1: table battle: " in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+async def test_compact_of_an_unknown_table_fails(system: ServicesUnderTest, tmp_path: Path) -> None:
+    a = _parquet(tmp_path / "a.parquet", 0, 10)
+    sent = await arun([FUSOU, "upload", "u1", f"battle={a}", "--target", system.target])
+    assert sent.returncode == 0, sent.explain()
+    unknown = await arun(
+        [FUSOU, "compact", "--dataset", "u1", "--table", "nosuch", "--target", system.target]
+    )
+    assert unknown.returncode == 1, unknown.explain()
+    assert unknown.stderr.splitlines() == [
+        "fusou compact: NOT_FOUND: no table 'nosuch' in dataset 'u1'"
+    ], unknown.explain()
+    # The failed call let the dataset go: the table that exists compacts.
+    done = await arun(
+        [FUSOU, "compact", "--dataset", "u1", "--table", "battle", "--target", system.target]
+    )
+    assert done.returncode == 0, done.explain()
+    (dataset,) = done.json()["datasets"]
+    assert dataset["status"] == "COMPACT_STATUS_COMPACTED", dataset

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import re
 import shlex
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +30,8 @@ import pytest
 from fusou.db.migrate import available_migrations
 from fusou.testing import PostgresForTests, database_url_with_name
 from tests.support.grpcurl import (
+    BIN_DIR,
+    BUF,
     FUSOU,
     INGEST_METHOD,
     INGEST_SERVICE,
@@ -40,6 +44,11 @@ from tests.support.grpcurl import (
 
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
+
+# The embedded PostgreSQL (the `embedded` extra) is what `fusou up` runs without
+# FUSOU_DATABASE_URL. scripts/test installs it only without FUSOU_TEST_DATABASE_URL (it has no
+# wheel for every Python): without it, `fusou up` is tested with a database URL.
+EMBEDDED = importlib.util.find_spec("pgserver") is not None
 
 pytestmark = pytest.mark.integration
 
@@ -136,22 +145,33 @@ def _stop_leftovers(data_dir: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def fusou_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
-    with started_up(tmp_path_factory.mktemp("fusou-up")) as up:
-        yield up
+async def fusou_up(
+    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresForTests
+) -> AsyncIterator[UpProcess]:
+    database_url = None if EMBEDDED else await postgres.create_database()
+    try:
+        with started_up(tmp_path_factory.mktemp("fusou-up"), database_url) as up:
+            yield up
+    finally:
+        if database_url is not None:
+            await postgres.drop_database(database_url)
 
 
 @contextlib.contextmanager
-def started_up(data_dir: Path) -> Iterator[UpProcess]:
+def started_up(
+    data_dir: Path, database_url: str | None = None, command: Sequence[str] = (FUSOU, "up")
+) -> Iterator[UpProcess]:
     """`fusou up` on a free port with its own data directory, stopped (and its embedded
-    PostgreSQL with it) on exit."""
+    PostgreSQL with it) on exit; with the database at ``database_url`` when one is given."""
     port = free_port()
     env = clean_env(FUSOU_DATA_DIR=str(data_dir), FUSOU_GRPC_PORT=str(port))
     assert "FUSOU_DATABASE_URL" not in env and "FUSOU_OBJECT_STORE_URL" not in env
+    if database_url is not None:
+        env["FUSOU_DATABASE_URL"] = database_url
     stderr_path = data_dir.parent / f"{data_dir.name}-stderr.log"
     with stderr_path.open("w") as stderr:
         proc = subprocess.Popen(
-            [FUSOU, "up"],
+            list(command),
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -184,10 +204,14 @@ def test_up_announces_target_and_grpcurl_example(fusou_up: UpProcess) -> None:
     assert any(f"grpcurl -plaintext {fusou_up.target} list" in line for line in lines)
     # Embedded defaults: a private PostgreSQL and a local directory, both under the data dir.
     text = fusou_up.stdout.text()
-    assert str(fusou_up.data_dir / "postgres") in text
     assert f"file://{fusou_up.data_dir / 'objects'}" in text
     assert (fusou_up.data_dir / "objects").is_dir()
-    assert processes_using(fusou_up.data_dir / "postgres"), "no embedded PostgreSQL running"
+    if EMBEDDED:
+        assert str(fusou_up.data_dir / "postgres") in text
+        assert processes_using(fusou_up.data_dir / "postgres"), "no embedded PostgreSQL running"
+    else:
+        assert "database:     FUSOU_DATABASE_URL" in text, fusou_up.output()
+        assert not (fusou_up.data_dir / "postgres").exists()
 
 
 def test_grpcurl_list(fusou_up: UpProcess) -> None:
@@ -198,10 +222,27 @@ def test_grpcurl_list(fusou_up: UpProcess) -> None:
         INGEST_SERVICE,
         "grpc.health.v1.Health",
     } <= services, result.explain()
-    assert services & {
+    assert {
         "grpc.reflection.v1alpha.ServerReflection",
         "grpc.reflection.v1.ServerReflection",
-    }, result.explain()
+    } <= services, result.explain()
+
+
+@pytest.mark.parametrize("protocol", ["grpc-v1", "grpc-v1alpha"])
+def test_reflection_answers_both_protocols(fusou_up: UpProcess, protocol: str) -> None:
+    """A client of each reflection protocol alone (buf curl's --reflect-protocol; the grpcurl
+    on PyPI speaks v1alpha only) lists the services and calls one by its reflected schema."""
+    base = [BUF, "curl", "--protocol", "grpc", "--reflect-protocol", protocol]
+    url = f"http://{fusou_up.target}"
+    env = clean_env()
+    listed = run([*base, "--list-services", url], env=env)
+    assert listed.returncode == 0, listed.explain()
+    assert INGEST_SERVICE in listed.stdout.split(), listed.explain()
+    checked = run(
+        [*base, "-d", '{"service":"readiness"}', f"{url}/grpc.health.v1.Health/Check"], env=env
+    )
+    assert checked.returncode == 0, checked.explain()
+    assert checked.json() == {"status": "SERVING"}
 
 
 def test_grpcurl_describe(fusou_up: UpProcess) -> None:
@@ -317,11 +358,11 @@ def quick_start_blocks() -> list[str]:
     return re.findall(r"^```sh\n(.*?)^```$", section, flags=re.MULTILINE | re.DOTALL)
 
 
-def test_the_readme_quick_start_runs_as_written(tmp_path: Path) -> None:
+async def test_the_readme_quick_start_runs_as_written(tmp_path: Path, database_url: str) -> None:
     """Each shell block of the README's quick start, in order, in a directory with the
     project's .venv, as a new user pastes them after a fresh `fusou up` (only the port
     differs)."""
-    with started_up(tmp_path / "data") as fusou_up:
+    with started_up(tmp_path / "data", None if EMBEDDED else database_url) as fusou_up:
         _run_quick_start(fusou_up, tmp_path / "work")
 
 
@@ -340,7 +381,8 @@ def _run_quick_start(fusou_up: UpProcess, tmp_path: Path) -> None:
         "fusou.compactor.v1.CompactorService/Compact",
     ):
         assert f"localhost:50051 {method}" in text, method
-    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    # The virtualenv running the tests: the project's .venv when run by ./scripts/test.
+    (tmp_path / ".venv").symlink_to(BIN_DIR.parent)
     env = clean_env(FUSOU_TARGET=fusou_up.target)
     outputs = []
     for block in blocks:
@@ -370,7 +412,7 @@ def test_sigterm_stops_server_and_embedded_postgres(fusou_up: UpProcess) -> None
     """Runs last among the tests using ``fusou_up``: it stops the shared process."""
     pg_dir = fusou_up.data_dir / "postgres"
     postmasters = processes_using(pg_dir)
-    assert postmasters, "no embedded PostgreSQL running before shutdown"
+    assert postmasters or not EMBEDDED, "no embedded PostgreSQL running before shutdown"
     watched = list(postmasters)
     for pm in postmasters:
         with contextlib.suppress(psutil.Error):
@@ -614,3 +656,82 @@ async def test_migrate_without_database_url_exits_2() -> None:
     result = await arun([FUSOU, "migrate"], env=clean_env())
     assert result.returncode == 2, result.explain()
     assert "FUSOU_DATABASE_URL" in result.stderr, result.explain()
+
+
+# -- a database that cannot be used, an embedded one that is not installed ---------------------
+
+
+@pytest.mark.parametrize("command", [["up"], ["serve", "ingest"], ["migrate"]])
+@pytest.mark.parametrize(
+    ("url", "cause"),
+    [
+        # Nothing listens on the port.
+        ("postgresql://postgres@127.0.0.1:{port}/postgres", "Connect call failed"),
+        # A URL the driver cannot use.
+        ("postgresql://postgres@127.0.0.1:99999/postgres", "port must be 0-65535"),
+    ],
+)
+async def test_an_unusable_database_is_one_line_naming_the_variable(
+    command: list[str], url: str, cause: str, tmp_path: Path
+) -> None:
+    env = clean_env(
+        FUSOU_DATABASE_URL=url.format(port=free_port()),
+        FUSOU_OBJECT_STORE_URL=f"file://{tmp_path}",
+        FUSOU_DATA_DIR=str(tmp_path / "data"),
+        FUSOU_GRPC_PORT="0",
+    )
+    result = await arun([FUSOU, *command], env=env)
+    assert result.returncode == 1, result.explain()
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("fusou: FUSOU_DATABASE_URL: cannot connect to PostgreSQL: "), line
+    assert cause in line, line
+    assert result.stdout == ""
+
+
+# Runs `fusou up` where importing pgserver fails the way it does when the embedded extra is not
+# installed (or is asked for at all, with MODE=forbid).
+_WITHOUT_PGSERVER = """
+import sys
+
+class _NoPgserver:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "pgserver":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+
+sys.meta_path.insert(0, _NoPgserver())
+from fusou.cli.main import main
+
+code = main(["up"])
+assert "pgserver" not in sys.modules
+sys.exit(code)
+"""
+
+
+async def test_up_without_a_database_url_or_the_embedded_extra_says_what_to_do(
+    tmp_path: Path,
+) -> None:
+    env = clean_env(FUSOU_DATA_DIR=str(tmp_path / "data"), FUSOU_GRPC_PORT="0")
+    result = await arun([sys.executable, "-c", _WITHOUT_PGSERVER], env=env)
+    assert result.returncode == 2, result.explain()
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("fusou: FUSOU_DATABASE_URL is not set"), line
+    assert "pip install 'fusou[embedded]'" in line, line
+    assert not (tmp_path / "data" / "postgres").exists()
+
+
+async def test_up_with_a_database_url_never_imports_pgserver(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The embedded extra is only needed without a URL: `fusou up` runs, serves, and stops
+    where importing pgserver would fail."""
+    command = [sys.executable, "-c", _WITHOUT_PGSERVER]
+    with started_up(tmp_path / "data", database_url, command) as up:
+        assert "database:     FUSOU_DATABASE_URL" in up.stdout.text(), up.output()
+        listed = grpcurl(up.target, "list")
+        assert listed.returncode == 0, listed.explain()
+        assert INGEST_SERVICE in listed.stdout.split()
+        up.proc.send_signal(signal.SIGTERM)
+        code = up.proc.wait(timeout=STOP_TIMEOUT_S)
+        assert code == 0, up.output()
+        assert "Traceback" not in up.stderr_path.read_text(), up.output()

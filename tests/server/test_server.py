@@ -310,6 +310,61 @@ async def test_reflection_describes_the_ingest_service(channel: aio.Channel) -> 
     assert {"Ingest", "UploadRaw"} <= services.get(INGEST_SERVICE, set()), services
 
 
+V1_REFLECTION_METHOD = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+
+
+async def _v1_reflection_ask(channel: aio.Channel, request: Any) -> Any:
+    # The v1 protocol's messages are v1alpha's field for field (only the package differs), so
+    # v1alpha's classes write and read v1 calls; the method path is what makes this v1.
+    call = channel.stream_stream(
+        V1_REFLECTION_METHOD,
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )()
+    await call.write(request)
+    await call.done_writing()
+    response: Any = await asyncio.wait_for(call.read(), BOUND_S)
+    assert not response.HasField("error_response"), response.error_response
+    return response
+
+
+async def test_reflection_v1_lists_the_services(channel: aio.Channel) -> None:
+    response = await _v1_reflection_ask(
+        channel, reflection_pb2.ServerReflectionRequest(list_services="")
+    )
+    names = {s.name for s in response.list_services_response.service}
+    assert {
+        INGEST_SERVICE,
+        HEALTH_SERVICE,
+        REFLECTION_SERVICE,
+        "grpc.reflection.v1.ServerReflection",
+    } <= names, names
+
+
+async def test_reflection_v1_describes_services_and_itself(channel: aio.Channel) -> None:
+    described: dict[str, descriptor_pb2.FileDescriptorProto] = {}
+    for symbol in (INGEST_SERVICE, "grpc.reflection.v1.ServerReflection"):
+        response = await _v1_reflection_ask(
+            channel, reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
+        )
+        raw = response.file_descriptor_response.file_descriptor_proto[0]
+        described[symbol] = descriptor_pb2.FileDescriptorProto.FromString(raw)
+    assert "Ingest" in {m.name for m in described[INGEST_SERVICE].service[0].method}
+    v1 = described["grpc.reflection.v1.ServerReflection"]
+    assert (v1.name, v1.package) == ("grpc/reflection/v1/reflection.proto", "grpc.reflection.v1")
+    (method,) = v1.service[0].method
+    assert (method.name, method.input_type, method.output_type) == (
+        "ServerReflectionInfo",
+        ".grpc.reflection.v1.ServerReflectionRequest",
+        ".grpc.reflection.v1.ServerReflectionResponse",
+    )
+    assert method.client_streaming and method.server_streaming
+    # Every field type the v1 file names is one of its own messages.
+    own = {f".grpc.reflection.v1.{m.name}" for m in v1.message_type}
+    named = {f.type_name for m in v1.message_type for f in m.field if f.type_name}
+    assert named and named <= own, named - own
+
+
 # ---------------------------------------------------------------------------------------------
 # Graceful shutdown.
 # ---------------------------------------------------------------------------------------------

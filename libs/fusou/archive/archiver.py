@@ -34,7 +34,7 @@ from fusou.archive.quarantine import quarantine_message, quarantine_unplaceable
 from fusou.buffer.writer import now_ms
 from fusou.catalog.files import BlockEntry, FileEntry, register_file, unregistered
 from fusou.cpu import run_cpu
-from fusou.errors import Aborted, InvalidArgument
+from fusou.errors import Aborted, InvalidArgument, NotFound
 from fusou.formats.avro_container import cold_schema, container_header
 from fusou.jobs import StorageJob, describe_failure
 from fusou.names import check_name
@@ -164,6 +164,7 @@ class Archiver(StorageJob):
             raise InvalidArgument("max_rows_per_table", "must not be negative")
         if options.max_tables < 0:
             raise InvalidArgument("max_tables", "must not be negative")
+        await self._check_named_exist(options)
         min_age = (
             self._settings.archive_min_age_s if options.min_age_s is None else options.min_age_s
         )
@@ -195,6 +196,25 @@ class Archiver(StorageJob):
             report.sweep_error = describe_failure(exc)
         await self.sweep_incomplete_writes(options.dataset_id or None)
         return report
+
+    async def _check_named_exist(self, options: ArchiveOptions) -> None:
+        """A dataset or table named in the request that does not exist is a mistake to report
+        (a misspelt CronJob argument would otherwise archive nothing, successfully, forever)."""
+        if not options.dataset_id:
+            return
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT EXISTS (SELECT 1 FROM fusou_datasets WHERE dataset_id = $1) "
+                "  AS has_dataset, "
+                "EXISTS (SELECT 1 FROM fusou_tables WHERE dataset_id = $1 AND table_name = $2) "
+                "  AS has_table",
+                options.dataset_id,
+                options.table,
+            )
+        if not row["has_dataset"]:
+            raise NotFound(f"no dataset {options.dataset_id!r}")
+        if options.table and not row["has_table"]:
+            raise NotFound(f"no table {options.table!r} in dataset {options.dataset_id!r}")
 
     async def _candidates(self, options: ArchiveOptions, cutoff: int) -> list[_Table]:
         async with self._pool.acquire() as conn:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -29,8 +31,16 @@ def _positive_int(raw: str) -> int:
 _TARGET_HELP = "host:port (default: FUSOU_TARGET, or localhost:50051)"
 
 
+def _version() -> str:
+    try:
+        return metadata.version("fusou")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fusou", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("up", help="run the whole system on this machine (embedded defaults)")
@@ -136,7 +146,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The status of a command whose reader went away (`fusou read ... | head`): what the shell
+# reports for other programs that a closed pipe stops (128 + SIGPIPE).
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # Whatever is still buffered for standard output goes nowhere, so that the flush at
+        # exit does not report the closed pipe once more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: list[str] | None) -> int:
+    from fusou.db.reach import DatabaseUnreachable
+
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -149,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"fusou: {exc}", file=sys.stderr)
         return 2
+    except DatabaseUnreachable as exc:
+        print(f"fusou: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -12,6 +12,8 @@ from importlib import resources
 
 import asyncpg
 
+from fusou.db.reach import reaching_database
+
 log = logging.getLogger(__name__)
 
 # Arbitrary, fixed: identifies the migration lock among advisory locks.
@@ -75,8 +77,12 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
 
 
 async def migrate_url(dsn: str) -> list[int]:
-    conn = await asyncpg.connect(dsn)
+    """Apply the migrations to the database at ``dsn`` (``FUSOU_DATABASE_URL``: a server that
+    cannot be used raises a DatabaseUnreachable naming it)."""
+    async with reaching_database("FUSOU_DATABASE_URL", "connect to PostgreSQL"):
+        conn = await asyncpg.connect(dsn)
     try:
-        return await migrate(conn)
+        async with reaching_database("FUSOU_DATABASE_URL", "migrate the database"):
+            return await migrate(conn)
     finally:
         await conn.close()

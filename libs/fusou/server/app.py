@@ -16,7 +16,6 @@ from typing import Any
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from fusou.auth.policy import AccessControl
 from fusou.auth.tokens import configured_tokens
@@ -26,6 +25,7 @@ from fusou.server import metrics
 from fusou.server.interceptor import ErrorMappingInterceptor
 from fusou.server.observing import ObservingInterceptor
 from fusou.server.readiness import READINESS, Check, dependency_check, watch
+from fusou.server.reflection import enable_reflection
 from fusou.server.tls import server_credentials
 
 log = logging.getLogger(__name__)
@@ -110,13 +110,8 @@ class FusouServer:
             service.add_to_server(server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [s.full_name for s in self.services]
-        reflection.enable_server_reflection(
-            [
-                *names,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
-            server,
+        enable_reflection(
+            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server
         )
         self.port = _listen(server, self.settings.grpc_host, self.settings.grpc_port, credentials)
         if self.settings.health_port is not None:

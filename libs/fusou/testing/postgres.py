@@ -36,8 +36,16 @@ class PostgresForTests:
     async def start(self) -> None:
         if self._base_url is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="fusou-test-pg-")
-            self._embedded = EmbeddedPostgres(Path(self._tmp.name) / "data", delete_on_stop=True)
-            self._base_url = self._embedded.start()
+            try:
+                self._embedded = EmbeddedPostgres(
+                    Path(self._tmp.name) / "data",
+                    delete_on_stop=True,
+                    url_variable="FUSOU_TEST_DATABASE_URL",
+                )
+                self._base_url = self._embedded.start()
+            except BaseException:
+                self._tmp.cleanup()
+                raise
         self.admin_url = database_url_with_name(self._base_url, "postgres")
         self._template = f"fusou_tmpl_{uuid.uuid4().hex[:12]}"
         await self._execute(f'CREATE DATABASE "{self._template}"')
