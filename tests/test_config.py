@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fusou.config import VARIABLES, ConfigError, Settings, Variable
+from fusou.schema.time_bounds import MAX_TIME_MS, MIN_TIME_MS
 
 MiB = 1024 * 1024
 
@@ -72,6 +73,18 @@ BAD_VALUES = [
     ("FUSOU_SHUTDOWN_GRACE_S", "-1"),
     ("FUSOU_GRPC_MAX_MESSAGE_BYTES", "10"),
     ("FUSOU_DB_POOL_SIZE", "0"),
+    # The accepted times may be narrowed, never widened past what the formats hold.
+    ("FUSOU_MIN_TIME_MS", str(MIN_TIME_MS - 1)),
+    ("FUSOU_MAX_TIME_MS", str(MAX_TIME_MS + 1)),
+    ("FUSOU_MAX_TIME_MS", "1e15"),
+    ("FUSOU_MAX_FIELDS", "0"),
+    ("FUSOU_MAX_FIELDS", "100000"),
+    ("FUSOU_MAX_NESTING_DEPTH", "33"),
+    ("FUSOU_MAX_ROW_BYTES", "10"),
+    # An age whose cut-off overflows, and numbers no comparison or conversion holds.
+    ("FUSOU_ARCHIVE_MIN_AGE_S", str(2**62)),
+    ("FUSOU_ARCHIVE_MIN_AGE_S", "nan"),
+    ("FUSOU_SHUTDOWN_GRACE_S", "inf"),
 ]
 
 
@@ -84,6 +97,24 @@ def test_bad_value_raises_config_error_naming_the_variable(variable: str, value:
     # Only the bad variable is blamed.
     others = {v.env for v in VARIABLES} - {variable}
     assert not [other for other in others if other in message], message
+
+
+def test_the_accepted_times_may_be_narrowed_but_not_reversed() -> None:
+    narrowed = Settings.from_env(
+        {"FUSOU_MIN_TIME_MS": "1600000000000", "FUSOU_MAX_TIME_MS": " 1800000000000 "}
+    )
+    assert (narrowed.min_time_ms, narrowed.max_time_ms) == (1_600_000_000_000, 1_800_000_000_000)
+    edges = Settings.from_env(
+        {"FUSOU_MIN_TIME_MS": str(MIN_TIME_MS), "FUSOU_MAX_TIME_MS": str(MAX_TIME_MS)}
+    )
+    assert (edges.min_time_ms, edges.max_time_ms) == (MIN_TIME_MS, MAX_TIME_MS)
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(
+            {"FUSOU_MIN_TIME_MS": "1800000000001", "FUSOU_MAX_TIME_MS": "1800000000000"}
+        )
+    assert "FUSOU_MIN_TIME_MS and FUSOU_MAX_TIME_MS" in str(caught.value)
+    # A minimum equal to the (default) maximum: a range of one instant, odd but consistent.
+    assert Settings.from_env({"FUSOU_MIN_TIME_MS": str(MAX_TIME_MS)}).min_time_ms == MAX_TIME_MS
 
 
 def test_several_bad_variables_are_named_together() -> None:

@@ -6,10 +6,13 @@ Every variable is listed in ``VARIABLES`` with its default and a description, wh
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from fusou.schema.time_bounds import MAX_SPAN_S, MAX_TIME_MS, MIN_TIME_MS
 
 MiB = 1024 * 1024
 
@@ -50,14 +53,19 @@ def _int_range(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def _float_min(low: float) -> Callable[[str], float]:
+def _float_min(low: float, high: float | None = None) -> Callable[[str], float]:
     def parse(raw: str) -> float:
         try:
             value = float(raw.strip())
         except ValueError:
             raise ValueError(f"must be a number (got {raw!r})") from None
+        # nan passes every comparison and inf overflows every conversion to an integer.
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number (got {raw!r})")
         if value < low:
             raise ValueError(f"must be at least {low} (got {value})")
+        if high is not None and value > high:
+            raise ValueError(f"must be at most {high} (got {value})")
         return value
 
     return parse
@@ -276,7 +284,48 @@ VARIABLES: tuple[Variable, ...] = (
         "ingest_max_bytes",
         32 * MiB,
         _int_range(1),
-        "Largest Arrow IPC payload one Ingest request may carry.",
+        "Largest Arrow IPC payload one Ingest request may carry, as sent and as decoded.",
+    ),
+    Variable(
+        "FUSOU_MAX_FIELDS",
+        "max_fields",
+        1000,
+        _int_range(1, 10_000),
+        "Most fields one row may have (Ingest, UploadRaw columns, DeclareTable), and most fields "
+        "a table's schema may grow to.",
+    ),
+    Variable(
+        "FUSOU_MAX_NESTING_DEPTH",
+        "max_nesting_depth",
+        16,
+        # protobuf parses a Struct nested at most 32 objects deep: a deeper value could be
+        # stored but not read back as JSON rows.
+        _int_range(1, 32),
+        "Most levels of objects and lists nested in one field's value.",
+    ),
+    Variable(
+        "FUSOU_MAX_ROW_BYTES",
+        "max_row_bytes",
+        1 * MiB,
+        _int_range(1024, 64 * MiB),
+        "Largest row: the sum of its values' sizes (strings, bytes and nested JSON by length, "
+        "numbers 8 bytes).",
+    ),
+    Variable(
+        "FUSOU_MIN_TIME_MS",
+        "min_time_ms",
+        MIN_TIME_MS,
+        _int_range(MIN_TIME_MS, MAX_TIME_MS),
+        "Earliest record time accepted, in epoch milliseconds (default 0001-01-01T00:00:00Z, "
+        "the earliest the storage formats hold; may be narrowed, not widened).",
+    ),
+    Variable(
+        "FUSOU_MAX_TIME_MS",
+        "max_time_ms",
+        MAX_TIME_MS,
+        _int_range(MIN_TIME_MS, MAX_TIME_MS),
+        "Latest record time accepted, in epoch milliseconds (default 9999-12-31T23:59:59.999Z, "
+        "the latest the storage formats hold; may be narrowed, not widened).",
     ),
     Variable(
         "FUSOU_GROUP_COMMIT_MAX_ROWS",
@@ -310,7 +359,7 @@ VARIABLES: tuple[Variable, ...] = (
         "FUSOU_ARCHIVE_MIN_AGE_S",
         "archive_min_age_s",
         3600.0,
-        _float_min(0.0),
+        _float_min(0.0, float(MAX_SPAN_S)),
         "Hot rows younger than this stay in the buffer.",
     ),
     Variable(
@@ -504,6 +553,11 @@ class Settings:
     db_pool_size: int = 10
     ingest_max_rows: int = 100_000
     ingest_max_bytes: int = 32 * MiB
+    max_fields: int = 1000
+    max_nesting_depth: int = 16
+    max_row_bytes: int = 1 * MiB
+    min_time_ms: int = MIN_TIME_MS
+    max_time_ms: int = MAX_TIME_MS
     group_commit_max_rows: int = 200_000
     group_commit_concurrency: int = 4
     cpu_workers: int = 1
@@ -547,6 +601,10 @@ class Settings:
                 values[var.attr] = var.parse(raw)
             except ValueError as exc:
                 problems.append(f"{var.env}: {exc}")
+        if values.get("min_time_ms", MIN_TIME_MS) > values.get("max_time_ms", MAX_TIME_MS):
+            problems.append(
+                "FUSOU_MIN_TIME_MS and FUSOU_MAX_TIME_MS: the minimum is after the maximum"
+            )
         if bool(values.get("tls_cert_file")) != bool(values.get("tls_key_file")):
             problems.append("FUSOU_TLS_CERT_FILE and FUSOU_TLS_KEY_FILE: set both or neither")
         if problems:

@@ -38,18 +38,46 @@ def _rebuild(
     return err
 
 
+# The status, its message and its BadRequest details travel in trailing metadata, which gRPC
+# clients refuse past 8 KiB (the call then fails with RESOURCE_EXHAUSTED and no field named):
+# a field name or description echoing a huge input, or thousands of violations, must not get
+# there whole. In UTF-8 bytes; base64 and percent-encoding grow them on the way.
+MAX_FIELD_BYTES = 160
+MAX_DESCRIPTION_BYTES = 320
+MAX_VIOLATIONS = 8
+
+
+def _clip(text: str, limit: int) -> str:
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - 3].decode(errors="ignore") + "…"
+
+
 class InvalidArgument(FusouError):
     """Bad input: the request changed nothing."""
 
     def __init__(self, field: str, description: str) -> None:
+        field = _clip(field, MAX_FIELD_BYTES)
+        description = _clip(description, MAX_DESCRIPTION_BYTES)
         super().__init__(f"{field}: {description}" if field else description)
         self.violations: tuple[FieldViolation, ...] = (FieldViolation(field, description),)
 
     @classmethod
     def many(cls, violations: list[FieldViolation]) -> InvalidArgument:
+        """The first violations; the message counts those left out."""
         first = violations[0]
         err = cls(first.field, first.description)
-        err.violations = tuple(violations)
+        err.violations = tuple(
+            FieldViolation(
+                _clip(v.field, MAX_FIELD_BYTES), _clip(v.description, MAX_DESCRIPTION_BYTES)
+            )
+            for v in violations[:MAX_VIOLATIONS]
+        )
+        left_out = len(violations) - MAX_VIOLATIONS
+        if left_out > 0:
+            err.message += f" (and {left_out} more problems)"
+            err.args = (err.message,)
         return err
 
 

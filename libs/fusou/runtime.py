@@ -70,4 +70,5 @@ async def open_runtime(settings: Settings) -> Runtime:
             await read_pool.close()
         await pool.close()
         raise
-    return Runtime(settings, pool, store, TableRegistry(pool), read_pool)
+    registry = TableRegistry(pool, max_fields=settings.max_fields)
+    return Runtime(settings, pool, store, registry, read_pool)

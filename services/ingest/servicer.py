@@ -124,9 +124,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 raw = json.loads(request.avro_schema)
             except json.JSONDecodeError as exc:
                 raise InvalidArgument("avro_schema", f"not valid JSON: {exc}") from None
+            except RecursionError:
+                raise InvalidArgument("avro_schema", "nests too deeply to be a schema") from None
             if isinstance(raw, dict) and "fusou.time_field" not in raw:
                 raw = {**raw, "fusou.time_field": time_field}
-            schema = TableSchema.from_avro(raw)
+            schema = TableSchema.from_avro(raw, max_fields=self._registry.max_fields)
         result = await self._registry.declare(
             request.dataset_id, request.table, time_field, list(request.key_fields), schema
         )

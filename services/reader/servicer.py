@@ -18,6 +18,7 @@ from fusou.read.output import arrow_ipc_message, mark_json_fields, to_structs
 from fusou.read.reader import SMALL_RESULT_ROWS, Reader, ReadRequest, ReadStats
 from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.server import metrics
+from fusou.timestamps import timestamp_violations
 
 Context = aio.ServicerContext[Any, Any]
 
@@ -75,13 +76,14 @@ class ReaderServicer(reader_pb2_grpc.ReaderServiceServicer):
     async def ReadRange(  # type: ignore[override]
         self, request: reader_pb2.ReadRangeRequest, context: Context
     ) -> AsyncIterator[reader_pb2.ReadRangeResponse | bytes]:
-        missing = [
-            FieldViolation(name, "is required")
-            for name in ("start_time", "end_time")
-            if not request.HasField(name)
-        ]
-        if missing:
-            raise InvalidArgument.many(missing)
+        violations: list[FieldViolation] = []
+        for name in ("start_time", "end_time"):
+            if not request.HasField(name):
+                violations.append(FieldViolation(name, "is required"))
+            else:
+                violations.extend(timestamp_violations(name, getattr(request, name)))
+        if violations:
+            raise InvalidArgument.many(violations)
         start_ns = request.start_time.seconds * 10**9 + request.start_time.nanos
         end_ns = request.end_time.seconds * 10**9 + request.end_time.nanos
         read = ReadRequest(

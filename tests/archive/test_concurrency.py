@@ -20,6 +20,7 @@ from fusou.config import Settings
 from fusou.errors import Aborted, InvalidArgument, NotFound
 from fusou.formats.avro_container import SEQ_FIELD
 from fusou.ingest.v1 import ingest_pb2_grpc
+from fusou.schema.time_bounds import MAX_SPAN_S
 from fusou.testing import ServicesUnderTest, running_services
 from tests.archive.oracle import (
     Hold,
@@ -296,6 +297,10 @@ async def test_filters_select_datasets_and_tables(settings: Settings) -> None:
         ({"dataset_id": DATASET, "table": "a/b"}, "table"),
         ({"max_rows_per_table": -1}, "max_rows_per_table"),
         ({"min_age_seconds": -5}, "min_age_seconds"),
+        # The cut-off (now minus the age) would overflow 64-bit milliseconds.
+        ({"min_age_seconds": 2**62}, "min_age_seconds"),
+        ({"min_age_seconds": 2**63 - 1}, "min_age_seconds"),
+        ({"min_age_seconds": MAX_SPAN_S + 1}, "min_age_seconds"),
     ],
 )
 async def test_bad_requests_are_invalid_arguments_and_change_nothing(
@@ -319,6 +324,15 @@ async def test_bad_requests_are_invalid_arguments_and_change_nothing(
         assert [v.field for v in domain_err.value.violations] == [field]
         assert await snapshot(url) == before
         assert await cold_seqs(url, svc.runtime.store) == {}
+
+
+async def test_the_longest_minimum_age_archives_nothing(settings: Settings) -> None:
+    async with archive_services(settings) as svc, grpc.aio.insecure_channel(svc.target) as ch:
+        ingested = await ingest_aged(svc, "battle", BATCHES[:1])
+        stub = archiver_pb2_grpc.ArchiverServiceStub(ch)
+        answer = await stub.Archive(archiver_pb2.ArchiveRequest(min_age_seconds=MAX_SPAN_S))
+        assert answer.total_rows == 0
+        assert set(await buffer_seqs(url_of(svc))) == ingested.seqs
 
 
 async def test_a_concurrent_sweep_never_deletes_an_upload_about_to_commit(

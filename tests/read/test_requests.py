@@ -14,6 +14,9 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from fusou.read.client import read_range_callable
+from fusou.reader.v1 import reader_pb2
+from fusou.schema.time_bounds import MAX_TIME_MS, MIN_TIME_MS
+from fusou.timestamps import MAX_SECONDS, MIN_SECONDS
 from tests.ingestion.helpers import violation_fields
 from tests.read.conftest import Stubs
 from tests.read.oracle import (
@@ -29,6 +32,7 @@ from tests.read.oracle import (
     ingest,
     read,
     read_request,
+    ts,
 )
 
 DS = "u1"
@@ -306,3 +310,88 @@ async def test_sub_millisecond_bounds_keep_the_half_open_range(stubs: Stubs) -> 
     answer = await read(stubs.reader, request)
     # Only the row at DAY0 + 1 ms lies in [DAY0 + 0.5 ms, DAY0 + 1.5 ms).
     check_arrow(answer, oracle, DAY0 + 1, DAY0 + 2)
+
+
+# -- values protobuf carries but FUSOU cannot place (issue 13) -----------------------------------
+
+
+def _raw_request(
+    start: Timestamp | None = None, end: Timestamp | None = None, **fields: Any
+) -> reader_pb2.ReadRangeRequest:
+    request = reader_pb2.ReadRangeRequest(dataset_id=DS, table=TABLE, **fields)
+    request.start_time.CopyFrom(ts(WHOLE[0]) if start is None else start)
+    request.end_time.CopyFrom(ts(WHOLE[1]) if end is None else end)
+    return request
+
+
+UNPLACEABLE: list[tuple[str, reader_pb2.ReadRangeRequest, list[str]]] = [
+    (
+        "start before year 1",
+        _raw_request(start=Timestamp(seconds=MIN_SECONDS - 1)),
+        ["start_time.seconds"],
+    ),
+    (
+        "end after year 9999",
+        _raw_request(end=Timestamp(seconds=MAX_SECONDS + 1)),
+        ["end_time.seconds"],
+    ),
+    ("end at 2**62 seconds", _raw_request(end=Timestamp(seconds=2**62)), ["end_time.seconds"]),
+    (
+        "start at -2**62 seconds",
+        _raw_request(start=Timestamp(seconds=-(2**62))),
+        ["start_time.seconds"],
+    ),
+    (
+        "negative nanos",
+        _raw_request(start=Timestamp(seconds=DAY0 // 1000, nanos=-1)),
+        ["start_time.nanos"],
+    ),
+    (
+        "a whole second of nanos",
+        _raw_request(end=Timestamp(seconds=DAY0 // 1000, nanos=1_000_000_000)),
+        ["end_time.nanos"],
+    ),
+    ("an undefined format", _raw_request(format=7), ["format"]),
+    ("a negative format", _raw_request(format=-1), ["format"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("bad", "fields"), [c[1:] for c in UNPLACEABLE], ids=[c[0] for c in UNPLACEABLE]
+)
+async def test_unplaceable_times_and_undefined_enums_are_invalid_arguments(
+    loaded: tuple[Stubs, Oracle], bad: reader_pb2.ReadRangeRequest, fields: list[str]
+) -> None:
+    stubs, _ = loaded
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await read(stubs.reader, bad)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert violation_fields(err.value) == fields, err.value.details()
+
+
+async def test_the_widest_range_protobuf_carries_reads_everything(
+    loaded: tuple[Stubs, Oracle],
+) -> None:
+    stubs, oracle = loaded
+    widest = _raw_request(
+        start=Timestamp(seconds=MIN_SECONDS),
+        end=Timestamp(seconds=MAX_SECONDS, nanos=999_999_999),
+        format=reader_pb2.OUTPUT_FORMAT_ARROW_IPC,
+    )
+    answer = await read(stubs.reader, widest)
+    rows = check_arrow(answer, oracle, MIN_TIME_MS, MAX_TIME_MS + 1)
+    assert len(rows) == len(check_arrow(answer, oracle, *WHOLE)) > 0
+
+
+async def test_thousands_of_problems_still_answer_invalid_argument(
+    loaded: tuple[Stubs, Oracle],
+) -> None:
+    # Every violation in the status would not fit gRPC's trailers (the client would see
+    # RESOURCE_EXHAUSTED and no field): the first ones are named, the rest counted.
+    stubs, _ = loaded
+    many = [f"nope_{i}" for i in range(100_000)]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await read(stubs.reader, read_request(DS, TABLE, *WHOLE, columns=many))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert set(violation_fields(err.value)) == {"columns"}
+    assert "(and 99992 more problems)" in (err.value.details() or "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from fusou.compactor.v1 import compactor_pb2
+from fusou.config import Settings
 from fusou.ingest.v1 import ingest_pb2
 from fusou.upload.client import Part, upload_requests
-from tests.ingestion.helpers import violation_fields
-from tests.read.conftest import Stubs
+from tests.ingestion.helpers import snapshot, violation_fields
+from tests.read.conftest import SMALL_BLOCKS, Stubs, open_stubs
 from tests.read.oracle import (
     DAY0,
     MINUTE,
@@ -30,6 +31,7 @@ from tests.read.oracle import (
     read,
     read_request,
 )
+from tests.support.s3server import S3Server, running_s3_server
 from tests.upload.helpers import (
     catalog_counts,
     first_seqs,
@@ -328,3 +330,143 @@ async def test_uploads_naming_tables_in_opposite_orders_do_not_deadlock(stubs: S
     assert all(not a.replayed for a in answers)
     for table, oracle in oracles.items():
         await check_reads(stubs, oracle, table)
+
+
+# -- limits at the door (issue 13), on the local store and on S3 ---------------------------------
+
+FAR_PAST = -1_000_000_000_000_000
+FAR_FUTURE = 1_000_000_000_000_000
+
+
+def _deep(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+LIMIT_BUNDLES: dict[str, tuple[Callable[[], list[ingest_pb2.UploadRawRequest]], str, str]] = {
+    "a time before year 1": (
+        lambda: bundle(
+            ("battle", GOOD), ("battle", parquet_bytes([row(1), row(2, timestamp=FAR_PAST)]))
+        ),
+        "fragments[1].timestamp",
+        "row 1 is -1000000000000000",
+    ),
+    "a time after year 9999": (
+        lambda: bundle(("battle", parquet_bytes([row(1, timestamp=FAR_FUTURE)]))),
+        "fragments[0].timestamp",
+        "row 0 is 1000000000000000",
+    ),
+    "a Parquet timestamp after year 9999": (
+        lambda: bundle(
+            (
+                "battle",
+                parquet_bytes(pa.table({"timestamp": pa.array([FAR_FUTURE], pa.timestamp("ms"))})),
+            )
+        ),
+        "fragments[0].timestamp",
+        "outside the accepted times",
+    ),
+    "too many columns": (
+        lambda: bundle(
+            (
+                "battle",
+                parquet_bytes(
+                    pa.table({"timestamp": [DAY0], **{f"c{i}": [i] for i in range(1000)}})
+                ),
+            )
+        ),
+        "fragments[0]",
+        "has 1001 fields, over the limit of 1000",
+    ),
+    "a column nested too deep": (
+        lambda: bundle(
+            ("battle", parquet_bytes(pa.table({"timestamp": [DAY0], "deep": [_deep(17)]})))
+        ),
+        "fragments[0].deep",
+        "17 levels deep, over the limit of 16",
+    ),
+    "a row over the size limit": (
+        lambda: bundle(
+            ("battle", parquet_bytes([row(1, note="a"), row(2, note="x" * (1024 * 1024 + 1))]))
+        ),
+        "fragments[0]",
+        "row 1 is",
+    ),
+}
+
+
+async def _refused_and_nothing_stored(
+    stubs: Stubs, stored: Callable[[], list[str]], case: str
+) -> None:
+    build, field, says = LIMIT_BUNDLES[case]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stubs.ingest.UploadRaw(iter(build()))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert violation_fields(err.value) == [field], err.value.details()
+    assert says in (err.value.details() or "")
+    assert stored() == []
+    assert await catalog_counts(stubs.url) == {
+        "fusou_objects": 0,
+        "fusou_files": 0,
+        "fusou_blocks": 0,
+        "fusou_upload_requests": 0,
+    }
+    assert (await snapshot(stubs.url))["fusou_tables"] == []
+
+
+@pytest.mark.parametrize("case", sorted(LIMIT_BUNDLES))
+async def test_a_fragment_past_a_limit_is_refused_and_stores_nothing(
+    stubs: Stubs, settings_objects: Path, case: str
+) -> None:
+    await _refused_and_nothing_stored(stubs, lambda: stored_files(settings_objects), case)
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    with running_s3_server() as server:
+        yield server
+
+
+@pytest.mark.parametrize("case", ["a time before year 1", "a time after year 9999"])
+async def test_a_poison_time_is_refused_on_s3_and_stores_nothing(
+    settings: Settings, s3: S3Server, case: str
+) -> None:
+    bucket = s3.new_bucket()
+    client = s3.client()
+    on_s3 = settings.replace(
+        object_store_url=f"s3://{bucket}/lake", s3_endpoint_url=s3.endpoint_url
+    )
+
+    def stored() -> list[str]:
+        listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+        uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        return [o["Key"] for o in listed] + [u["Key"] for u in uploads]
+
+    async with open_stubs(on_s3, **SMALL_BLOCKS) as stubs:
+        await _refused_and_nothing_stored(stubs, stored, case)
+        # A good bundle after it lands, on the same store.
+        answer = await upload(
+            stubs.ingest, stubs.url, DS, [("battle", [row(1)])], {"battle": Oracle()}
+        )
+        assert stored() == [f"lake/{answer.object_key}"]
+
+
+async def test_fragments_do_not_grow_a_table_past_the_field_limit(
+    settings: Settings, settings_objects: Path
+) -> None:
+    async with open_stubs(settings, max_fields=6) as stubs:
+        await ingest(stubs.ingest, Oracle(), DS, "battle", [row(1)])  # 3 fields
+        before = await snapshot(stubs.url)
+        # 5 fields, 4 of them new: 7 for the table.
+        wider = parquet_bytes(
+            pa.table({"timestamp": [DAY0], "a": [1], "b": [2], "c": [3], "d": [4]})
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stubs.ingest.UploadRaw(iter(bundle(("battle", GOOD), ("battle", wider))))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert violation_fields(err.value) == ["fragments[1].d"]
+        assert "would be field 7 of the table, over the limit of 6" in (err.value.details() or "")
+        assert stored_files(settings_objects) == []
+        assert await snapshot(stubs.url) == before

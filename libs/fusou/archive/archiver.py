@@ -39,6 +39,7 @@ from fusou.formats.avro_container import cold_schema, container_header
 from fusou.jobs import StorageJob, describe_failure
 from fusou.names import check_name
 from fusou.schema.model import TableSchema
+from fusou.schema.time_bounds import MAX_SPAN_S
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,11 @@ class Archiver(StorageJob):
             check_name("table", options.table)
         if options.min_age_s is not None and options.min_age_s < 0:
             raise InvalidArgument("min_age_seconds", "must not be negative")
+        if options.min_age_s is not None and options.min_age_s > MAX_SPAN_S:
+            # Older than anything FUSOU stores, and the cut-off would overflow 64 bits.
+            raise InvalidArgument(
+                "min_age_seconds", f"must be at most {MAX_SPAN_S} (the span of years 1 to 9999)"
+            )
         if options.max_rows_per_table < 0:
             raise InvalidArgument("max_rows_per_table", "must not be negative")
         if options.max_tables < 0:

@@ -44,8 +44,11 @@ class DeclareResult:
 
 
 class TableRegistry:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, max_fields: int = 1000) -> None:
         self._pool = pool
+        # Most fields a table's schema may have (FUSOU_MAX_FIELDS): enforced here, under the
+        # table's row lock, where concurrent batches that each add fields meet.
+        self.max_fields = max_fields
         self._tables: dict[tuple[str, str], TableInfo] = {}
         self._versions: dict[tuple[int, int], TableSchema] = {}
 
@@ -111,7 +114,9 @@ class TableRegistry:
         )
         info = await self._load(conn, dataset_id, table, lock=True)
         assert info is not None
-        merged = merge_batch_schema(info.latest, batch_types, field_prefix=field_prefix)
+        merged = merge_batch_schema(
+            info.latest, batch_types, field_prefix=field_prefix, max_fields=self.max_fields
+        )
         if merged.changed:
             info = await self._store_version(conn, info, merged.schema)
         return info
@@ -125,6 +130,18 @@ class TableRegistry:
         schema: TableSchema | None,
     ) -> DeclareResult:
         """Fix a table's definition before data arrives; redeclaring the same is a no-op."""
+        if len(key_fields) > self.max_fields:
+            raise InvalidArgument(
+                "key_fields",
+                f"names {len(key_fields)} fields, over the limit of {self.max_fields} "
+                "(FUSOU_MAX_FIELDS)",
+            )
+        if schema is not None and len(schema.fields) > self.max_fields:
+            raise InvalidArgument(
+                "avro_schema",
+                f"declares {len(schema.fields)} fields, over the limit of {self.max_fields} "
+                "(FUSOU_MAX_FIELDS)",
+            )
         for i, name in enumerate([time_field, *key_fields]):
             problem = field_name_problem(name)
             if problem is not None:

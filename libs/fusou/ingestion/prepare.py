@@ -7,7 +7,7 @@ spawn-based process; the database work stays in the main process.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from google.protobuf.message import DecodeError
@@ -19,6 +19,8 @@ from fusou.records.avro_datum import encode_datums
 from fusou.records.batch import Batch, batch_from_arrow_ipc, batch_from_structs, conform
 from fusou.records.columns import int64_values
 from fusou.records.dedup import dedup_keys
+from fusou.records.ipc_size import decoded_bytes
+from fusou.records.limits import RowLimits
 from fusou.schema.evolve import merge_batch_schema
 from fusou.schema.model import FieldType, TableSchema
 from fusou.server.decoding import locate_decode_error
@@ -38,7 +40,8 @@ class TableContext:
 @dataclass(frozen=True)
 class Limits:
     max_rows: int
-    max_arrow_bytes: int
+    max_arrow_bytes: int  # as sent, and again as decoded (a compressed stream inflates)
+    rows: RowLimits = field(default_factory=RowLimits)
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,15 @@ def check_payload(request: ingest_pb2.IngestRequest, limits: Limits) -> None:
 
 def convert(request: ingest_pb2.IngestRequest, time_field: str, limits: Limits) -> Batch:
     if request.rows:
-        return batch_from_structs(request.rows, time_field)
-    batch = batch_from_arrow_ipc(request.arrow_ipc, time_field)
+        return batch_from_structs(request.rows, time_field, limits.rows)
+    decoded = decoded_bytes(request.arrow_ipc, "arrow_ipc")
+    if decoded > limits.max_arrow_bytes:
+        raise InvalidArgument(
+            "arrow_ipc",
+            f"decodes to {decoded} bytes, over the limit of {limits.max_arrow_bytes} "
+            "(FUSOU_INGEST_MAX_BYTES)",
+        )
+    batch = batch_from_arrow_ipc(request.arrow_ipc, time_field, limits.rows)
     if batch.num_rows > limits.max_rows:
         raise InvalidArgument(
             "arrow_ipc", f"{batch.num_rows} rows is over the limit of {limits.max_rows}"
@@ -105,7 +115,8 @@ def prepare(data: bytes, table: TableContext, limits: Limits, ingested_at: int) 
     check_payload(request, limits)
     batch = convert(request, table.time_field, limits)
     latest = _schema(table.schema_json, table.version, table.time_field)
-    merged = merge_batch_schema(latest, batch.types)  # raises on a conflicting type
+    # Raises on a conflicting type, or on a table grown past the field limit.
+    merged = merge_batch_schema(latest, batch.types, max_fields=limits.rows.max_fields)
     if merged.changed or table.table_id == 0:
         return Prepared(None, dict(batch.types), batch.num_rows)
     return Prepared(encode_rows(batch, table, latest, ingested_at), None, batch.num_rows)

@@ -21,6 +21,7 @@ from fusou.errors import Aborted, FieldViolation, InvalidArgument
 from fusou.ingestion.prepare import Limits, Prepared, TableContext, prepare
 from fusou.ingestion.wire import RawIngestRequest
 from fusou.names import name_problem
+from fusou.records.limits import RowLimits
 
 MAX_REQUEST_ID_LENGTH = 256
 # A batch that needs a new schema version is prepared again after the version is stored; a
@@ -41,7 +42,9 @@ class Ingestor:
         self._settings = settings
         self._pool = pool
         self._registry = registry
-        self._limits = Limits(settings.ingest_max_rows, settings.ingest_max_bytes)
+        self._limits = Limits(
+            settings.ingest_max_rows, settings.ingest_max_bytes, RowLimits.of(settings)
+        )
         self._writer = GroupCommitWriter(
             pool,
             max_rows=settings.group_commit_max_rows,

@@ -31,6 +31,7 @@ from fusou.read.fetch import FetchStats, Span, fetch_spans
 from fusou.read.files import BlockRef, FileRef, decode_file_blocks
 from fusou.read.merge import conform_to, merge, project
 from fusou.schema.model import TableSchema
+from fusou.schema.time_bounds import MAX_TIME_MS, MIN_TIME_MS, bounds_text
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,10 @@ class Reader:
             problem = name_problem(value)
             if problem is not None:
                 violations.append(FieldViolation(name, problem))
+        for bound, ms in (("start_time", req.start), ("end_time", req.end)):
+            # Exclusive ends reach one past the last instant stored.
+            if not MIN_TIME_MS <= ms <= MAX_TIME_MS + 1:
+                violations.append(FieldViolation(bound, f"must be {bounds_text()}"))
         if req.end < req.start or not req.ordered:
             violations.append(FieldViolation("end_time", "must be after start_time"))
         if req.limit < 0:

@@ -16,6 +16,13 @@ import pyarrow.compute as pc
 from google.protobuf import struct_pb2
 
 from fusou.errors import FieldViolation, InvalidArgument
+from fusou.records.limits import (
+    RowLimits,
+    RowNames,
+    check_arrow_schema,
+    check_row_sizes,
+    check_times,
+)
 from fusou.records.string_dictionaries import STRING_DICTIONARY
 from fusou.schema.model import FieldType, field_name_problem
 
@@ -34,6 +41,8 @@ _KEPT_TYPES = frozenset({pa.null(), pa.bool_(), pa.int64(), pa.float64(), pa.str
 
 # Doubles in [-2**63, 2**63) convert to int64 exactly; JSON numbers arrive as doubles.
 _INT64_LIMIT = 2.0**63
+
+_STRUCT_ROWS = RowNames("rows", indexed=True)
 
 
 @dataclass(frozen=True)
@@ -59,8 +68,13 @@ class _Nested:
         self.value = value
 
 
-def _value_to_python(value: struct_pb2.Value) -> Any:
-    """A nested value as Python; whole numbers become ints, as JSON text would have them."""
+class _TooDeep(Exception):
+    """A nested value went past the depth limit; caught where its row and field are known."""
+
+
+def _value_to_python(value: struct_pb2.Value, levels: int) -> Any:
+    """A nested value as Python; whole numbers become ints, as JSON text would have them.
+    ``levels``: how many more levels of objects and lists may open."""
     kind = value.WhichOneof("kind")
     if kind == "number_value":
         number = value.number_value
@@ -72,9 +86,13 @@ def _value_to_python(value: struct_pb2.Value) -> Any:
     if kind == "bool_value":
         return value.bool_value
     if kind == "struct_value":
-        return {k: _value_to_python(v) for k, v in value.struct_value.fields.items()}
+        if levels == 0:
+            raise _TooDeep
+        return {k: _value_to_python(v, levels - 1) for k, v in value.struct_value.fields.items()}
     if kind == "list_value":
-        return [_value_to_python(v) for v in value.list_value.values]
+        if levels == 0:
+            raise _TooDeep
+        return [_value_to_python(v, levels - 1) for v in value.list_value.values]
     return None
 
 
@@ -83,11 +101,15 @@ def canonical_json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def batch_from_structs(rows: Sequence[struct_pb2.Struct], time_field: str) -> Batch:
+def batch_from_structs(
+    rows: Sequence[struct_pb2.Struct], time_field: str, limits: RowLimits | None = None
+) -> Batch:
+    """Struct rows as a batch, refused (naming ``rows[i]...``) past any of ``limits``."""
+    limits = limits or RowLimits()
     n = len(rows)
     if n == 0:
         raise InvalidArgument("rows", "contains no rows")
-    columns = _struct_columns(rows)
+    columns = _struct_columns(rows, limits)
     for i_name in columns:
         problem = field_name_problem(i_name)
         if problem is not None:
@@ -99,35 +121,54 @@ def batch_from_structs(rows: Sequence[struct_pb2.Struct], time_field: str) -> Ba
     types: dict[str, FieldType] = {}
     # The time field first: it is the first field of every schema version.
     for name in [time_field, *(c for c in columns if c != time_field)]:
-        arr, ftype = _column_from_python(name, columns[name], name == time_field)
+        is_time = name == time_field
+        arr, ftype = _column_from_python(name, columns[name], is_time, limits if is_time else None)
         arrays[name] = arr
         types[name] = ftype
-    return Batch(pa.table(arrays), types)
+    table = pa.table(arrays)
+    check_row_sizes(table, limits, _STRUCT_ROWS)
+    return Batch(table, types)
 
 
-def _struct_columns(rows: Sequence[struct_pb2.Struct]) -> dict[str, list[Any]]:
+def _struct_columns(rows: Sequence[struct_pb2.Struct], limits: RowLimits) -> dict[str, list[Any]]:
     """Column lists of Python values (None for null or absent, _Nested for objects/lists).
 
     The hot loop of JSON ingest: upb field access dominates, so each value is touched once.
     (Measured alternatives, C-level map() over keys and zip() transposition, were slower.)
+    A row with too many fields is refused before any of its values is touched, and the batch's
+    columns are bounded as they appear, so neither a wide row nor many rows of different fields
+    cost more than the limit allows.
     """
     n = len(rows)
     columns: dict[str, list[Any]] = {}
     scalar = _SCALAR_KINDS
     nested = _NESTED_KINDS
+    max_fields = limits.max_fields
+    max_depth = limits.max_depth
     for i, row in enumerate(rows):
         fields = row.fields
+        if len(fields) > max_fields:
+            raise InvalidArgument(f"rows[{i}]", limits.too_many_fields(len(fields)))
         for name in fields:
             value = fields[name]
             kind = value.WhichOneof("kind")
             if kind in scalar:
                 item = getattr(value, kind)
             elif kind in nested:
-                item = _Nested(_value_to_python(value))
+                try:
+                    item = _Nested(_value_to_python(value, max_depth))
+                except _TooDeep:
+                    raise InvalidArgument(f"rows[{i}].{name}", limits.too_deep()) from None
             else:
                 item = None  # null: the field still belongs to the schema
             col = columns.get(name)
             if col is None:
+                if len(columns) >= max_fields:
+                    raise InvalidArgument(
+                        f"rows[{i}].{name}",
+                        f"is field {len(columns) + 1} of this batch, over the limit of "
+                        f"{max_fields} fields (FUSOU_MAX_FIELDS)",
+                    )
                 col = columns[name] = [None] * n
             col[i] = item
     return columns
@@ -140,7 +181,9 @@ def _first_index(values: list[Any], predicate: Any) -> int:
     return 0
 
 
-def _column_from_python(name: str, values: list[Any], is_time: bool) -> tuple[pa.Array, FieldType]:
+def _column_from_python(
+    name: str, values: list[Any], is_time: bool, time_limits: RowLimits | None = None
+) -> tuple[pa.Array, FieldType]:
     kinds = {type(v) for v in values}
     if is_time:
         if type(None) in kinds:
@@ -165,6 +208,9 @@ def _column_from_python(name: str, values: list[Any], is_time: bool) -> tuple[pa
     kind = kinds.pop()
     if kind is float:
         doubles = pa.array(values, pa.float64())
+        if time_limits is not None:
+            # Before the conversion to integers, which a time past 64 bits would not survive.
+            check_times(doubles, time_limits, _STRUCT_ROWS, name)
         as_long = _integral_doubles_to_long(doubles)
         if as_long is not None:
             return as_long, FieldType.LONG
@@ -207,16 +253,20 @@ def _describe(value: Any) -> str:
 # -- Arrow IPC ---------------------------------------------------------------------------------
 
 
-def read_arrow_ipc(data: bytes) -> pa.Table:
+def read_arrow_ipc(data: bytes, limits: RowLimits | None = None) -> pa.Table:
+    """The stream's rows; with ``limits``, its schema is checked before any batch is read."""
     try:
         reader = pa.ipc.open_stream(pa.py_buffer(data))
+        if limits is not None:
+            check_arrow_schema(reader.schema, limits, "arrow_ipc")
         return reader.read_all()
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
         raise InvalidArgument("arrow_ipc", f"not a readable Arrow IPC stream: {exc}") from None
 
 
-def batch_from_arrow_ipc(data: bytes, time_field: str) -> Batch:
-    return batch_from_arrow(read_arrow_ipc(data), time_field, field_prefix="arrow_ipc")
+def batch_from_arrow_ipc(data: bytes, time_field: str, limits: RowLimits | None = None) -> Batch:
+    table = read_arrow_ipc(data, limits)
+    return batch_from_arrow(table, time_field, field_prefix="arrow_ipc", limits=limits)
 
 
 def batch_from_arrow(
@@ -225,9 +275,13 @@ def batch_from_arrow(
     field_prefix: str = "arrow_ipc",
     *,
     string_dictionaries: bool = False,
+    limits: RowLimits | None = None,
 ) -> Batch:
     """Columns normalized to FUSOU's types, time field first. With ``string_dictionaries``,
-    dictionary-encoded strings are kept so (as ``STRING_DICTIONARY``) instead of decoded."""
+    dictionary-encoded strings are kept so (as ``STRING_DICTIONARY``) instead of decoded.
+    With ``limits`` (input from clients), times and row sizes are checked, naming the row in
+    the description after ``field_prefix``; the schema's bounds (``check_arrow_schema``) are
+    the caller's to check, before it reads the rows."""
     if table.num_rows == 0:
         raise InvalidArgument(field_prefix, "contains no rows")
     names = table.column_names
@@ -244,6 +298,7 @@ def batch_from_arrow(
         raise InvalidArgument.many(violations)
     if time_field not in seen:
         raise InvalidArgument(f"{field_prefix}.{time_field}", "the time field is missing")
+    rows = RowNames(field_prefix, indexed=False)
     arrays: dict[str, pa.Array] = {}
     types: dict[str, FieldType] = {}
     for name in [time_field, *(c for c in names if c != time_field)]:
@@ -253,9 +308,14 @@ def batch_from_arrow(
         arr, ftype = _normalize_arrow(
             f"{field_prefix}.{name}", column, name == time_field, string_dictionaries
         )
+        if limits is not None and name == time_field:
+            check_times(arr, limits, rows, name)
         arrays[name] = arr
         types[name] = ftype
-    return Batch(pa.table(arrays), types)
+    normalized = pa.table(arrays)
+    if limits is not None:
+        check_row_sizes(normalized, limits, rows)
+    return Batch(normalized, types)
 
 
 def is_normalized(table: pa.Table, time_field: str, *, string_dictionaries: bool = False) -> bool:
@@ -271,10 +331,27 @@ def is_normalized(table: pa.Table, time_field: str, *, string_dictionaries: bool
     return bool(time.type == pa.int64() and time.null_count == 0)
 
 
-def _timestamp_to_ms(arr: pa.Array) -> pa.Array:
-    # Finer units are truncated to whole milliseconds, the unit of every stored time.
-    as_ms = pc.cast(arr, pa.timestamp("ms", tz=arr.type.tz), safe=False)
+def _timestamp_to_ms(label: str, arr: pa.Array) -> pa.Array:
+    # Finer units are truncated to whole milliseconds, the unit of every stored time; seconds
+    # are multiplied, which must not wrap around.
+    target = pa.timestamp("ms", tz=arr.type.tz)
+    try:
+        as_ms = pc.cast(arr, target, safe=arr.type.unit == "s")
+    except pa.ArrowInvalid:
+        raise InvalidArgument(label, "has times outside 64-bit epoch milliseconds") from None
     return pc.cast(as_ms, pa.int64())
+
+
+def _nested_to_json(label: str, arr: pa.Array) -> pa.Array:
+    try:
+        texts = [None if v is None else canonical_json(v) for v in arr.to_pylist()]
+    except (ValueError, OverflowError, TypeError, pa.ArrowException) as exc:
+        # Nested values Python or JSON cannot hold: a time outside datetime's years, a
+        # decimal, a value nested past orjson's recursion limit.
+        raise InvalidArgument(
+            label, f"holds a value that cannot be stored as JSON: {exc}"
+        ) from None
+    return pa.array(texts, pa.string())
 
 
 def _normalize_arrow(
@@ -290,7 +367,7 @@ def _normalize_arrow(
         if arr.null_count:
             raise InvalidArgument(label, "the time field must not be null")
         if pa.types.is_timestamp(t):
-            return _timestamp_to_ms(arr), FieldType.LONG
+            return _timestamp_to_ms(label, arr), FieldType.LONG
         if not pa.types.is_integer(t):
             raise InvalidArgument(label, "the time field must be an integer (epoch milliseconds)")
     if pa.types.is_null(t):
@@ -305,7 +382,7 @@ def _normalize_arrow(
     if pa.types.is_floating(t):
         return pc.cast(arr, pa.float64()), FieldType.DOUBLE
     if pa.types.is_timestamp(t):
-        return _timestamp_to_ms(arr), FieldType.LONG
+        return _timestamp_to_ms(label, arr), FieldType.LONG
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return pc.cast(arr, pa.string()), FieldType.STRING
     if (
@@ -316,8 +393,7 @@ def _normalize_arrow(
     ):
         return pc.cast(arr, pa.binary()), FieldType.BYTES
     if pa.types.is_nested(t):
-        texts = [None if v is None else canonical_json(v) for v in arr.to_pylist()]
-        return pa.array(texts, pa.string()), FieldType.JSON
+        return _nested_to_json(label, arr), FieldType.JSON
     raise InvalidArgument(label, f"unsupported Arrow type {t}")
 
 

@@ -16,18 +16,30 @@ class MergeResult:
 
 
 def merge_batch_schema(
-    latest: TableSchema, batch: dict[str, FieldType], *, field_prefix: str = ""
+    latest: TableSchema,
+    batch: dict[str, FieldType],
+    *,
+    field_prefix: str = "",
+    max_fields: int | None = None,
 ) -> MergeResult:
     """Widen ``latest`` to hold ``batch`` (field name -> inferred type).
 
-    Raises InvalidArgument naming the first conflicting field (after ``field_prefix``); new
-    fields are appended in the batch's order so that a version's field order is stable.
+    Raises InvalidArgument naming the first conflicting field (after ``field_prefix``), or the
+    first new field past ``max_fields`` (a table that batches keep adding fields to must not
+    grow without bound); new fields are appended in the batch's order so that a version's
+    field order is stable.
     """
     fields = list(latest.fields)
     changed = False
     for name, incoming in batch.items():
         existing = latest.get(name)
         if existing is None:
+            if max_fields is not None and len(fields) >= max_fields:
+                raise InvalidArgument(
+                    field_prefix + name,
+                    f"would be field {len(fields) + 1} of the table, over the limit of "
+                    f"{max_fields} fields per table (FUSOU_MAX_FIELDS)",
+                )
             fields.append(SchemaField(name, incoming))
             changed = True
             continue

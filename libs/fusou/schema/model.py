@@ -135,13 +135,23 @@ class TableSchema:
         }
 
     @classmethod
-    def from_avro(cls, schema: dict[str, Any], version: int = 0) -> TableSchema:
-        """Read a stored or declared Avro record schema back into a logical schema."""
+    def from_avro(
+        cls, schema: dict[str, Any], version: int = 0, *, max_fields: int | None = None
+    ) -> TableSchema:
+        """Read a stored or declared Avro record schema back into a logical schema; a
+        declared one (``max_fields`` given) is refused, before its fields are read, when it
+        has more than that many."""
         if not isinstance(schema, dict) or schema.get("type") != "record":
             raise InvalidArgument("avro_schema", "must be an Avro record schema")
         raw_fields = schema.get("fields")
         if not isinstance(raw_fields, list):
             raise InvalidArgument("avro_schema", "the record has no 'fields' list")
+        if max_fields is not None and len(raw_fields) > max_fields:
+            raise InvalidArgument(
+                "avro_schema",
+                f"declares {len(raw_fields)} fields, over the limit of {max_fields} "
+                "(FUSOU_MAX_FIELDS)",
+            )
         time_field = schema.get("fusou.time_field")
         parsed: list[SchemaField] = []
         for raw in raw_fields:

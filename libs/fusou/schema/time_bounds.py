@@ -12,6 +12,10 @@ from __future__ import annotations
 # 0001-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z in epoch milliseconds.
 MIN_TIME_MS = -62_135_596_800_000
 MAX_TIME_MS = 253_402_300_799_999
+# The span between them in whole seconds: the longest age that means anything for stored
+# times (an archive's minimum row age, say); ``now - age`` in milliseconds then stays far
+# inside 64 bits.
+MAX_SPAN_S = (MAX_TIME_MS - MIN_TIME_MS) // 1000
 
 
 def placeable(ms: int) -> bool:

@@ -12,12 +12,15 @@ from fusou.errors import InvalidArgument
 from fusou.formats.parquet_file import (
     NotParquet,
     RowGroupSpan,
+    footer_of,
+    metadata_of,
     read_row_group,
     read_whole,
     row_group_spans,
 )
 from fusou.records.batch import Batch, batch_from_arrow
 from fusou.records.columns import int64_values
+from fusou.records.limits import RowLimits, check_arrow_schema
 from fusou.schema.model import FieldType
 
 
@@ -42,9 +45,22 @@ class FragmentInfo:
     decoded_bytes: int  # the rows as Arrow in memory: what compacting them costs
 
 
-def normalized(table: pa.Table, time_field: str, label: str) -> Batch:
+def normalized(
+    table: pa.Table, time_field: str, label: str, limits: RowLimits | None = None
+) -> Batch:
     """A fragment's (or row group's) rows in FUSOU's types; InvalidArgument naming ``label``."""
-    return batch_from_arrow(table, time_field, field_prefix=label)
+    return batch_from_arrow(table, time_field, field_prefix=label, limits=limits)
+
+
+def _check_schema(data: bytes | memoryview, limits: RowLimits, label: str) -> None:
+    """Columns and nesting from the footer alone, before any column chunk is read."""
+    try:
+        schema = metadata_of(footer_of(data)).schema.to_arrow_schema()
+    except NotParquet as exc:
+        raise InvalidArgument(label, f"is not a Parquet file: {exc}") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise InvalidArgument(label, f"has a schema FUSOU cannot read: {exc}") from None
+    check_arrow_schema(schema, limits, label)
 
 
 def _check_readable_alone(
@@ -69,12 +85,17 @@ def _check_readable_alone(
         raise InvalidArgument(label, f"row group {span.index} reads {rows} rows, not {span.rows}")
 
 
-def inspect_fragment(data: bytes | memoryview, time_field: str, label: str) -> FragmentInfo:
+def inspect_fragment(
+    data: bytes | memoryview, time_field: str, label: str, limits: RowLimits | None = None
+) -> FragmentInfo:
+    """With ``limits`` (a client's upload), also refuses a fragment past any of them."""
+    if limits is not None:
+        _check_schema(data, limits, label)
     try:
         table, meta, footer = read_whole(data)
     except NotParquet as exc:
         raise InvalidArgument(label, f"is not a Parquet file: {exc}") from None
-    batch = normalized(table, time_field, label)
+    batch = normalized(table, time_field, label, limits)
     times = int64_values(batch.table.column(time_field).combine_chunks())
     groups: list[RowGroupInfo] = []
     for span in row_group_spans(meta):

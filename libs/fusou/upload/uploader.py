@@ -24,6 +24,7 @@ from fusou.cpu import run_cpu
 from fusou.errors import FieldViolation, InvalidArgument
 from fusou.jobs import StorageJob
 from fusou.names import name_problem
+from fusou.records.limits import RowLimits
 from fusou.schema.evolve import merge_batch_schema
 from fusou.schema.model import FieldType, TableSchema
 from fusou.upload.fragments import FragmentInfo, inspect_fragment
@@ -152,9 +153,11 @@ class _Collector:
         manifest: Manifest,
         time_fields: dict[str, str],
         schemas: dict[str, TableSchema],
+        limits: RowLimits,
     ) -> None:
         self._manifest = manifest
         self._time_fields = time_fields
+        self._limits = limits
         # Each table's schema widened by the fragments seen so far: a conflict between two
         # fragments, or with the table, is found before anything is stored.
         self._schemas = dict(schemas)
@@ -192,8 +195,15 @@ class _Collector:
     async def _check(self, i: int, frag: Fragment) -> None:
         data, self._buffer = bytes(self._buffer), bytearray()
         label = _label(i)
-        info = await run_cpu(inspect_fragment, data, self._time_fields[frag.table], label)
-        merged = merge_batch_schema(self._schemas[frag.table], info.types, field_prefix=f"{label}.")
+        info = await run_cpu(
+            inspect_fragment, data, self._time_fields[frag.table], label, self._limits
+        )
+        merged = merge_batch_schema(
+            self._schemas[frag.table],
+            info.types,
+            field_prefix=f"{label}.",
+            max_fields=self._limits.max_fields,
+        )
         self._schemas[frag.table] = merged.schema
         self.infos[i] = info
 
@@ -231,7 +241,7 @@ class RawUploader(StorageJob):
             name: info.latest if info else TableSchema.initial(time_fields[name])
             for name, info in tables.items()
         }
-        collector = _Collector(manifest, time_fields, schemas)
+        collector = _Collector(manifest, time_fields, schemas, RowLimits.of(self._settings))
 
         async def body() -> AsyncGenerator[bytes, None]:
             async for chunk in chunks:

@@ -1,0 +1,108 @@
+"""What an Arrow IPC stream takes once decoded, read from its message headers alone.
+
+A compressed stream (LZ4 or ZSTD buffers) may inflate a few kilobytes into gigabytes: pyarrow
+allocates each buffer at the size the stream declares before anything could check a row. The
+declared sizes are in the open: each record batch's header (a flatbuffer) lists its buffers, and
+each compressed buffer starts with its decompressed length (-1: stored as is). Summing them
+costs a few operations per buffer, with nothing decompressed.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pyarrow as pa
+
+from fusou.errors import InvalidArgument
+
+# Field numbers of the flatbuffer tables read here (Arrow's Message.fbs).
+_MESSAGE_HEADER = 2  # Message.header (the union's value; its type is field 1)
+_DICTIONARY_DATA = 1  # DictionaryBatch.data, a RecordBatch
+_BATCH_BUFFERS = 2  # RecordBatch.buffers: [Buffer{offset: long, length: long}]
+_BATCH_COMPRESSION = 3  # RecordBatch.compression, present when the buffers are compressed
+_UNCOMPRESSED = -1
+
+
+class _Flatbuffer:
+    """The few reads of a flatbuffer that the headers need; bounds are checked by slicing."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def _u16(self, pos: int) -> int:
+        return int(struct.unpack_from("<H", self._data, pos)[0])
+
+    def _u32(self, pos: int) -> int:
+        return int(struct.unpack_from("<I", self._data, pos)[0])
+
+    def root(self) -> int:
+        return self._u32(0)
+
+    def field(self, table: int, number: int) -> int | None:
+        """The position of a table's field, or None when it is absent."""
+        vtable = table - int(struct.unpack_from("<i", self._data, table)[0])
+        entry = 4 + 2 * number
+        if entry + 2 > self._u16(vtable):
+            return None
+        offset = self._u16(vtable + entry)
+        return table + offset if offset else None
+
+    def table_at(self, field: int) -> int:
+        return field + self._u32(field)
+
+    def buffers(self, batch: int) -> list[tuple[int, int]]:
+        field = self.field(batch, _BATCH_BUFFERS)
+        if field is None:
+            return []
+        vector = self.table_at(field)
+        count = self._u32(vector)
+        return [struct.unpack_from("<qq", self._data, vector + 4 + 16 * i) for i in range(count)]
+
+
+def _batch_bytes(header: _Flatbuffer, batch: int, body: pa.Buffer | None) -> int:
+    buffers = header.buffers(batch)
+    if header.field(batch, _BATCH_COMPRESSION) is None:
+        return sum(length for _, length in buffers)
+    raw = memoryview(body) if body is not None else memoryview(b"")
+    total = 0
+    for offset, length in buffers:
+        if length == 0:
+            continue
+        if offset < 0 or length < 8 or offset + 8 > len(raw):
+            raise ValueError("a compressed buffer lies outside the message body")
+        (declared,) = struct.unpack_from("<q", raw, offset)
+        if declared == _UNCOMPRESSED:
+            total += length - 8
+        elif declared < 0:
+            raise ValueError("a compressed buffer declares a negative length")
+        else:
+            total += declared
+    return total
+
+
+def decoded_bytes(data: bytes | pa.Buffer, label: str) -> int:
+    """The bytes an Arrow IPC stream's batches (and dictionaries) take once decoded."""
+    total = 0
+    try:
+        reader = pa.ipc.MessageReader.open_stream(pa.py_buffer(data))
+        while True:
+            try:
+                message = reader.read_next_message()
+            except StopIteration:
+                break
+            if message.type not in ("record batch", "dictionary batch"):
+                continue
+            header = _Flatbuffer(message.metadata.to_pybytes())
+            field = header.field(header.root(), _MESSAGE_HEADER)
+            if field is None:
+                continue
+            batch = header.table_at(field)
+            if message.type == "dictionary batch":
+                data_field = header.field(batch, _DICTIONARY_DATA)
+                if data_field is None:
+                    continue
+                batch = header.table_at(data_field)
+            total += _batch_bytes(header, batch, message.body)
+    except (pa.ArrowException, OSError, ValueError, struct.error) as exc:
+        raise InvalidArgument(label, f"not a readable Arrow IPC stream: {exc}") from None
+    return total
