@@ -46,13 +46,20 @@ async def open_runtime(settings: Settings) -> Runtime:
         )
     assert settings.database_url is not None and settings.object_store_url is not None
     cpu.configure(settings.cpu_workers)
-    pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
+    pool = await create_pool(
+        settings.database_url,
+        max_size=settings.db_pool_size,
+        acquire_timeout=settings.db_acquire_timeout_s,
+    )
     read_pool: asyncpg.Pool | None = None
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
         read_pool = await create_pool(
-            settings.database_url, max_size=settings.db_pool_size, stateless=True
+            settings.database_url,
+            max_size=settings.db_pool_size,
+            stateless=True,
+            acquire_timeout=settings.db_acquire_timeout_s,
         )
         store = open_object_store(
             settings.object_store_url,
