@@ -75,10 +75,15 @@ async def test_a_session_ended_while_idle_is_replaced_before_use(
 ) -> None:
     pool = await create_pool(database_url, min_size=1, max_size=1, stateless=stateless)
     try:
+        noticed = asyncio.Event()
         async with pool.acquire() as conn:
             ended = await _pid(conn)
+            conn.add_termination_listener(lambda _: noticed.set())
         await _end_session(postgres.admin_url, ended)
-        # The very next use succeeds, on a new session.
+        # The client knows only once it has read the closed socket (until then, the next use
+        # fails UNAVAILABLE and renews the pool's connections, see below).
+        await asyncio.wait_for(noticed.wait(), 10)
+        # Then the very next use succeeds, on a new session.
         async with pool.acquire() as conn:
             assert await _pid(conn) != ended
     finally:
