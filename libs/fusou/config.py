@@ -273,6 +273,14 @@ VARIABLES: tuple[Variable, ...] = (
         "Connections per service process.",
     ),
     Variable(
+        "FUSOU_DB_ACQUIRE_TIMEOUT_S",
+        "db_acquire_timeout_s",
+        30.0,
+        _float_min(0.1),
+        "How long a call waits for a free PostgreSQL connection before it answers UNAVAILABLE "
+        "(the pool is exhausted).",
+    ),
+    Variable(
         "FUSOU_INGEST_MAX_ROWS",
         "ingest_max_rows",
         100_000,
@@ -551,6 +559,7 @@ class Settings:
     readiness_interval_s: float = 5.0
     readiness_timeout_s: float = 3.0
     db_pool_size: int = 10
+    db_acquire_timeout_s: float = 30.0
     ingest_max_rows: int = 100_000
     ingest_max_bytes: int = 32 * MiB
     max_fields: int = 1000

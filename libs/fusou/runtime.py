@@ -48,7 +48,11 @@ async def open_runtime(settings: Settings) -> Runtime:
     assert settings.database_url is not None and settings.object_store_url is not None
     cpu.configure(settings.cpu_workers)
     async with reaching_database("FUSOU_DATABASE_URL", "connect to PostgreSQL"):
-        pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
+        pool = await create_pool(
+            settings.database_url,
+            max_size=settings.db_pool_size,
+            acquire_timeout=settings.db_acquire_timeout_s,
+        )
     read_pool: asyncpg.Pool | None = None
     try:
         async with (
@@ -58,7 +62,10 @@ async def open_runtime(settings: Settings) -> Runtime:
             await migrate(conn)
         async with reaching_database("FUSOU_DATABASE_URL", "connect to PostgreSQL"):
             read_pool = await create_pool(
-                settings.database_url, max_size=settings.db_pool_size, stateless=True
+                settings.database_url,
+                max_size=settings.db_pool_size,
+                stateless=True,
+                acquire_timeout=settings.db_acquire_timeout_s,
             )
         store = open_object_store(
             settings.object_store_url,

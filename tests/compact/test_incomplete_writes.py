@@ -39,7 +39,7 @@ def killed_write(store: LocalObjectStore, key: str, *, age_s: float) -> Path:
     the store's own writer, last written ``age_s`` ago."""
     path = store.root.joinpath(*key.split("/"))
     before = set(path.parent.glob("*.fusou-tmp")) if path.parent.is_dir() else set()
-    writer = _AtomicFile(key, path)
+    writer = _AtomicFile(store.root, key, path)
     writer.write(b"half an object")
     # Neither commit nor abort: the process is gone, and its death closes the descriptor.
     writer._file.close()  # noqa: SLF001

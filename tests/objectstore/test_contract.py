@@ -25,6 +25,7 @@ from fusou.objectstore import (
     ObjectNotFound,
     ObjectStore,
     ObjectStoreError,
+    ObjectStoreUnavailable,
     S3ObjectStore,
     TransientObjectStoreError,
     open_object_store,
@@ -656,8 +657,9 @@ def client_error(code: str, status: int) -> ClientError:
         (client_error("InternalError", 500), TransientObjectStoreError),
         (client_error("503", 503), TransientObjectStoreError),
         (client_error("RequestTimeout", 400), TransientObjectStoreError),
-        (client_error("AccessDenied", 403), ObjectStoreError),
-        (client_error("NoSuchBucket", 404), ObjectStoreError),
+        # The store refuses this service: not transient, but no bug either (UNAVAILABLE).
+        (client_error("AccessDenied", 403), ObjectStoreUnavailable),
+        (client_error("NoSuchBucket", 404), ObjectStoreUnavailable),
         (EndpointConnectionError(endpoint_url="http://x"), TransientObjectStoreError),
     ],
 )

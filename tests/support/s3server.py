@@ -27,10 +27,26 @@ _REMOVED = ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOIN
 class S3Server:
     """A started moto server and one bucket created on it."""
 
-    def __init__(self, endpoint_url: str, region: str = REGION) -> None:
+    def __init__(
+        self, endpoint_url: str, region: str = REGION, server: ThreadedMotoServer | None = None
+    ) -> None:
         self.endpoint_url = endpoint_url
         self.region = region
+        self.server = server
         self.bucket = self.new_bucket()
+
+    @contextmanager
+    def stopped(self) -> Iterator[None]:
+        """The server down (connections to it refused), then up again on the same port with
+        the same buckets and objects, which moto keeps in this process."""
+        assert self.server is not None, "only a server started here can be stopped"
+        host, port = self.server.get_host_and_port()
+        self.server.stop()
+        try:
+            yield
+        finally:
+            self.server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+            self.server.start()
 
     def client(self) -> Any:
         """A plain (synchronous) boto3 S3 client for this server, to check what a test did."""
@@ -79,10 +95,13 @@ def running_s3_server() -> Iterator[S3Server]:
         with _environment():
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             server.start()
+            s3: S3Server | None = None
             try:
                 host, port = server.get_host_and_port()
-                yield S3Server(f"http://{host}:{port}")
+                s3 = S3Server(f"http://{host}:{port}", server=server)
+                yield s3
             finally:
-                server.stop()
+                # The one running now: ``stopped`` replaces it.
+                (s3.server if s3 is not None and s3.server is not None else server).stop()
     finally:
         werkzeug_log.setLevel(saved_level)

@@ -11,6 +11,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Final, Self
 
+from fusou.errors import Unavailable
+
 MiB: Final = 1024 * 1024
 DEFAULT_PART_SIZE: Final = 8 * MiB
 
@@ -33,7 +35,11 @@ class ObjectInfo:
 
 
 class ObjectStoreError(Exception):
-    """Base class of every error an object store raises on purpose."""
+    """Base class of every error an object store raises on purpose.
+
+    A plain ObjectStoreError is a fault of the caller or of the store's contents (a key that
+    collides with a directory, a malformed request): a bug, not something a retry fixes.
+    """
 
 
 class ObjectNotFound(ObjectStoreError):
@@ -42,7 +48,14 @@ class ObjectNotFound(ObjectStoreError):
         self.key = key
 
 
-class TransientObjectStoreError(ObjectStoreError):
+class ObjectStoreUnavailable(ObjectStoreError, Unavailable):
+    """The store cannot do the work: the file system refuses (permissions, a full disk, an I/O
+    error, a root that is not a directory) or S3 does (no connection, a missing bucket, refused
+    credentials). A dependency failure, not a bug: it is also the domain's ``Unavailable``, so it
+    reaches clients as UNAVAILABLE with this message, from any thread or process."""
+
+
+class TransientObjectStoreError(ObjectStoreUnavailable):
     """Throttling, a server-side failure or a broken connection: the same call may succeed later."""
 
 
@@ -112,7 +125,8 @@ class ObjectStore(abc.ABC):
     def _ensure_open(self) -> None:
         # Fail loudly instead of, for S3, silently opening a new connection pool nobody will close.
         if self._closed:
-            raise ObjectStoreError(f"{self!r} is closed")
+            # Only at shutdown, under calls still running: for them the store is gone.
+            raise ObjectStoreUnavailable(f"{self!r} is closed (the service is shutting down)")
 
     @abc.abstractmethod
     async def put(self, key: str, data: PutData) -> ObjectInfo:

@@ -18,6 +18,7 @@ from fusou.objectstore.base import (
     ObjectNotFound,
     ObjectStore,
     ObjectStoreError,
+    ObjectStoreUnavailable,
     PutData,
     validate_key,
     validate_prefix,
@@ -54,13 +55,45 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def _failed(root: Path, action: str, key: str, exc: OSError) -> ObjectStoreUnavailable:
+    """What an OSError of the file system means: the store cannot work (permissions, a full
+    disk, an I/O error...), whatever the key. The cause stays in the message."""
+    return ObjectStoreUnavailable(f"local object store {root}: cannot {action} {key!r}: {exc}")
+
+
+def _root_problem(root: Path) -> str | None:
+    """Why ``root`` cannot hold objects, if something that is not a directory (a file, a
+    dangling or looping link) took its place or that of one of its ancestors."""
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        # Made with the first object: a missing root is an empty store, unless an ancestor is
+        # in the way (which the next put reports).
+        return None
+    except OSError as exc:
+        return f"{root} cannot be reached: {exc}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{root} is not a directory"
+    return None
+
+
+def _absent(root: Path, key: str) -> ObjectStoreError:
+    """A path of ``key`` does not exist or is no file: the object is absent, unless the root
+    itself is broken, in which case no object could be found and saying so would mislead."""
+    problem = _root_problem(root)
+    if problem is not None:
+        return ObjectStoreUnavailable(f"local object store: cannot reach {key!r}: {problem}")
+    return ObjectNotFound(key)
+
+
 class _AtomicFile:
     """A temp file beside ``path`` that becomes ``path`` in one rename, or disappears.
 
     Every method blocks; callers run them in a worker thread.
     """
 
-    def __init__(self, key: str, path: Path) -> None:
+    def __init__(self, root: Path, key: str, path: Path) -> None:
+        self._root = root
         self._key = key
         self._path = path
         self._new_dirs = self._make_parents(path.parent)
@@ -81,6 +114,12 @@ class _AtomicFile:
                 new_dir.mkdir()
             except FileExistsError:
                 if not new_dir.is_dir():
+                    if not new_dir.is_relative_to(self._root) or new_dir == self._root:
+                        # Not another key in the way: the store's root is unusable.
+                        problem = _root_problem(self._root) or f"{new_dir} is not a directory"
+                        raise ObjectStoreUnavailable(
+                            f"local object store: cannot store {self._key!r}: {problem}"
+                        ) from None
                     raise ObjectStoreError(
                         f"cannot store {self._key!r}: {new_dir} is an object, not a directory"
                     ) from None
@@ -159,27 +198,30 @@ class LocalObjectStore(ObjectStore):
             raise
         return ObjectInfo(key=key, size=st.st_size, last_modified=_mtime(st))
 
-    @staticmethod
-    def _open_atomic(key: str, path: Path) -> _AtomicFile:
+    def _open_atomic(self, key: str, path: Path) -> _AtomicFile:
         try:
-            return _AtomicFile(key, path)
-        except NotADirectoryError:
+            return _AtomicFile(self._root, key, path)
+        except NotADirectoryError as exc:
+            problem = _root_problem(self._root)
+            if problem is not None:
+                raise ObjectStoreUnavailable(
+                    f"local object store: cannot store {key!r}: {problem}"
+                ) from exc
             raise ObjectStoreError(
                 f"cannot store {key!r}: one of its parent segments is an object"
             ) from None
         except ObjectStoreError:
             raise
         except OSError as exc:
-            raise ObjectStoreError(f"cannot store {key!r}: {exc}") from exc
+            raise _failed(self._root, "store", key, exc) from exc
 
-    @staticmethod
-    def _guarded(key: str, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    def _guarded(self, key: str, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return fn(*args, **kwargs)
         except ObjectStoreError:
             raise
         except OSError as exc:
-            raise ObjectStoreError(f"cannot store {key!r}: {exc}") from exc
+            raise _failed(self._root, "store", key, exc) from exc
 
     async def get(self, key: str) -> bytes:
         self._ensure_open()
@@ -191,8 +233,7 @@ class LocalObjectStore(ObjectStore):
         validate_range(offset, length)
         return await asyncio.to_thread(self._read, key, path, offset, length)
 
-    @staticmethod
-    def _read(key: str, path: Path, offset: int, length: int | None) -> bytes:
+    def _read(self, key: str, path: Path, offset: int, length: int | None) -> bytes:
         try:
             with open(path, "rb") as f:
                 if length is None:
@@ -207,9 +248,9 @@ class LocalObjectStore(ObjectStore):
                 # A buffered read keeps reading until it has ``length`` bytes or hits the end.
                 return f.read(length)
         except _ABSENT:
-            raise ObjectNotFound(key) from None
+            raise _absent(self._root, key) from None
         except OSError as exc:
-            raise ObjectStoreError(f"cannot read {key!r}: {exc}") from exc
+            raise _failed(self._root, "read", key, exc) from exc
 
     async def check(self) -> None:
         self._ensure_open()
@@ -222,9 +263,13 @@ class LocalObjectStore(ObjectStore):
         while not directory.exists() and directory != directory.parent:
             directory = directory.parent
         if not directory.is_dir():
-            raise ObjectStoreError(f"the store's root {self._root}: {directory} is not a directory")
+            raise ObjectStoreUnavailable(
+                f"the store's root {self._root}: {directory} is not a directory"
+            )
         if not os.access(directory, os.W_OK | os.X_OK):
-            raise ObjectStoreError(f"the store's root {self._root}: {directory} is not writable")
+            raise ObjectStoreUnavailable(
+                f"the store's root {self._root}: {directory} is not writable"
+            )
 
     async def head(self, key: str) -> ObjectInfo:
         self._ensure_open()
@@ -232,14 +277,13 @@ class LocalObjectStore(ObjectStore):
         st = await asyncio.to_thread(self._stat, key, path)
         return ObjectInfo(key=key, size=st.st_size, last_modified=_mtime(st))
 
-    @staticmethod
-    def _stat(key: str, path: Path) -> os.stat_result:
+    def _stat(self, key: str, path: Path) -> os.stat_result:
         try:
             st = os.stat(path)
         except _ABSENT:
-            raise ObjectNotFound(key) from None
+            raise _absent(self._root, key) from None
         except OSError as exc:
-            raise ObjectStoreError(f"cannot stat {key!r}: {exc}") from exc
+            raise _failed(self._root, "stat", key, exc) from exc
         if not stat.S_ISREG(st.st_mode):
             raise ObjectNotFound(key)
         return st
@@ -256,8 +300,7 @@ class LocalObjectStore(ObjectStore):
         if targets:
             await asyncio.to_thread(self._unlink, targets)
 
-    @staticmethod
-    def _unlink(targets: builtins.list[tuple[str, Path]]) -> None:
+    def _unlink(self, targets: builtins.list[tuple[str, Path]]) -> None:
         # Emptied directories stay: removing them would race with a concurrent put that has just
         # created the same directory for its temp file.
         for key, path in targets:
@@ -266,7 +309,7 @@ class LocalObjectStore(ObjectStore):
             except _ABSENT:
                 pass
             except OSError as exc:
-                raise ObjectStoreError(f"cannot delete {key!r}: {exc}") from exc
+                raise _failed(self._root, "delete", key, exc) from exc
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         self._ensure_open()
@@ -285,9 +328,15 @@ class LocalObjectStore(ObjectStore):
                 with os.scandir(directory) as entries:
                     listing = builtins.list(entries)
             except (FileNotFoundError, NotADirectoryError):
+                problem = _root_problem(self._root)
+                if problem is not None:
+                    # Not an empty listing: nothing under the root can be seen.
+                    raise ObjectStoreUnavailable(
+                        f"local object store: cannot list {prefix!r}: {problem}"
+                    ) from None
                 continue
             except OSError as exc:
-                raise ObjectStoreError(f"cannot list {prefix!r}: {exc}") from exc
+                raise _failed(self._root, "list", prefix, exc) from exc
             for entry in listing:
                 key = key_prefix + entry.name
                 if entry.is_dir(follow_symlinks=False):

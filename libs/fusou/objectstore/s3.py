@@ -16,8 +16,13 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    CredentialRetrievalError,
     HTTPClientError,
     IncompleteReadError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    TokenRetrievalError,
 )
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
@@ -30,6 +35,7 @@ from fusou.objectstore.base import (
     ObjectNotFound,
     ObjectStore,
     ObjectStoreError,
+    ObjectStoreUnavailable,
     PutData,
     TransientObjectStoreError,
     validate_key,
@@ -69,6 +75,32 @@ _TRANSIENT_CODES: Final = frozenset(
         "OperationAborted",
     }
 )
+# S3 refuses this service, whatever the request: its credentials, the bucket's policy, the
+# account. Not transient (retrying at once does not help), but not a bug either: the store is
+# unusable until an operator fixes the configuration, and no client can do anything about it.
+# So UNAVAILABLE for clients, not PERMISSION_DENIED, which would blame the caller's own token.
+_REFUSED_CODES: Final = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "AccountProblem",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "InvalidSecurity",
+        "NoSuchBucket",
+    }
+)
+# The same before any request: no credentials, region or token could be found.
+_CONFIGURATION_EXCEPTIONS: Final = (
+    NoCredentialsError,
+    PartialCredentialsError,
+    CredentialRetrievalError,
+    TokenRetrievalError,
+    NoRegionError,
+)
 # Errors below the HTTP layer: the request may never have reached S3, or its answer got lost.
 _TRANSIENT_EXCEPTIONS: Final = (
     HTTPClientError,
@@ -91,10 +123,17 @@ def _translate_error(exc: Exception, key: str | None) -> ObjectStoreError:
         if code in _TRANSIENT_CODES or status >= 500 or status in (408, 429):
             return TransientObjectStoreError(f"S3 {code or status}{where}: {exc}")
         if code == "NoSuchBucket":
-            return ObjectStoreError(f"S3 bucket does not exist{where}: {exc}")
+            return ObjectStoreUnavailable(f"S3 bucket does not exist{where}: {exc}")
+        if code in _REFUSED_CODES or status in (401, 403):
+            return ObjectStoreUnavailable(
+                f"S3 refused this service's access{where} (its credentials or the bucket's "
+                f"policy): {exc}"
+            )
         return ObjectStoreError(f"S3 {code or status}{where}: {exc}")
     if isinstance(exc, _TRANSIENT_EXCEPTIONS):
         return TransientObjectStoreError(f"S3 connection failed{where}: {exc!r}")
+    if isinstance(exc, _CONFIGURATION_EXCEPTIONS):
+        return ObjectStoreUnavailable(f"S3 cannot be used{where}: {exc}")
     return ObjectStoreError(f"S3 request failed{where}: {exc!r}")
 
 
@@ -391,6 +430,8 @@ class S3ObjectStore(ObjectStore):
                 )
                 if code in _TRANSIENT_CODES:
                     raise TransientObjectStoreError(message)
+                if code in _REFUSED_CODES:
+                    raise ObjectStoreUnavailable(message)
                 raise ObjectStoreError(message)
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:

@@ -21,6 +21,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from fusou.config import ConfigError
+from fusou.errors import FusouError
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ async def every(interval: float, refresh: Callable[[], Awaitable[None]]) -> None
     while True:
         try:
             await refresh()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, FusouError) as exc:
             log.debug("gauges not refreshed: %s", exc)
         await asyncio.sleep(interval)
 
