@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fusou.errors import InvalidArgument
 
@@ -106,3 +107,41 @@ def decoded_bytes(data: bytes | pa.Buffer, label: str) -> int:
     except (pa.ArrowException, OSError, ValueError, struct.error) as exc:
         raise InvalidArgument(label, f"not a readable Arrow IPC stream: {exc}") from None
     return total
+
+
+def expanded_bytes(table: pa.Table) -> int:
+    """The bytes ``table``'s columns take once its dictionary-encoded columns are decoded, as
+    ingest decodes them: a dictionary sent once stands for a copy of its value in every row
+    pointing at it, which the stream's own sizes (``decoded_bytes``) do not show. Costs one
+    integer per row of such a column; nothing else is materialized."""
+    total = 0
+    for column in table.columns:
+        if not pa.types.is_dictionary(column.type):
+            total += column.nbytes
+            continue
+        for chunk in column.chunks:
+            total += _expanded_dictionary_bytes(chunk)
+    return total
+
+
+def _expanded_dictionary_bytes(chunk: pa.DictionaryArray) -> int:
+    indices, dictionary = chunk.indices, chunk.dictionary
+    if len(indices) == 0 or len(dictionary) == 0:
+        return int(indices.nbytes)
+    value_type = dictionary.type
+    if (
+        pa.types.is_string(value_type)
+        or pa.types.is_binary(value_type)
+        or pa.types.is_large_string(value_type)
+        or pa.types.is_large_binary(value_type)
+    ):
+        lengths = pc.take(pc.binary_length(dictionary), indices)
+        values = int(pc.sum(lengths).as_py() or 0)
+        # Decoded strings keep an offset per row as well.
+        return values + 8 * len(indices)
+    # Other values: each row costs the largest share of a dictionary value (fixed-width
+    # types exactly; nested values at most their dictionary's size per row).
+    per_value = -(-int(dictionary.nbytes) // len(dictionary))
+    if pa.types.is_nested(value_type):
+        per_value = int(dictionary.nbytes)
+    return per_value * len(indices)
