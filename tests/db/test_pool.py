@@ -11,6 +11,7 @@ import pytest
 
 from fusou.db.pool import create_pool
 from fusou.errors import Unavailable
+from fusou.objectstore import S3ObjectStore, TransientObjectStoreError
 from fusou.testing import PostgresForTests
 
 
@@ -137,3 +138,41 @@ async def test_a_refused_connection_answers_unavailable(database_url: str) -> No
     url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     with pytest.raises(Unavailable, match="cannot connect to PostgreSQL: ConnectionRefusedError"):
         await create_pool(url)
+
+
+@pytest.mark.integration
+async def test_an_object_store_connection_failure_keeps_the_database_connections(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    # Archive holds a transaction while it uploads: S3 out of reach fails the block with an
+    # error whose chain ends in the socket's ConnectionRefusedError. That is the store's
+    # connection, not PostgreSQL's: the session is fine and must be kept.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = S3ObjectStore("bucket", endpoint_url=f"http://127.0.0.1:{port}", region="us-east-1")
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            pid = await _pid(conn)
+        with pytest.raises(TransientObjectStoreError) as raised:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT 1")
+                await store.get("cold/x")
+        assert _chain_has(raised.value, ConnectionRefusedError)
+        async with pool.acquire() as conn:
+            assert await _pid(conn) == pid  # kept: nothing was wrong with it
+    finally:
+        await pool.close()
+        await store.close()
+
+
+def _chain_has(exc: BaseException, kind: type[BaseException]) -> bool:
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, kind):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -257,7 +257,9 @@ def _archive_request() -> archiver_pb2.ArchiveRequest:
 
 
 def _compact_request() -> compactor_pb2.CompactRequest:
-    return compactor_pb2.CompactRequest(dataset_id=DS)
+    # Naming the table, as the archive request does: a call covering a dataset reports a
+    # table's failure in its answer (status FAILED) instead of answering with its code.
+    return compactor_pb2.CompactRequest(dataset_id=DS, table=TABLE)
 
 
 # -- PostgreSQL sessions ended in the middle of a run ---------------------------------------------

@@ -460,3 +460,44 @@ async def test_declarations_past_the_limits_are_refused(
         )
     )
     assert declared.created and declared.schema_version == 1
+
+
+async def test_a_dictionary_encoded_arrow_stream_is_counted_decoded(
+    limited: ingest_pb2_grpc.IngestServiceAsyncStub, database_url: str
+) -> None:
+    # One 60 kB string as the dictionary, every row pointing at it: under 64 KiB as sent, and
+    # its buffers too; decoded, each row holds the string (6 MB for 100 rows).
+    column = pa.DictionaryArray.from_arrays(
+        pa.array([0] * LIMIT, pa.int32()), pa.array(["x" * 60_000])
+    )
+    bomb = pa.table({"timestamp": list(range(LIMIT)), "s": column})
+    payload = arrow_ipc(bomb)
+    assert len(payload) < 64 * 1024
+    before = await snapshot(database_url)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await limited.Ingest(_req(rows=[], arrow_ipc=payload))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violation_fields(err.value) == ["arrow_ipc"]
+    assert "decodes to" in (err.value.details() or "")
+    assert await snapshot(database_url) == before
+
+
+async def test_a_dictionary_nested_in_an_arrow_column_is_counted_decoded(
+    limited: ingest_pb2_grpc.IngestServiceAsyncStub, database_url: str
+) -> None:
+    # The same inside objects and lists: each row's JSON holds the dictionary's value.
+    strings = pa.DictionaryArray.from_arrays(
+        pa.array([0] * LIMIT, pa.int32()), pa.array(["x" * 60_000])
+    )
+    nested = pa.StructArray.from_arrays([strings], names=["s"])
+    listed = pa.ListArray.from_arrays(pa.array(range(LIMIT + 1), pa.int32()), strings)
+    before = await snapshot(database_url)
+    for column in (nested, listed):
+        payload = arrow_ipc(pa.table({"timestamp": list(range(LIMIT)), "v": column}))
+        assert len(payload) < 64 * 1024
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await limited.Ingest(_req(rows=[], arrow_ipc=payload))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert violation_fields(err.value) == ["arrow_ipc"]
+        assert "decodes to" in (err.value.details() or "")
+    assert await snapshot(database_url) == before

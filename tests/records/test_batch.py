@@ -143,3 +143,27 @@ def test_a_normalized_table_is_recognized_and_normalizing_keeps_it() -> None:
 )
 def test_tables_that_normalizing_would_change_are_not_normalized(table: pa.Table) -> None:
     assert not is_normalized(table, "t", string_dictionaries=True)
+
+
+def _with_undefined_null(path: list[str]) -> Any:
+    """A row {timestamp: 1, <path>: null} whose null is NullValue number 7 (undefined)."""
+    from google.protobuf import struct_pb2
+
+    row = struct_pb2.Struct()
+    row.fields["timestamp"].number_value = 1
+    value = row.fields[path[0]]
+    for name in path[1:]:
+        value = value.struct_value.fields[name]
+    value.null_value = 7  # type: ignore[assignment]  # what a client can send on the wire
+    return row
+
+
+@pytest.mark.parametrize(
+    ("path", "field"), [(["x"], "rows[0].x"), (["x", "y"], "rows[0].x")], ids=["top", "nested"]
+)
+def test_an_undefined_null_value_number_is_refused(path: list[str], field: str) -> None:
+    # The enum check at the door does not see Ingest's rows (a worker parses them).
+    with pytest.raises(InvalidArgument) as err:
+        batch_from_structs([_with_undefined_null(path)], "timestamp")
+    assert [v.field for v in err.value.violations] == [field]
+    assert "google.protobuf.NullValue" in err.value.message

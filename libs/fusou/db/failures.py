@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncpg
 
 from fusou.errors import DeadlineExceeded, FusouError, Unavailable
+from fusou.objectstore.base import ObjectStoreError
 
 # What asyncpg says, as an InterfaceError, when a connection or the pool is no longer there
 # ("connection is closed", "the underlying connection is closed", "pool is closing", ...).
@@ -109,6 +110,11 @@ def breaks_connection(exc: BaseException) -> bool:
     seen = 0
     current: BaseException | None = exc
     while current is not None and seen <= _CHAIN_DEPTH:
+        if isinstance(current, ObjectStoreError):
+            # The object store's failure, and what is behind it (a socket refused by S3) is
+            # the store's connection, not this one: used inside a transaction (an archive's
+            # upload), it must not cost a healthy session and the whole pool.
+            return False
         if isinstance(current, _BROKEN) and not isinstance(
             current, asyncpg.exceptions.QueryCanceledError
         ):

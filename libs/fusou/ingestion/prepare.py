@@ -16,10 +16,10 @@ from fusou.buffer.copy_format import BufferRows
 from fusou.errors import FieldViolation, InvalidArgument
 from fusou.ingest.v1 import ingest_pb2
 from fusou.records.avro_datum import encode_datums
-from fusou.records.batch import Batch, batch_from_arrow_ipc, batch_from_structs, conform
+from fusou.records.batch import Batch, batch_from_arrow, batch_from_structs, conform, read_arrow_ipc
 from fusou.records.columns import int64_values
 from fusou.records.dedup import dedup_keys
-from fusou.records.ipc_size import decoded_bytes
+from fusou.records.ipc_size import decoded_bytes, expanded_bytes
 from fusou.records.limits import RowLimits
 from fusou.schema.evolve import merge_batch_schema
 from fusou.schema.model import FieldType, TableSchema
@@ -101,7 +101,16 @@ def convert(request: ingest_pb2.IngestRequest, time_field: str, limits: Limits) 
             f"decodes to {decoded} bytes, over the limit of {limits.max_arrow_bytes} "
             "(FUSOU_INGEST_MAX_BYTES)",
         )
-    batch = batch_from_arrow_ipc(request.arrow_ipc, time_field, limits.rows)
+    table = read_arrow_ipc(request.arrow_ipc, limits.rows)
+    # Dictionary columns are small as sent and decode to a copy of the value per row.
+    expanded = expanded_bytes(table)
+    if expanded > limits.max_arrow_bytes:
+        raise InvalidArgument(
+            "arrow_ipc",
+            f"decodes to {expanded} bytes (dictionaries expanded), over the limit of "
+            f"{limits.max_arrow_bytes} (FUSOU_INGEST_MAX_BYTES)",
+        )
+    batch = batch_from_arrow(table, time_field, field_prefix="arrow_ipc", limits=limits.rows)
     if batch.num_rows > limits.max_rows:
         raise InvalidArgument(
             "arrow_ipc", f"{batch.num_rows} rows is over the limit of {limits.max_rows}"

@@ -72,6 +72,15 @@ class _TooDeep(Exception):
     """A nested value went past the depth limit; caught where its row and field are known."""
 
 
+class _UndefinedNull(Exception):
+    """A null whose NullValue number the enum does not define (proto3 keeps such numbers)."""
+
+
+def _undefined_null(number: int) -> str:
+    # Ingest's rows bypass the enum check at the door (a worker parses them), so it is here.
+    return f"{number} is not a value of google.protobuf.NullValue (NULL_VALUE = 0)"
+
+
 def _value_to_python(value: struct_pb2.Value, levels: int) -> Any:
     """A nested value as Python; whole numbers become ints, as JSON text would have them.
     ``levels``: how many more levels of objects and lists may open."""
@@ -93,6 +102,8 @@ def _value_to_python(value: struct_pb2.Value, levels: int) -> Any:
         if levels == 0:
             raise _TooDeep
         return [_value_to_python(v, levels - 1) for v in value.list_value.values]
+    if kind == "null_value" and value.null_value:
+        raise _UndefinedNull(value.null_value)
     return None
 
 
@@ -159,7 +170,13 @@ def _struct_columns(rows: Sequence[struct_pb2.Struct], limits: RowLimits) -> dic
                     item = _Nested(_value_to_python(value, max_depth))
                 except _TooDeep:
                     raise InvalidArgument(f"rows[{i}].{name}", limits.too_deep()) from None
+                except _UndefinedNull as exc:
+                    raise InvalidArgument(
+                        f"rows[{i}].{name}", _undefined_null(exc.args[0])
+                    ) from None
             else:
+                if kind == "null_value" and value.null_value:
+                    raise InvalidArgument(f"rows[{i}].{name}", _undefined_null(value.null_value))
                 item = None  # null: the field still belongs to the schema
             col = columns.get(name)
             if col is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fusou.errors import InvalidArgument
 
@@ -106,3 +107,69 @@ def decoded_bytes(data: bytes | pa.Buffer, label: str) -> int:
     except (pa.ArrowException, OSError, ValueError, struct.error) as exc:
         raise InvalidArgument(label, f"not a readable Arrow IPC stream: {exc}") from None
     return total
+
+
+def expanded_bytes(table: pa.Table) -> int:
+    """The bytes ``table``'s columns take once their dictionaries are decoded, as ingest
+    decodes them (at the top, or inside objects and lists, which become JSON): a dictionary
+    sent once stands for a copy of its value in every row pointing at it, which the stream's
+    own sizes (``decoded_bytes``) do not show. Costs one integer per row of a dictionary;
+    nothing else is materialized, and columns without dictionaries cost nothing."""
+    total = 0
+    for column in table.columns:
+        if not _has_dictionary(column.type):
+            total += column.nbytes
+            continue
+        for chunk in column.chunks:
+            total += _expanded(chunk)
+    return total
+
+
+def _has_dictionary(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        return True
+    return any(_has_dictionary(t.field(i).type) for i in range(t.num_fields))
+
+
+def _expanded(arr: pa.Array) -> int:
+    """An upper bound of ``arr``'s bytes with every dictionary in it decoded."""
+    t = arr.type
+    if not _has_dictionary(t):
+        return int(arr.nbytes)
+    if pa.types.is_dictionary(t):
+        return _expanded_dictionary(arr)
+    if pa.types.is_struct(t):
+        return sum(_expanded(arr.field(i)) for i in range(t.num_fields))
+    if (
+        pa.types.is_list(t)
+        or pa.types.is_large_list(t)
+        or pa.types.is_fixed_size_list(t)
+        or pa.types.is_map(t)
+    ):
+        # Every value of the flat child, used or not: an upper bound.
+        return 8 * (len(arr) + 1) + _expanded(arr.values)
+    # Anything else holding a dictionary (a union, a list view): counted as if every row
+    # held each dictionary whole.
+    return int(arr.nbytes) * max(1, len(arr))
+
+
+def _expanded_dictionary(chunk: pa.DictionaryArray) -> int:
+    indices, dictionary = chunk.indices, chunk.dictionary
+    if len(indices) == 0 or len(dictionary) == 0:
+        return int(indices.nbytes)
+    value_type = dictionary.type
+    if (
+        pa.types.is_string(value_type)
+        or pa.types.is_binary(value_type)
+        or pa.types.is_large_string(value_type)
+        or pa.types.is_large_binary(value_type)
+    ):
+        lengths = pc.take(pc.binary_length(dictionary), indices)
+        values = int(pc.sum(lengths).as_py() or 0)
+        # Decoded strings keep an offset per row as well.
+        return values + 8 * len(indices)
+    # Other values: fixed-width types cost their share of the dictionary per row; nested
+    # ones at most the whole (decoded) dictionary per row.
+    if _has_dictionary(value_type) or pa.types.is_nested(value_type):
+        return _expanded(dictionary) * len(indices)
+    return -(-int(dictionary.nbytes) // len(dictionary)) * len(indices)
