@@ -457,23 +457,31 @@ def _command_lines(procs: list[psutil.Process]) -> list[str]:
     return lines
 
 
-def test_sigkill_of_up_leaves_nothing_running(tmp_path: Path) -> None:
-    """`fusou up` killed outright (SIGKILL, the OOM killer) takes everything it started with it;
-    a later `fusou up` on the same data directory comes up and stops cleanly."""
+async def test_sigkill_of_up_leaves_nothing_running(tmp_path: Path, database_url: str) -> None:
+    """`fusou up` killed outright (SIGKILL, the OOM killer) takes everything it started with it:
+    its CPU workers, the resource tracker and, when it runs one, the embedded PostgreSQL and
+    its watchdog."""
     data_dir = tmp_path / "data"
-    with started_up(data_dir) as up:
+    with started_up(data_dir, None if EMBEDDED else database_url) as up:
         spawned = _spawned_by(up)
         lines = _command_lines(spawned)
         assert any("spawn_main" in line for line in lines), lines  # a CPU worker
         assert any("resource_tracker" in line for line in lines), lines
-        assert any("fusou.db.watchdog" in line for line in lines), lines
-        assert processes_using(data_dir / "postgres"), lines
+        if EMBEDDED:
+            assert any("fusou.db.watchdog" in line for line in lines), lines
+            assert processes_using(data_dir / "postgres"), lines
         up.proc.kill()
         up.proc.wait(timeout=10)
         # A liveness wait with a generous bound, not a timing claim.
         _gone, alive = psutil.wait_procs(spawned, timeout=60)
         assert not alive, f"left running after SIGKILL: {_command_lines(alive)}"
 
+
+@pytest.mark.skipif(not EMBEDDED, reason="needs the embedded extra (pgserver)")
+def test_an_embedded_postgres_left_by_a_killed_watchdog_is_stopped_by_the_next_up(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
     # Killed together with its watchdog, nothing stops the embedded PostgreSQL; the next
     # `fusou up` then attaches to it and, stopping, stops it (no dead user keeps it up).
     with started_up(data_dir) as up:
