@@ -66,6 +66,7 @@ class StorageJob:
             log.info("deleted %d leftovers of incomplete writes", swept)
         return swept
 
+
 # Longest error text a run reports for one table (a result is not a log).
 MAX_ERROR_CHARS = 1000
 

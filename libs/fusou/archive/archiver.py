@@ -40,11 +40,9 @@ from fusou.jobs import StorageJob, describe_failure
 from fusou.names import check_name
 from fusou.schema.model import TableSchema
 from fusou.schema.time_bounds import MAX_SPAN_S
+from fusou.storage.locks import ARCHIVE_LOCK, try_lock, try_pool_lock
 
 log = logging.getLogger(__name__)
-
-# Advisory lock class of "archiving table N" (the second key is the table id).
-ARCHIVE_LOCK = 7239012
 
 
 @dataclass(frozen=True)
@@ -239,12 +237,9 @@ class Archiver(StorageJob):
     async def _archive_table(
         self, table: _Table, cutoff: int, max_rows: int, outcome: TableOutcome, *, single: bool
     ) -> None:
-        async with self._pool.acquire() as lock_conn:
-            # A session lock on its own connection: it outlives the per-file transactions,
-            # and a crashed archiver's lock goes away with its connection.
-            locked = await lock_conn.fetchval(
-                "SELECT pg_try_advisory_lock($1, $2)", ARCHIVE_LOCK, table.table_id
-            )
+        # A session lock on its own connection: it outlives the per-file transactions, and a
+        # crashed archiver's lock goes away with its connection.
+        async with try_pool_lock(self._pool, ARCHIVE_LOCK, table.table_id) as locked:
             if not locked:
                 if single:
                     raise Aborted(
@@ -252,12 +247,7 @@ class Archiver(StorageJob):
                     )
                 outcome.skipped_busy = True
                 return
-            try:
-                await self._archive_locked(table, cutoff, max_rows, outcome)
-            finally:
-                await lock_conn.execute(
-                    "SELECT pg_advisory_unlock($1, $2)", ARCHIVE_LOCK, table.table_id
-                )
+            await self._archive_locked(table, cutoff, max_rows, outcome)
 
     async def _archive_locked(
         self, table: _Table, cutoff: int, max_rows: int, outcome: TableOutcome
@@ -472,20 +462,15 @@ class Archiver(StorageJob):
                     ds,
                     name,
                 )
-                if table_id is not None and not await conn.fetchval(
-                    "SELECT pg_try_advisory_lock($1, $2)", ARCHIVE_LOCK, table_id
-                ):
-                    continue  # being archived: its unregistered object may be about to commit
-                try:
+                async with contextlib.AsyncExitStack() as held:
+                    if table_id is not None and not await held.enter_async_context(
+                        try_lock(conn, ARCHIVE_LOCK, table_id)
+                    ):
+                        continue  # being archived: its unregistered object may be about to commit
                     for start in range(0, len(keys), 1000):
                         orphans = await unregistered(conn, keys[start : start + 1000])
                         if orphans:
                             await self._store.delete_many(orphans)
                             deleted += len(orphans)
                             log.info("deleted %d orphaned objects of %s/%s", len(orphans), ds, name)
-                finally:
-                    if table_id is not None:
-                        await conn.execute(
-                            "SELECT pg_advisory_unlock($1, $2)", ARCHIVE_LOCK, table_id
-                        )
         return deleted

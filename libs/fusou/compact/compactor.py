@@ -29,7 +29,6 @@ deleted after the grace period, unregistered ones by the sweep.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import functools
 import logging
@@ -38,7 +37,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
@@ -57,11 +56,10 @@ from fusou.objectstore.retry import with_retries
 from fusou.read.fetch import FetchStats, Span, fetch_spans
 from fusou.read.files import decode_file_blocks, decode_whole_parquet, whole_file_span
 from fusou.read.merge import merge, read_schema
+from fusou.storage.locks import COMPACT_LOCK, try_pool_lock
 
 log = logging.getLogger(__name__)
 
-# Advisory lock class of "compacting table N" (the second key is the table id).
-COMPACT_LOCK = 7239013
 # Decoding a run's input files, apart from the codec threads that Avro decoding itself uses.
 DECODE_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fusou-compact")
 # A run's rewrite, apart from the CPU thread that requests (ingest, reads) share: it may take
@@ -366,21 +364,9 @@ class Compactor(StorageJob):
 
     # -- one table ------------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _table_lock(self, table_id: int) -> AsyncIterator[bool]:
-        async with self._pool.acquire() as conn:
-            locked = bool(
-                await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", COMPACT_LOCK, table_id)
-            )
-            try:
-                yield locked
-            finally:
-                if locked:
-                    await conn.execute("SELECT pg_advisory_unlock($1, $2)", COMPACT_LOCK, table_id)
-
     async def _table(self, info: TableInfo, result: TableOutcome) -> None:
         s = self._settings
-        async with self._table_lock(info.table_id) as locked:
+        async with try_pool_lock(self._pool, COMPACT_LOCK, info.table_id) as locked:
             if not locked:
                 # A runner whose claim lapsed is still at work on it.
                 result.more_remaining = result.skipped_busy = True
@@ -586,7 +572,7 @@ class Compactor(StorageJob):
                 async with self._pool.acquire() as conn:
                     orphans += await unregistered(conn, table_keys)
                 continue
-            async with self._table_lock(info.table_id) as locked:
+            async with try_pool_lock(self._pool, COMPACT_LOCK, info.table_id) as locked:
                 if locked:
                     async with self._pool.acquire() as conn:
                         orphans += await unregistered(conn, table_keys)
