@@ -16,11 +16,9 @@ from fusou.catalog.tables import TableRegistry
 from fusou.config import Settings
 from fusou.objectstore.base import ObjectStore, ObjectStoreError
 from fusou.objectstore.retry import with_retries
+from fusou.storage.keys import dataset_prefixes
 
 log = logging.getLogger(__name__)
-
-# Where a dataset's objects live (see the storage model): what a run for one dataset sweeps.
-DATASET_PREFIXES = ("raw", "cold", "optimized")
 
 Checkpoint = Callable[[str], Awaitable[None]]
 
@@ -52,7 +50,7 @@ class StorageJob:
         whose real work is done; the next run sweeps again.
         """
         horizon = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self._settings.delete_grace_s)
-        prefixes = [""] if dataset_id is None else [f"{p}/{dataset_id}/" for p in DATASET_PREFIXES]
+        prefixes = [""] if dataset_id is None else dataset_prefixes(dataset_id)
         swept = 0
         try:
             for prefix in prefixes:

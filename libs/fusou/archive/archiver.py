@@ -20,7 +20,6 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -40,6 +39,7 @@ from fusou.jobs import StorageJob, describe_failure
 from fusou.names import check_name
 from fusou.schema.model import TableSchema
 from fusou.schema.time_bounds import MAX_SPAN_S
+from fusou.storage.keys import COLD, cold_key, cold_owner, kind_prefix
 from fusou.storage.locks import ARCHIVE_LOCK, try_lock, try_pool_lock
 
 log = logging.getLogger(__name__)
@@ -342,7 +342,7 @@ class Archiver(StorageJob):
         sizes = {"rows": 0, "uncompressed": 0, "bytes": len(header)}
         leftover: list[Any] = []
         day = dt.datetime.fromtimestamp(first[0]["event_time"] / 1000, dt.UTC).date().isoformat()
-        key = f"cold/{table.dataset_id}/{table.name}/date={day}/{uuid.uuid4().hex}.avro"
+        key = cold_key(table.dataset_id, table.name, day)
 
         async with self._pool.acquire() as write_conn, write_conn.transaction():
             inflight: dict[str, asyncio.Future[Any]] = {}
@@ -446,14 +446,12 @@ class Archiver(StorageJob):
         from upload to commit, so an unregistered object seen under the lock is a true orphan,
         never an upload about to be registered. Busy tables are left for a later sweep.
         """
-        prefix = f"cold/{dataset_id}/" if dataset_id else "cold/"
+        prefix = kind_prefix(COLD, dataset_id)
         horizon = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self._settings.delete_grace_s)
         by_table: dict[tuple[str, str], list[str]] = {}
         async for info in self._store.list(prefix):
             if info.last_modified < horizon:
-                parts = info.key.split("/")  # cold/{dataset}/{table}/...
-                owner = (parts[1], parts[2]) if len(parts) >= 4 else ("", "")
-                by_table.setdefault(owner, []).append(info.key)
+                by_table.setdefault(cold_owner(info.key), []).append(info.key)
         deleted = 0
         async with self._pool.acquire() as conn:
             for (ds, name), keys in by_table.items():

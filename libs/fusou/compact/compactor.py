@@ -56,6 +56,7 @@ from fusou.objectstore.retry import with_retries
 from fusou.read.fetch import FetchStats, Span, fetch_spans
 from fusou.read.files import decode_file_blocks, decode_whole_parquet, whole_file_span
 from fusou.read.merge import merge, read_schema
+from fusou.storage.keys import OPTIMIZED, RAW, kind_prefix, optimized_key, optimized_table
 from fusou.storage.locks import COMPACT_LOCK, try_pool_lock
 
 log = logging.getLogger(__name__)
@@ -404,7 +405,7 @@ class Compactor(StorageJob):
         del fetched
         keys = []
         for out in outputs:
-            key = f"optimized/{info.dataset_id}/{info.name}-{uuid.uuid4().hex}.parquet"
+            key = optimized_key(info.dataset_id, info.name)
             await with_retries(functools.partial(self._store.put, key, out.data), f"put {key}")
             keys.append(key)
             await self._checkpoint("upload")
@@ -539,11 +540,11 @@ class Compactor(StorageJob):
         an upload about to be registered is never taken for an orphan."""
         horizon = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self._settings.delete_grace_s)
         deleted = 0
-        for prefix in (f"raw/{dataset_id}/", f"optimized/{dataset_id}/"):
+        for prefix in (kind_prefix(RAW, dataset_id), kind_prefix(OPTIMIZED, dataset_id)):
             old = [i.key async for i in self._store.list(prefix) if i.last_modified < horizon]
             if not old:
                 continue
-            if prefix.startswith("raw/"):
+            if prefix == kind_prefix(RAW, dataset_id):
                 async with self._pool.acquire() as conn:
                     orphans = await unregistered(conn, old)
             else:
@@ -563,8 +564,7 @@ class Compactor(StorageJob):
         (and a busy table's outputs wait for a later sweep)."""
         by_table: dict[str, list[str]] = {}
         for key in keys:
-            name = key.rsplit("/", 1)[-1].rsplit("-", 1)[0]  # optimized/{ds}/{table}-{uuid}...
-            by_table.setdefault(name, []).append(key)
+            by_table.setdefault(optimized_table(key), []).append(key)
         orphans: list[str] = []
         for name, table_keys in by_table.items():
             info = await self._registry.get(dataset_id, name)

@@ -14,7 +14,6 @@ import itertools
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from fusou.names import name_problem
 from fusou.records.limits import RowLimits
 from fusou.schema.evolve import merge_batch_schema
 from fusou.schema.model import FieldType, TableSchema
+from fusou.storage.keys import raw_key
 from fusou.upload.fragments import FragmentInfo, inspect_fragment
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ class RawUploader(StorageJob):
             collector.finish()
             await self._checkpoint("upload")
 
-        key = f"raw/{manifest.dataset_id}/{uuid.uuid4().hex}.bin"
+        key = raw_key(manifest.dataset_id)
         stream = body()
         try:
             stored = await self._store.put(key, stream)
