@@ -44,7 +44,14 @@ from enum import Enum
 
 import pyarrow as pa
 
-from fusou.catalog.files import FileEntry, register_file, unregistered
+from fusou.catalog.files import (
+    FileEntry,
+    forget_objects,
+    register_file,
+    retire_files,
+    retired_objects,
+    unregistered,
+)
 from fusou.catalog.tables import TableInfo
 from fusou.compact.claim import CLAIM_SQL, ClaimKeeper
 from fusou.compact.inputs import InputFile, candidates, in_time_order, select
@@ -455,32 +462,14 @@ class Compactor(StorageJob):
         self, info: TableInfo, inputs: list[InputFile], outputs: list[OutputFile], keys: list[str]
     ) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
-            # Lock the inputs' objects first: two runs retiring fragments of one raw bundle
-            # (one of them past its claim) must see each other's retirements, or neither
-            # retires the bundle.
-            await conn.execute(
-                "SELECT 1 FROM fusou_objects WHERE object_id = ANY($1::bigint[]) "
-                "ORDER BY object_id FOR UPDATE",
-                sorted({f.object_id for f in inputs}),
+            retired = await retire_files(
+                conn, [f.object_id for f in inputs], [f.ref.file_id for f in inputs]
             )
-            retired = await conn.fetch(
-                "UPDATE fusou_files SET state = 'retired', retired_at = now() "
-                "WHERE file_id = ANY($1::bigint[]) AND state = 'active' RETURNING file_id",
-                [f.ref.file_id for f in inputs],
-            )
-            if len(retired) != len(inputs):
+            if retired != len(inputs):
                 raise Aborted(
-                    f"{len(inputs) - len(retired)} input files of {info.dataset_id}/{info.name} "
+                    f"{len(inputs) - retired} input files of {info.dataset_id}/{info.name} "
                     "were replaced meanwhile; retry"
                 )
-            # An object goes once none of its files is active (a raw bundle holds several).
-            await conn.execute(
-                "UPDATE fusou_objects o SET state = 'retired', retired_at = now() "
-                "WHERE o.object_id = ANY($1::bigint[]) AND o.state = 'active' "
-                "AND NOT EXISTS (SELECT 1 FROM fusou_files f "
-                "                WHERE f.object_id = o.object_id AND f.state = 'active')",
-                sorted({f.object_id for f in inputs}),
-            )
             for out, key in zip(outputs, keys, strict=True):
                 await register_file(
                     conn,
@@ -510,26 +499,13 @@ class Compactor(StorageJob):
         """Delete objects retired longer ago than the grace period, then forget them. A crash
         in between leaves catalog rows of missing objects, deleted again next time."""
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT object_id, object_key FROM fusou_objects "
-                "WHERE dataset_id = $1 AND state = 'retired' "
-                "AND retired_at < now() - make_interval(secs => $2)",
-                dataset_id,
-                self._settings.delete_grace_s,
-            )
+            rows = await retired_objects(conn, dataset_id, self._settings.delete_grace_s)
         if not rows:
             return 0
-        keys = [r["object_key"] for r in rows]
+        keys = [key for _, key in rows]
         await with_retries(lambda: self._store.delete_many(keys), f"delete {len(keys)} objects")
-        ids = [r["object_id"] for r in rows]
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "DELETE FROM fusou_blocks WHERE file_id IN "
-                "(SELECT file_id FROM fusou_files WHERE object_id = ANY($1::bigint[]))",
-                ids,
-            )
-            await conn.execute("DELETE FROM fusou_files WHERE object_id = ANY($1::bigint[])", ids)
-            await conn.execute("DELETE FROM fusou_objects WHERE object_id = ANY($1::bigint[])", ids)
+        async with self._pool.acquire() as conn:
+            await forget_objects(conn, [object_id for object_id, _ in rows])
         log.info("deleted %d retired objects of %s", len(keys), dataset_id)
         return len(keys)
 
