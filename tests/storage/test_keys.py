@@ -8,6 +8,7 @@ from fusou.storage.keys import (
     dataset_prefixes,
     optimized_key,
     optimized_table,
+    owner,
     raw_key,
 )
 
@@ -33,3 +34,12 @@ def test_a_stray_cold_key_has_no_owner() -> None:
 def test_fresh_keys_differ() -> None:
     assert raw_key("d") != raw_key("d")
     assert optimized_key("d", "t") != optimized_key("d", "t")
+
+
+def test_the_owner_of_a_key_is_the_table_whose_lock_covers_its_writes() -> None:
+    assert owner(cold_key("ds", "t-1", "2024-01-02")) == ("ds", "t-1")
+    assert owner(optimized_key("ds", "t-1")) == ("ds", "t-1")
+    # Raw bundles register in one transaction with their upload: no table lock covers them.
+    assert owner(raw_key("ds")) is None
+    assert owner("cold/ds/stray.avro") is None
+    assert owner("optimized/ds/deeper/t-x.parquet") is None

@@ -29,7 +29,6 @@ deleted after the grace period, unregistered ones by the sweep.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import functools
 import logging
 import os
@@ -46,11 +45,8 @@ import pyarrow as pa
 
 from fusou.catalog.files import (
     FileEntry,
-    forget_objects,
     register_file,
     retire_files,
-    retired_objects,
-    unregistered,
 )
 from fusou.catalog.tables import TableInfo
 from fusou.compact.claim import CLAIM_SQL, ClaimKeeper
@@ -63,8 +59,9 @@ from fusou.objectstore.retry import with_retries
 from fusou.read.fetch import FetchStats, Span, fetch_spans
 from fusou.read.files import decode_file_blocks, decode_whole_parquet, whole_file_span
 from fusou.read.merge import merge, read_schema
-from fusou.storage.keys import OPTIMIZED, RAW, kind_prefix, optimized_key, optimized_table
+from fusou.storage.keys import OPTIMIZED, RAW, optimized_key
 from fusou.storage.locks import COMPACT_LOCK, try_pool_lock
+from fusou.storage.sweep import delete_retired, sweep_orphans
 
 log = logging.getLogger(__name__)
 
@@ -496,60 +493,23 @@ class Compactor(StorageJob):
     # -- deleting what is no longer needed ------------------------------------------------------
 
     async def _delete_retired(self, dataset_id: str) -> int:
-        """Delete objects retired longer ago than the grace period, then forget them. A crash
-        in between leaves catalog rows of missing objects, deleted again next time."""
-        async with self._pool.acquire() as conn:
-            rows = await retired_objects(conn, dataset_id, self._settings.delete_grace_s)
-        if not rows:
-            return 0
-        keys = [key for _, key in rows]
-        await with_retries(lambda: self._store.delete_many(keys), f"delete {len(keys)} objects")
-        async with self._pool.acquire() as conn:
-            await forget_objects(conn, [object_id for object_id, _ in rows])
-        log.info("deleted %d retired objects of %s", len(keys), dataset_id)
-        return len(keys)
+        return await delete_retired(
+            self._pool, self._store, dataset_id, self._settings.delete_grace_s
+        )
 
     async def _sweep_orphans(self, dataset_id: str) -> int:
         """Delete objects under raw/ and optimized/ that no catalog row names, once older than
         the grace period. Uploads register within the grace period (FUSOU_DELETE_GRACE_S must
         exceed the longest upload); a table's compacted outputs are judged under its lock, so
-        an upload about to be registered is never taken for an orphan."""
-        horizon = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self._settings.delete_grace_s)
+        an output about to be registered is never taken for an orphan."""
         deleted = 0
-        for prefix in (kind_prefix(RAW, dataset_id), kind_prefix(OPTIMIZED, dataset_id)):
-            old = [i.key async for i in self._store.list(prefix) if i.last_modified < horizon]
-            if not old:
-                continue
-            if prefix == kind_prefix(RAW, dataset_id):
-                async with self._pool.acquire() as conn:
-                    orphans = await unregistered(conn, old)
-            else:
-                orphans = await self._unregistered_outputs(dataset_id, old)
-            if orphans:
-                await with_retries(
-                    functools.partial(self._store.delete_many, orphans),
-                    f"delete {len(orphans)} orphans",
-                )
-                deleted += len(orphans)
-                log.info("deleted %d orphaned objects of %s", len(orphans), dataset_id)
+        for kind in (RAW, OPTIMIZED):
+            deleted += await sweep_orphans(
+                self._pool,
+                self._store,
+                kind,
+                dataset_id,
+                self._settings.delete_grace_s,
+                COMPACT_LOCK,
+            )
         return deleted
-
-    async def _unregistered_outputs(self, dataset_id: str, keys: list[str]) -> list[str]:
-        """Compacted outputs no catalog row names, judged under their table's lock: a run
-        holds it from upload to commit, so an output about to be registered is left alone
-        (and a busy table's outputs wait for a later sweep)."""
-        by_table: dict[str, list[str]] = {}
-        for key in keys:
-            by_table.setdefault(optimized_table(key), []).append(key)
-        orphans: list[str] = []
-        for name, table_keys in by_table.items():
-            info = await self._registry.get(dataset_id, name)
-            if info is None:
-                async with self._pool.acquire() as conn:
-                    orphans += await unregistered(conn, table_keys)
-                continue
-            async with try_pool_lock(self._pool, COMPACT_LOCK, info.table_id) as locked:
-                if locked:
-                    async with self._pool.acquire() as conn:
-                        orphans += await unregistered(conn, table_keys)
-        return orphans

@@ -57,3 +57,17 @@ def cold_owner(key: str) -> tuple[str, str]:
 def optimized_table(key: str) -> str:
     """The table of a key under ``optimized/``."""
     return key.rsplit("/", 1)[-1].rsplit("-", 1)[0]  # optimized/{ds}/{table}-{uuid}...
+
+
+def owner(key: str) -> tuple[str, str] | None:
+    """The (dataset, table) whose run writes the object at ``key`` under that table's lock, or
+    None when no table's lock covers it (raw bundles, registered in one transaction by their
+    upload; keys not laid out as FUSOU's)."""
+    kind = key.split("/", 1)[0]
+    if kind == COLD:
+        found = cold_owner(key)
+        return found if found[0] else None
+    if kind == OPTIMIZED:
+        parts = key.split("/")
+        return (parts[1], optimized_table(key)) if len(parts) == 3 else None
+    return None
