@@ -18,12 +18,21 @@ inputs untouched, and the dataset's other tables and the sweep still run; the da
 FAILED (naming the tables) and stays flagged. Only a call naming one table gets that table's
 error as its own.
 
-Per table, under an advisory lock (which also shields its new objects from the orphan sweep):
-read the inputs through the reader's own decoding, reconcile them into the latest schema,
-drop the rows the dedup rule can never return, sort by (time, seq), write Parquet, upload, and
-in one transaction register the outputs and retire the inputs, checking that every input is
-still active. A crash anywhere leaves the old state or the new one; replaced objects are
-deleted after the grace period, unregistered ones by the sweep.
+The algorithm, one module per step:
+
+- lease (``fusou.compact.claim``): claim the dataset, renew the claim, release it;
+- plan (``fusou.compact.inputs``): per table, under its advisory lock (which also shields its
+  new objects from the orphan sweep), choose the inputs within the guardrails;
+- rewrite (``fusou.compact.rewrite``, on threads of its own): read the inputs through the
+  reader's own decoding, reconcile them into the latest schema, drop the rows the dedup rule
+  can never return, sort by (time, seq), write Parquet;
+- commit (``fusou.compact.commit``): upload, then in one transaction register the outputs and
+  retire the inputs, checking that every input is still active;
+- cleanup (``fusou.compact.cleanup``): delete the objects retired longer than the grace period
+  ago (before the tables' work) and sweep the orphans (after it).
+
+A crash anywhere leaves the old state or the new one; replaced objects are deleted after the
+grace period, unregistered ones by the sweep.
 """
 
 from __future__ import annotations
@@ -35,45 +44,25 @@ import os
 import socket
 import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 
-import pyarrow as pa
-
-from fusou.catalog.files import (
-    FileEntry,
-    register_file,
-    retire_files,
-)
 from fusou.catalog.tables import TableInfo
-from fusou.compact.claim import CLAIM_SQL, ClaimKeeper
-from fusou.compact.inputs import InputFile, candidates, in_time_order, select
-from fusou.compact.output import CODEC, OutputFile, ParquetFilesWriter
+from fusou.compact.claim import DatasetLease
+from fusou.compact.cleanup import delete_retired, sweep_dataset_orphans
+from fusou.compact.commit import commit, upload_outputs
+from fusou.compact.inputs import InputFile, candidates, select
+from fusou.compact.rewrite import RewriteThreads
 from fusou.errors import Aborted, InvalidArgument, NotFound
 from fusou.jobs import StorageJob, describe_failure
 from fusou.names import check_name
 from fusou.objectstore.retry import with_retries
 from fusou.read.fetch import FetchStats, Span, fetch_spans
-from fusou.read.files import decode_file_blocks, decode_whole_parquet, whole_file_span
-from fusou.read.merge import merge, read_schema
-from fusou.storage.keys import OPTIMIZED, RAW, optimized_key
+from fusou.read.files import whole_file_span
 from fusou.storage.locks import COMPACT_LOCK, try_pool_lock
-from fusou.storage.sweep import delete_retired, sweep_orphans
 
 log = logging.getLogger(__name__)
-
-# Decoding a run's input files, apart from the codec threads that Avro decoding itself uses.
-DECODE_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fusou-compact")
-# A run's rewrite, apart from the CPU thread that requests (ingest, reads) share: it may take
-# seconds, and they must not queue behind it.
-REWRITE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusou-rewrite")
-# Encoding the rewrite's row groups, while the rewrite thread prepares the next ones.
-ENCODE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusou-encode")
-# Inputs decoded ahead of the writer when they stream through it one by one.
-DECODE_AHEAD = 2
 
 
 class Status(Enum):
@@ -125,62 +114,6 @@ class CompactOptions:
     table: str = ""
 
 
-def compaction_keys(info: TableInfo) -> tuple[str, ...]:
-    """The dedup rule's key plus the time. Reads apply the rule among the rows of their range,
-    so a row may be dropped for good only when its winner (same key, higher seq) shares its
-    time: then every range holding the row holds the winner too. The whole-record key already
-    includes the time."""
-    if not info.key_fields or info.time_field in info.key_fields:
-        return info.key_fields
-    return (*info.key_fields, info.time_field)
-
-
-def _rewrite(
-    inputs: list[InputFile],
-    fetched: dict[Span, bytes],
-    info: TableInfo,
-    target_bytes: int,
-    row_group_rows: int,
-) -> tuple[list[OutputFile], int, int]:
-    """Decode, reconcile, deduplicate, sort and write the inputs (CPU work, on a thread):
-    the compacted files, their rows, and the duplicates dropped.
-
-    Inputs whose time ranges do not overlap (the common case: uploads and archives of
-    successive periods) stream through the writer one by one, each sorted on its own, while
-    the next one decodes; otherwise every input is decoded and sorted together.
-    """
-    latest = info.latest
-    keys = compaction_keys(info)
-    writer = ParquetFilesWriter(
-        read_schema(latest), info.time_field, target_bytes, row_group_rows, ENCODE_THREAD
-    )
-
-    def decode(f: InputFile) -> list[pa.Table]:
-        if f.ref.parquet:
-            return [decode_whole_parquet(f.ref, fetched.pop(whole_file_span(f.ref)), latest)]
-        blocks = [fetched.pop(b.span) for b in f.blocks]
-        return decode_file_blocks(list(f.blocks), blocks, latest)
-
-    ordered = in_time_order(inputs)
-    duplicates = 0
-    if ordered is None:
-        parts = [t for tables in DECODE_THREADS.map(decode, inputs) for t in tables]
-        table, duplicates = merge(parts, latest, keys, None, None)
-        del parts
-        writer.add(table)
-        del table
-        return writer.finish(), writer.rows, duplicates
-    ahead = deque(DECODE_THREADS.submit(decode, f) for f in ordered[:DECODE_AHEAD])
-    for i in range(len(ordered)):
-        parts = ahead.popleft().result()
-        if i + DECODE_AHEAD < len(ordered):
-            ahead.append(DECODE_THREADS.submit(decode, ordered[i + DECODE_AHEAD]))
-        table, dropped = merge(parts, latest, keys, None, None)
-        duplicates += dropped
-        writer.add(table)
-    return writer.finish(), writer.rows, duplicates
-
-
 class Compactor(StorageJob):
     @functools.cached_property
     def runner_id(self) -> str:
@@ -225,7 +158,7 @@ class Compactor(StorageJob):
     async def _dataset(
         self, dataset_id: str, only_table: str, deadline: float, explicit: bool
     ) -> DatasetOutcome:
-        claimed = await self._claim(dataset_id, deadline)
+        claimed = await self._lease.claim(dataset_id, deadline)
         if claimed is None:
             if explicit:
                 raise NotFound(f"no dataset {dataset_id!r}")
@@ -272,7 +205,7 @@ class Compactor(StorageJob):
                 outcome.tables.append(result)
             await self._chore("sweeping orphans", self._sweep_orphans, dataset_id, chores)
         except BaseException as exc:
-            await self._release(dataset_id, succeeded=False, more=True)
+            await self._lease.release(dataset_id, succeeded=False, more=True)
             if explicit or not isinstance(exc, Exception):
                 raise
             log.exception("compaction of %s failed", dataset_id)
@@ -283,12 +216,12 @@ class Compactor(StorageJob):
         if failed or chores:
             # Whatever the other tables did is committed; the dataset stays flagged, and
             # last_compacted_at keeps saying when it last compacted cleanly.
-            await self._release(dataset_id, succeeded=False, more=True)
+            await self._lease.release(dataset_id, succeeded=False, more=True)
             outcome.status = Status.FAILED
             outcome.error = "; ".join([f"table {t.table}: {t.error}" for t in failed] + chores)
             return outcome
         more = cut_short or any(t.more_remaining for t in outcome.tables)
-        await self._release(dataset_id, succeeded=True, more=more)
+        await self._lease.release(dataset_id, succeeded=True, more=more)
         if more:
             outcome.status = Status.PARTIAL
         elif any(t.input_files for t in outcome.tables):
@@ -311,44 +244,16 @@ class Compactor(StorageJob):
             failures.append(f"{what}: {describe_failure(exc)}")
 
     @functools.cached_property
-    def _claims(self) -> ClaimKeeper:
-        return ClaimKeeper(self._pool, self.runner_id, self._settings.compact_claim_ttl_s)
+    def _lease(self) -> DatasetLease:
+        return DatasetLease(self._pool, self.runner_id, self._settings.compact_claim_ttl_s)
 
-    async def _claim(self, dataset_id: str, deadline: float) -> bool | None:
-        """True when this run now holds the dataset (and renews the claim until it releases
-        it or passes ``deadline``), False when another does, None when there is no such
-        dataset."""
-        async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(
-                CLAIM_SQL, dataset_id, self.runner_id, self._settings.compact_claim_ttl_s
-            )
-            if row is not None:
-                self._claims.keep(dataset_id, deadline)
-                return True
-            exists = await conn.fetchval(
-                "SELECT 1 FROM fusou_datasets WHERE dataset_id = $1", dataset_id
-            )
-        return False if exists else None
+    @functools.cached_property
+    def _threads(self) -> RewriteThreads:
+        return RewriteThreads()
 
-    async def _release(self, dataset_id: str, *, succeeded: bool, more: bool) -> None:
-        # Shielded: a cancelled run must still give its claim back.
-        await asyncio.shield(self._release_now(dataset_id, succeeded, more))
-
-    async def _release_now(self, dataset_id: str, succeeded: bool, more: bool) -> None:
-        await self._claims.stop(dataset_id)
-        async with self._pool.acquire() as conn:
-            await conn.execute(
-                "UPDATE fusou_datasets SET compaction_in_progress = false, "
-                "  compaction_claimed_by = NULL, compaction_claim_expires_at = NULL, "
-                "  compaction_needed = compaction_needed OR $3, "
-                "  last_compacted_at = CASE WHEN $2 THEN now() ELSE last_compacted_at END, "
-                "  last_compaction_attempt_at = now() "
-                "WHERE dataset_id = $1 AND compaction_claimed_by = $4",
-                dataset_id,
-                succeeded,
-                more,
-                self.runner_id,
-            )
+    async def close(self) -> None:
+        """Shut down the threads the rewrites ran on (a later run starts them again)."""
+        self._threads.close()
 
     async def _table_names(self, dataset_id: str, only_table: str) -> list[str]:
         """The dataset's tables (their schemas load one by one: one that fails to load is
@@ -370,24 +275,31 @@ class Compactor(StorageJob):
     # -- one table ------------------------------------------------------------------------------
 
     async def _table(self, info: TableInfo, result: TableOutcome) -> None:
-        s = self._settings
         async with try_pool_lock(self._pool, COMPACT_LOCK, info.table_id) as locked:
             if not locked:
                 # A runner whose claim lapsed is still at work on it.
                 result.more_remaining = result.skipped_busy = True
                 return
-            async with self._pool.acquire() as conn:
-                found = await candidates(conn, info.table_id, s.compact_target_file_bytes)
-            # A file registered after the run loaded the schema may be of a newer version;
-            # versions commit before their files, so a reload now covers every input (an older
-            # schema would drop the newer fields' values for good).
-            if any(f.ref.version > info.latest.version for f in found):
-                info = await self._registry.get(info.dataset_id, info.name, refresh=True) or info
-            chosen = select(found, s.compact_max_fragments, s.compact_max_bytes)
-            result.more_remaining = chosen.more_remaining
-            if not chosen.inputs:
-                return
-            await self._compact_inputs(info, chosen.inputs, result)
+            info, inputs = await self._plan(info, result)
+            if inputs:
+                await self._compact_inputs(info, inputs, result)
+
+    async def _plan(
+        self, info: TableInfo, result: TableOutcome
+    ) -> tuple[TableInfo, list[InputFile]]:
+        """The table's inputs for this run, within the guardrails, and the schema to read them
+        into."""
+        s = self._settings
+        async with self._pool.acquire() as conn:
+            found = await candidates(conn, info.table_id, s.compact_target_file_bytes)
+        # A file registered after the run loaded the schema may be of a newer version;
+        # versions commit before their files, so a reload now covers every input (an older
+        # schema would drop the newer fields' values for good).
+        if any(f.ref.version > info.latest.version for f in found):
+            info = await self._registry.get(info.dataset_id, info.name, refresh=True) or info
+        chosen = select(found, s.compact_max_fragments, s.compact_max_bytes)
+        result.more_remaining = chosen.more_remaining
+        return info, chosen.inputs
 
     async def _compact_inputs(
         self, info: TableInfo, inputs: list[InputFile], result: TableOutcome
@@ -396,25 +308,13 @@ class Compactor(StorageJob):
         started = time.monotonic()
         fetched = await self._fetch(info, inputs)
         await self._checkpoint("read")
-        loop = asyncio.get_running_loop()
-        outputs, rows, duplicates = await loop.run_in_executor(
-            REWRITE_THREAD,
-            _rewrite,
-            inputs,
-            fetched,
-            info,
-            s.compact_target_file_bytes,
-            s.compact_row_group_rows,
+        outputs, rows, duplicates = await self._threads.rewrite(
+            inputs, fetched, info, s.compact_target_file_bytes, s.compact_row_group_rows
         )
         del fetched
-        keys = []
-        for out in outputs:
-            key = optimized_key(info.dataset_id, info.name)
-            await with_retries(functools.partial(self._store.put, key, out.data), f"put {key}")
-            keys.append(key)
-            await self._checkpoint("upload")
+        keys = await upload_outputs(self._store, info, outputs, self._checkpoint)
         await self._checkpoint("uploaded")
-        await self._commit(info, inputs, outputs, keys)
+        await commit(self._pool, info, inputs, outputs, keys, self._checkpoint)
         await self._checkpoint("committed")
         result.input_files = len(inputs)
         result.input_rows = sum(f.rows for f in inputs)
@@ -455,42 +355,7 @@ class Compactor(StorageJob):
             f"read inputs of {info.dataset_id}/{info.name}",
         )
 
-    async def _commit(
-        self, info: TableInfo, inputs: list[InputFile], outputs: list[OutputFile], keys: list[str]
-    ) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            retired = await retire_files(
-                conn, [f.object_id for f in inputs], [f.ref.file_id for f in inputs]
-            )
-            if retired != len(inputs):
-                raise Aborted(
-                    f"{len(inputs) - retired} input files of {info.dataset_id}/{info.name} "
-                    "were replaced meanwhile; retry"
-                )
-            for out, key in zip(outputs, keys, strict=True):
-                await register_file(
-                    conn,
-                    info.dataset_id,
-                    key,
-                    "optimized",
-                    FileEntry(
-                        table_id=info.table_id,
-                        file_format="parquet",
-                        byte_offset=0,
-                        byte_length=len(out.data),
-                        row_count=out.rows,
-                        uncompressed_bytes=out.decoded_bytes,
-                        min_time=out.min_time,
-                        max_time=out.max_time,
-                        schema_version=info.latest.version,
-                        codec=CODEC,
-                        header=out.footer,
-                        blocks=out.blocks,
-                    ),
-                )
-            await self._checkpoint("commit")
-
-    # -- deleting what is no longer needed ------------------------------------------------------
+    # -- cleanup -------------------------------------------------------------------------------
 
     async def _delete_retired(self, dataset_id: str) -> int:
         return await delete_retired(
@@ -498,18 +363,6 @@ class Compactor(StorageJob):
         )
 
     async def _sweep_orphans(self, dataset_id: str) -> int:
-        """Delete objects under raw/ and optimized/ that no catalog row names, once older than
-        the grace period. Uploads register within the grace period (FUSOU_DELETE_GRACE_S must
-        exceed the longest upload); a table's compacted outputs are judged under its lock, so
-        an output about to be registered is never taken for an orphan."""
-        deleted = 0
-        for kind in (RAW, OPTIMIZED):
-            deleted += await sweep_orphans(
-                self._pool,
-                self._store,
-                kind,
-                dataset_id,
-                self._settings.delete_grace_s,
-                COMPACT_LOCK,
-            )
-        return deleted
+        return await sweep_dataset_orphans(
+            self._pool, self._store, dataset_id, self._settings.delete_grace_s
+        )
