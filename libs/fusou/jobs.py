@@ -5,22 +5,14 @@ which fail or hold a run at a named step)."""
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
-import logging
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 
 from fusou.catalog.tables import TableRegistry
 from fusou.config import Settings
-from fusou.objectstore.base import ObjectStore, ObjectStoreError
-from fusou.objectstore.retry import with_retries
-
-log = logging.getLogger(__name__)
-
-# Where a dataset's objects live (see the storage model): what a run for one dataset sweeps.
-DATASET_PREFIXES = ("raw", "cold", "optimized")
+from fusou.objectstore.base import ObjectStore
+from fusou.storage.sweep import sweep_incomplete_writes
 
 Checkpoint = Callable[[str], Awaitable[None]]
 
@@ -45,26 +37,10 @@ class StorageJob:
         self._checkpoint = checkpoint or no_checkpoint
 
     async def sweep_incomplete_writes(self, dataset_id: str | None) -> int:
-        """Delete what killed writes left in the store (temp files, S3 multipart uploads) once
-        older than the grace period: one dataset's, or the whole store's for ``None``.
+        """Delete what killed writes left in the store once older than the grace period
+        (``fusou.storage.sweep``); logs rather than raises a store error."""
+        return await sweep_incomplete_writes(self._store, dataset_id, self._settings.delete_grace_s)
 
-        Housekeeping, so a store error is logged rather than raised: it must not fail the run
-        whose real work is done; the next run sweeps again.
-        """
-        horizon = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self._settings.delete_grace_s)
-        prefixes = [""] if dataset_id is None else [f"{p}/{dataset_id}/" for p in DATASET_PREFIXES]
-        swept = 0
-        try:
-            for prefix in prefixes:
-                swept += await with_retries(
-                    functools.partial(self._store.sweep_incomplete, horizon, prefix),
-                    f"sweep incomplete writes under {prefix!r}",
-                )
-        except ObjectStoreError:
-            log.warning("could not sweep the leftovers of incomplete writes", exc_info=True)
-        if swept:
-            log.info("deleted %d leftovers of incomplete writes", swept)
-        return swept
 
 # Longest error text a run reports for one table (a result is not a log).
 MAX_ERROR_CHARS = 1000

@@ -21,5 +21,7 @@ def hosted(runtime: Runtime) -> HostedService:
     compactor = Compactor(runtime.settings, runtime.pool, runtime.store, runtime.registry)
     servicer = CompactorServicer(compactor)
     return HostedService(
-        full_name=SERVICE_NAME, add_to_server=lambda server: _add(servicer, server)
+        full_name=SERVICE_NAME,
+        add_to_server=lambda server: _add(servicer, server),
+        close=compactor.close,
     )

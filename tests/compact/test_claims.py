@@ -105,7 +105,7 @@ async def test_a_live_run_stalled_past_the_ttl_keeps_its_claim(settings: Setting
         released = await claim(stubs.url)
         assert not released["held"] and released["runner"] is None and released["flagged"]
         # The renewing stopped with the release: nothing brings the claim back.
-        assert runner._claims._tasks == {}  # noqa: SLF001
+        assert runner._lease._keeper._tasks == {}  # noqa: SLF001
         results = await compact_until_done(stubs.compactor, DS)
         assert results[-1].status == COMPACTED
         await read_all(stubs, oracle, DS, TABLE, READS, compacted=True)

@@ -5,7 +5,8 @@ rows: stream the rows older than the cut-off from a cursor (one schema version p
 ordered by time so blocks have tight time ranges), frame them into blocks from their stored
 bytes, upload the file, then in one transaction register the file with its block index and
 delete exactly the rows it holds. A crash before that commit leaves the rows in the buffer and
-at most an unregistered object, which ``sweep_orphans`` deletes after the grace period.
+at most an unregistered object, which the orphan sweep (``fusou.storage.sweep``) deletes after
+the grace period.
 
 Failures stay with their table: a call covering several tables reports a table that failed
 (status FAILED with the error) and goes on with the others, then sweeps; only a call naming one
@@ -20,7 +21,6 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -32,7 +32,7 @@ import numpy as np
 from fusou.archive.blocks import build_blocks
 from fusou.archive.quarantine import quarantine_message, quarantine_unplaceable
 from fusou.buffer.writer import now_ms
-from fusou.catalog.files import BlockEntry, FileEntry, register_file, unregistered
+from fusou.catalog.files import BlockEntry, FileEntry, register_file
 from fusou.cpu import run_cpu
 from fusou.errors import Aborted, InvalidArgument, NotFound
 from fusou.formats.avro_container import cold_schema, container_header
@@ -40,11 +40,11 @@ from fusou.jobs import StorageJob, describe_failure
 from fusou.names import check_name
 from fusou.schema.model import TableSchema
 from fusou.schema.time_bounds import MAX_SPAN_S
+from fusou.storage.keys import COLD, cold_key
+from fusou.storage.locks import ARCHIVE_LOCK, try_pool_lock
+from fusou.storage.sweep import sweep_orphans
 
 log = logging.getLogger(__name__)
-
-# Advisory lock class of "archiving table N" (the second key is the table id).
-ARCHIVE_LOCK = 7239012
 
 
 @dataclass(frozen=True)
@@ -239,12 +239,9 @@ class Archiver(StorageJob):
     async def _archive_table(
         self, table: _Table, cutoff: int, max_rows: int, outcome: TableOutcome, *, single: bool
     ) -> None:
-        async with self._pool.acquire() as lock_conn:
-            # A session lock on its own connection: it outlives the per-file transactions,
-            # and a crashed archiver's lock goes away with its connection.
-            locked = await lock_conn.fetchval(
-                "SELECT pg_try_advisory_lock($1, $2)", ARCHIVE_LOCK, table.table_id
-            )
+        # A session lock on its own connection: it outlives the per-file transactions, and a
+        # crashed archiver's lock goes away with its connection.
+        async with try_pool_lock(self._pool, ARCHIVE_LOCK, table.table_id) as locked:
             if not locked:
                 if single:
                     raise Aborted(
@@ -252,12 +249,7 @@ class Archiver(StorageJob):
                     )
                 outcome.skipped_busy = True
                 return
-            try:
-                await self._archive_locked(table, cutoff, max_rows, outcome)
-            finally:
-                await lock_conn.execute(
-                    "SELECT pg_advisory_unlock($1, $2)", ARCHIVE_LOCK, table.table_id
-                )
+            await self._archive_locked(table, cutoff, max_rows, outcome)
 
     async def _archive_locked(
         self, table: _Table, cutoff: int, max_rows: int, outcome: TableOutcome
@@ -352,7 +344,7 @@ class Archiver(StorageJob):
         sizes = {"rows": 0, "uncompressed": 0, "bytes": len(header)}
         leftover: list[Any] = []
         day = dt.datetime.fromtimestamp(first[0]["event_time"] / 1000, dt.UTC).date().isoformat()
-        key = f"cold/{table.dataset_id}/{table.name}/date={day}/{uuid.uuid4().hex}.avro"
+        key = cold_key(table.dataset_id, table.name, day)
 
         async with self._pool.acquire() as write_conn, write_conn.transaction():
             inflight: dict[str, asyncio.Future[Any]] = {}
@@ -450,42 +442,8 @@ class Archiver(StorageJob):
         return result, leftover
 
     async def sweep_orphans(self, dataset_id: str | None = None) -> int:
-        """Delete objects under cold/ that no catalog row names, once older than the grace.
-
-        Each table's objects are judged while holding that table's archive lock: a run holds it
-        from upload to commit, so an unregistered object seen under the lock is a true orphan,
-        never an upload about to be registered. Busy tables are left for a later sweep.
-        """
-        prefix = f"cold/{dataset_id}/" if dataset_id else "cold/"
-        horizon = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self._settings.delete_grace_s)
-        by_table: dict[tuple[str, str], list[str]] = {}
-        async for info in self._store.list(prefix):
-            if info.last_modified < horizon:
-                parts = info.key.split("/")  # cold/{dataset}/{table}/...
-                owner = (parts[1], parts[2]) if len(parts) >= 4 else ("", "")
-                by_table.setdefault(owner, []).append(info.key)
-        deleted = 0
-        async with self._pool.acquire() as conn:
-            for (ds, name), keys in by_table.items():
-                table_id = await conn.fetchval(
-                    "SELECT table_id FROM fusou_tables WHERE dataset_id = $1 AND table_name = $2",
-                    ds,
-                    name,
-                )
-                if table_id is not None and not await conn.fetchval(
-                    "SELECT pg_try_advisory_lock($1, $2)", ARCHIVE_LOCK, table_id
-                ):
-                    continue  # being archived: its unregistered object may be about to commit
-                try:
-                    for start in range(0, len(keys), 1000):
-                        orphans = await unregistered(conn, keys[start : start + 1000])
-                        if orphans:
-                            await self._store.delete_many(orphans)
-                            deleted += len(orphans)
-                            log.info("deleted %d orphaned objects of %s/%s", len(orphans), ds, name)
-                finally:
-                    if table_id is not None:
-                        await conn.execute(
-                            "SELECT pg_advisory_unlock($1, $2)", ARCHIVE_LOCK, table_id
-                        )
-        return deleted
+        """Delete objects under cold/ that no catalog row names, once older than the grace,
+        each table's judged under its archive lock (``fusou.storage.sweep``)."""
+        return await sweep_orphans(
+            self._pool, self._store, COLD, dataset_id, self._settings.delete_grace_s, ARCHIVE_LOCK
+        )

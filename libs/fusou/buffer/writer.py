@@ -21,6 +21,7 @@ import asyncpg
 
 from fusou.buffer.copy_format import COPY_COLUMNS, HEADER, TRAILER, BufferRows, copy_rows
 from fusou.cpu import run_cpu
+from fusou.storage.replay import Answers, record_answers, stored_answer
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,7 @@ class _Pending:
 async def lookup_response(
     conn: asyncpg.Connection, dataset_id: str, request_id: str
 ) -> WriteResult | None:
-    raw = await conn.fetchval(
-        "SELECT response FROM fusou_ingest_requests WHERE dataset_id = $1 AND request_id = $2",
-        dataset_id,
-        request_id,
-    )
+    raw = await stored_answer(conn, Answers.INGEST, dataset_id, request_id)
     return None if raw is None else WriteResult.from_json(raw, replayed=True)
 
 
@@ -200,15 +197,11 @@ class GroupCommitWriter:
         indexed = [(i, item) for i, item in enumerate(writers) if item.request_id]
         if not indexed:
             return {}
-        claimed = await conn.fetch(
-            "INSERT INTO fusou_ingest_requests (dataset_id, request_id, response) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) "
-            "ON CONFLICT DO NOTHING RETURNING dataset_id, request_id",
-            [item.dataset_id for _, item in indexed],
-            [item.request_id for _, item in indexed],
-            [results[i].to_json() for i, _ in indexed],
+        won = await record_answers(
+            conn,
+            Answers.INGEST,
+            [(item.dataset_id, item.request_id or "", results[i].to_json()) for i, item in indexed],
         )
-        won = {(r["dataset_id"], r["request_id"]) for r in claimed}
         replays: dict[int, WriteResult] = {}
         for i, item in indexed:
             assert item.request_id is not None

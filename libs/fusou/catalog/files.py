@@ -1,4 +1,9 @@
-"""Registering object-store files and their block index in the catalog."""
+"""The catalog's rows of object-store objects: registering objects, their files and block
+index, retiring replaced files, finding unregistered keys, and forgetting deleted objects.
+
+An object (``fusou_objects``) is one key in the store; it holds one file (``fusou_files``) or,
+for a raw bundle, several; a file's blocks (``fusou_blocks``) index its bytes. Every statement
+on these rows outside the reads lives here."""
 
 from __future__ import annotations
 
@@ -112,3 +117,63 @@ async def unregistered(conn: asyncpg.Connection, keys: Sequence[str]) -> list[st
         )
     }
     return [k for k in keys if k not in known]
+
+
+async def retire_files(
+    conn: asyncpg.Connection, object_ids: Sequence[int], file_ids: Sequence[int]
+) -> int:
+    """Retire the files (of the objects ``object_ids``) that are still active, and each object
+    none of whose files is then active, inside the caller's transaction; returns how many of
+    the files it retired. Fewer than ``len(file_ids)`` means another run replaced some
+    meanwhile: the objects are left as they were, and the caller must roll back."""
+    ordered = sorted(set(object_ids))
+    # Lock the objects first: two runs retiring files of one raw bundle (one of them past its
+    # claim) must see each other's retirements, or neither retires the bundle.
+    await conn.execute(
+        "SELECT 1 FROM fusou_objects WHERE object_id = ANY($1::bigint[]) "
+        "ORDER BY object_id FOR UPDATE",
+        ordered,
+    )
+    retired = await conn.fetch(
+        "UPDATE fusou_files SET state = 'retired', retired_at = now() "
+        "WHERE file_id = ANY($1::bigint[]) AND state = 'active' RETURNING file_id",
+        list(file_ids),
+    )
+    if len(retired) != len(file_ids):
+        return len(retired)
+    # An object goes once none of its files is active (a raw bundle holds several).
+    await conn.execute(
+        "UPDATE fusou_objects o SET state = 'retired', retired_at = now() "
+        "WHERE o.object_id = ANY($1::bigint[]) AND o.state = 'active' "
+        "AND NOT EXISTS (SELECT 1 FROM fusou_files f "
+        "                WHERE f.object_id = o.object_id AND f.state = 'active')",
+        ordered,
+    )
+    return len(retired)
+
+
+async def retired_objects(
+    conn: asyncpg.Connection, dataset_id: str, grace_s: float
+) -> list[tuple[int, str]]:
+    """The (object id, key) of the dataset's objects retired longer than ``grace_s`` ago."""
+    rows = await conn.fetch(
+        "SELECT object_id, object_key FROM fusou_objects "
+        "WHERE dataset_id = $1 AND state = 'retired' "
+        "AND retired_at < now() - make_interval(secs => $2)",
+        dataset_id,
+        grace_s,
+    )
+    return [(r["object_id"], r["object_key"]) for r in rows]
+
+
+async def forget_objects(conn: asyncpg.Connection, object_ids: Sequence[int]) -> None:
+    """Delete the rows of these objects, their files and blocks (their bytes are gone)."""
+    ids = list(object_ids)
+    async with conn.transaction():
+        await conn.execute(
+            "DELETE FROM fusou_blocks WHERE file_id IN "
+            "(SELECT file_id FROM fusou_files WHERE object_id = ANY($1::bigint[]))",
+            ids,
+        )
+        await conn.execute("DELETE FROM fusou_files WHERE object_id = ANY($1::bigint[])", ids)
+        await conn.execute("DELETE FROM fusou_objects WHERE object_id = ANY($1::bigint[])", ids)

@@ -108,3 +108,48 @@ class ClaimKeeper:
                     dataset_id,
                 )
                 return
+
+
+class DatasetLease:
+    """A runner's claims on datasets: taking one (renewed until released or past the run's
+    time bound) and giving it back with what the run achieved."""
+
+    def __init__(self, pool: asyncpg.Pool, runner_id: str, ttl_s: float) -> None:
+        self._pool = pool
+        self._runner_id = runner_id
+        self._ttl_s = ttl_s
+        self._keeper = ClaimKeeper(pool, runner_id, ttl_s)
+
+    async def claim(self, dataset_id: str, deadline: float) -> bool | None:
+        """True when this run now holds the dataset (and renews the claim until it releases
+        it or passes ``deadline``), False when another does, None when there is no such
+        dataset."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(CLAIM_SQL, dataset_id, self._runner_id, self._ttl_s)
+            if row is not None:
+                self._keeper.keep(dataset_id, deadline)
+                return True
+            exists = await conn.fetchval(
+                "SELECT 1 FROM fusou_datasets WHERE dataset_id = $1", dataset_id
+            )
+        return False if exists else None
+
+    async def release(self, dataset_id: str, *, succeeded: bool, more: bool) -> None:
+        # Shielded: a cancelled run must still give its claim back.
+        await asyncio.shield(self._release_now(dataset_id, succeeded, more))
+
+    async def _release_now(self, dataset_id: str, succeeded: bool, more: bool) -> None:
+        await self._keeper.stop(dataset_id)
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE fusou_datasets SET compaction_in_progress = false, "
+                "  compaction_claimed_by = NULL, compaction_claim_expires_at = NULL, "
+                "  compaction_needed = compaction_needed OR $3, "
+                "  last_compacted_at = CASE WHEN $2 THEN now() ELSE last_compacted_at END, "
+                "  last_compaction_attempt_at = now() "
+                "WHERE dataset_id = $1 AND compaction_claimed_by = $4",
+                dataset_id,
+                succeeded,
+                more,
+                self._runner_id,
+            )

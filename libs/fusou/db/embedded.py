@@ -89,6 +89,7 @@ def stop_if_abandoned(pgdata: Path, dead: int) -> bool:
             log.warning("PostgreSQL in %s is still shutting down", pgdata)
     return True
 
+
 EXTRA = "fusou[embedded]"
 
 

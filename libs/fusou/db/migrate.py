@@ -13,11 +13,9 @@ from importlib import resources
 import asyncpg
 
 from fusou.db.reach import reaching_database
+from fusou.storage.locks import MIGRATION_LOCK, wait_lock
 
 log = logging.getLogger(__name__)
-
-# Arbitrary, fixed: identifies the migration lock among advisory locks.
-MIGRATION_LOCK = (7239011, 0)
 
 
 @dataclass(frozen=True)
@@ -45,8 +43,7 @@ def available_migrations() -> list[Migration]:
 async def migrate(conn: asyncpg.Connection) -> list[int]:
     """Apply pending migrations; return the versions applied by this call."""
     applied_now: list[int] = []
-    await conn.execute("SELECT pg_advisory_lock($1, $2)", *MIGRATION_LOCK)
-    try:
+    async with wait_lock(conn, MIGRATION_LOCK, 0):
         await conn.execute(
             """
             CREATE TABLE IF NOT EXISTS fusou_schema_migrations (
@@ -71,8 +68,6 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
                 )
             log.info("applied migration %04d_%s", m.version, m.name)
             applied_now.append(m.version)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1, $2)", *MIGRATION_LOCK)
     return applied_now
 
 

@@ -14,7 +14,6 @@ import itertools
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +26,8 @@ from fusou.names import name_problem
 from fusou.records.limits import RowLimits
 from fusou.schema.evolve import merge_batch_schema
 from fusou.schema.model import FieldType, TableSchema
+from fusou.storage.keys import raw_key
+from fusou.storage.replay import Answers, record_answer, stored_answer
 from fusou.upload.fragments import FragmentInfo, inspect_fragment
 
 log = logging.getLogger(__name__)
@@ -251,7 +252,7 @@ class RawUploader(StorageJob):
             collector.finish()
             await self._checkpoint("upload")
 
-        key = f"raw/{manifest.dataset_id}/{uuid.uuid4().hex}.bin"
+        key = raw_key(manifest.dataset_id)
         stream = body()
         try:
             stored = await self._store.put(key, stream)
@@ -267,11 +268,8 @@ class RawUploader(StorageJob):
 
     async def _previous(self, manifest: Manifest) -> UploadResult | None:
         async with self._pool.acquire() as conn:
-            raw = await conn.fetchval(
-                "SELECT response FROM fusou_upload_requests "
-                "WHERE dataset_id = $1 AND request_id = $2",
-                manifest.dataset_id,
-                manifest.request_id,
+            raw = await stored_answer(
+                conn, Answers.UPLOAD, manifest.dataset_id, manifest.request_id
             )
         return None if raw is None else UploadResult.from_json(raw)
 
@@ -291,24 +289,14 @@ class RawUploader(StorageJob):
         )
         evolved: list[TableInfo] = []
         async with self._pool.acquire() as conn, conn.transaction():
-            if manifest.request_id:
-                inserted = await conn.fetchval(
-                    "INSERT INTO fusou_upload_requests (dataset_id, request_id, response) "
-                    "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1",
-                    ds,
-                    manifest.request_id,
-                    result.to_json(),
-                )
-                if inserted is None:
-                    # A concurrent retry of the same request won: answer with its answer.
-                    raw = await conn.fetchval(
-                        "SELECT response FROM fusou_upload_requests "
-                        "WHERE dataset_id = $1 AND request_id = $2",
-                        ds,
-                        manifest.request_id,
-                    )
-                    await self._store.delete(key)
-                    return UploadResult.from_json(raw)
+            if manifest.request_id and not await record_answer(
+                conn, Answers.UPLOAD, ds, manifest.request_id, result.to_json()
+            ):
+                # A concurrent retry of the same request won: answer with its answer.
+                raw = await stored_answer(conn, Answers.UPLOAD, ds, manifest.request_id)
+                assert raw is not None, "a conflicting request id must have a stored answer"
+                await self._store.delete(key)
+                return UploadResult.from_json(raw)
             infos_by_table: dict[str, TableInfo] = {}
             # In name order: two uploads locking the same tables in opposite orders would
             # deadlock.
