@@ -51,7 +51,9 @@ class StorageJob:
         Housekeeping, so a store error is logged rather than raised: it must not fail the run
         whose real work is done; the next run sweeps again.
         """
-        horizon = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self._settings.delete_grace_s)
+        horizon = dt.datetime.now(dt.UTC) - dt.timedelta(
+            seconds=self._settings.store.delete_grace_s
+        )
         prefixes = [""] if dataset_id is None else [f"{p}/{dataset_id}/" for p in DATASET_PREFIXES]
         swept = 0
         try:

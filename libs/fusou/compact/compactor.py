@@ -185,7 +185,7 @@ class Compactor(StorageJob):
         return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     async def compact(self, options: CompactOptions) -> list[DatasetOutcome]:
-        deadline = asyncio.get_running_loop().time() + self._settings.compact_timeout_ms / 1000
+        deadline = asyncio.get_running_loop().time() + self._settings.compact.timeout_ms / 1000
         if options.table and not options.dataset_id:
             raise InvalidArgument("table", "a table filter needs dataset_id")
         if options.dataset_id:
@@ -196,7 +196,7 @@ class Compactor(StorageJob):
             await self.sweep_incomplete_writes(options.dataset_id)
             return [outcome]
         chosen = await self._scheduled()
-        limit = asyncio.Semaphore(self._settings.compact_concurrency)
+        limit = asyncio.Semaphore(self._settings.compact.concurrency)
 
         async def one(dataset_id: str) -> DatasetOutcome:
             async with limit:
@@ -213,7 +213,7 @@ class Compactor(StorageJob):
                 "WHERE compaction_needed "
                 "   OR (compaction_in_progress AND compaction_claim_expires_at < now()) "
                 "ORDER BY last_compaction_attempt_at NULLS FIRST, dataset_id LIMIT $1",
-                self._settings.compact_max_datasets_per_run,
+                self._settings.compact.max_datasets_per_run,
             )
         return [r["dataset_id"] for r in rows]
 
@@ -309,7 +309,7 @@ class Compactor(StorageJob):
 
     @functools.cached_property
     def _claims(self) -> ClaimKeeper:
-        return ClaimKeeper(self._pool, self.runner_id, self._settings.compact_claim_ttl_s)
+        return ClaimKeeper(self._pool, self.runner_id, self._settings.compact.claim_ttl_s)
 
     async def _claim(self, dataset_id: str, deadline: float) -> bool | None:
         """True when this run now holds the dataset (and renews the claim until it releases
@@ -317,7 +317,7 @@ class Compactor(StorageJob):
         dataset."""
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(
-                CLAIM_SQL, dataset_id, self.runner_id, self._settings.compact_claim_ttl_s
+                CLAIM_SQL, dataset_id, self.runner_id, self._settings.compact.claim_ttl_s
             )
             if row is not None:
                 self._claims.keep(dataset_id, deadline)
@@ -386,13 +386,13 @@ class Compactor(StorageJob):
                 result.more_remaining = result.skipped_busy = True
                 return
             async with self._pool.acquire() as conn:
-                found = await candidates(conn, info.table_id, s.compact_target_file_bytes)
+                found = await candidates(conn, info.table_id, s.compact.target_file_bytes)
             # A file registered after the run loaded the schema may be of a newer version;
             # versions commit before their files, so a reload now covers every input (an older
             # schema would drop the newer fields' values for good).
             if any(f.ref.version > info.latest.version for f in found):
                 info = await self._registry.get(info.dataset_id, info.name, refresh=True) or info
-            chosen = select(found, s.compact_max_fragments, s.compact_max_bytes)
+            chosen = select(found, s.compact.max_fragments, s.compact.max_bytes)
             result.more_remaining = chosen.more_remaining
             if not chosen.inputs:
                 return
@@ -412,8 +412,8 @@ class Compactor(StorageJob):
             inputs,
             fetched,
             info,
-            s.compact_target_file_bytes,
-            s.compact_row_group_rows,
+            s.compact.target_file_bytes,
+            s.compact.row_group_rows,
         )
         del fetched
         keys = []
@@ -456,9 +456,9 @@ class Compactor(StorageJob):
             lambda: fetch_spans(
                 self._store,
                 spans,
-                max_gap=s.reader_coalesce_gap_bytes,
-                max_request=s.reader_max_request_bytes,
-                concurrency=s.reader_max_concurrent_gets,
+                max_gap=s.reader.coalesce_gap_bytes,
+                max_request=s.reader.max_request_bytes,
+                concurrency=s.reader.max_concurrent_gets,
                 stats=FetchStats(),
             ),
             f"read inputs of {info.dataset_id}/{info.name}",
@@ -528,7 +528,7 @@ class Compactor(StorageJob):
                 "WHERE dataset_id = $1 AND state = 'retired' "
                 "AND retired_at < now() - make_interval(secs => $2)",
                 dataset_id,
-                self._settings.delete_grace_s,
+                self._settings.store.delete_grace_s,
             )
         if not rows:
             return 0
@@ -551,7 +551,9 @@ class Compactor(StorageJob):
         the grace period. Uploads register within the grace period (FUSOU_DELETE_GRACE_S must
         exceed the longest upload); a table's compacted outputs are judged under its lock, so
         an upload about to be registered is never taken for an orphan."""
-        horizon = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self._settings.delete_grace_s)
+        horizon = dt.datetime.now(dt.UTC) - dt.timedelta(
+            seconds=self._settings.store.delete_grace_s
+        )
         deleted = 0
         for prefix in (f"raw/{dataset_id}/", f"optimized/{dataset_id}/"):
             old = [i.key async for i in self._store.list(prefix) if i.last_modified < horizon]
