@@ -33,7 +33,7 @@ async def database_url(postgres: PostgresForTests) -> AsyncIterator[str]:
 def settings(database_url: str, tmp_path: Path) -> Settings:
     objects = tmp_path / "objects"
     objects.mkdir()
-    return Settings(database_url=database_url, object_store_url=f"file://{objects}")
+    return Settings().replace(database_url=database_url, object_store_url=f"file://{objects}")
 
 
 @pytest.fixture
@@ -51,5 +51,5 @@ async def channel(services: ServicesUnderTest) -> AsyncIterator[grpc.aio.Channel
 @pytest.fixture
 def settings_objects(settings: Settings) -> Path:
     """The local object store's root directory of ``settings``."""
-    assert settings.object_store_url is not None
-    return Path(settings.object_store_url.removeprefix("file://"))
+    assert settings.store.url is not None
+    return Path(settings.store.url.removeprefix("file://"))

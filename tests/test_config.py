@@ -1,5 +1,5 @@
 """Configuration from ``FUSOU_*`` variables: defaults, validation naming the bad variable, the CLI's
-exit code, and the agreement of ``VARIABLES`` with ``Settings``."""
+exit code, and the agreement of ``VARIABLES`` with the sections of ``Settings``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,12 +21,12 @@ MiB = 1024 * 1024
 def test_defaults_without_variables() -> None:
     settings = Settings.from_env({})
     assert settings == Settings()
-    assert settings.database_url is None
-    assert settings.object_store_url is None
-    assert settings.grpc_port == 50051
-    assert settings.grpc_max_message_bytes == 64 * MiB
-    assert settings.shutdown_grace_s == 15.0
-    assert settings.archive_codec == "deflate"
+    assert settings.database.url is None
+    assert settings.store.url is None
+    assert settings.server.grpc_port == 50051
+    assert settings.server.grpc_max_message_bytes == 64 * MiB
+    assert settings.server.shutdown_grace_s == 15.0
+    assert settings.archive.codec == "deflate"
 
 
 def test_variables_outside_the_fusou_prefix_are_ignored() -> None:
@@ -44,17 +45,17 @@ def test_valid_values_are_parsed() -> None:
             "FUSOU_S3_ENDPOINT_URL": "",
         }
     )
-    assert settings.database_url == "postgresql://u@db:5432/fusou"
-    assert settings.object_store_url == "s3://bucket/prefix"
-    assert settings.grpc_port == 0
-    assert settings.grpc_max_message_bytes == 65536
-    assert settings.shutdown_grace_s == 2.5
-    assert settings.archive_codec == "snappy"
-    assert settings.s3_endpoint_url is None
-    assert Settings.from_env({"FUSOU_DATABASE_URL": "postgres://h/db"}).database_url == (
+    assert settings.database.url == "postgresql://u@db:5432/fusou"
+    assert settings.store.url == "s3://bucket/prefix"
+    assert settings.server.grpc_port == 0
+    assert settings.server.grpc_max_message_bytes == 65536
+    assert settings.server.shutdown_grace_s == 2.5
+    assert settings.archive.codec == "snappy"
+    assert settings.store.s3_endpoint_url is None
+    assert Settings.from_env({"FUSOU_DATABASE_URL": "postgres://h/db"}).database.url == (
         "postgres://h/db"
     )
-    assert Settings.from_env({"FUSOU_OBJECT_STORE_URL": "file:///var/fusou"}).object_store_url
+    assert Settings.from_env({"FUSOU_OBJECT_STORE_URL": "file:///var/fusou"}).store.url
 
 
 BAD_VALUES = [
@@ -103,18 +104,23 @@ def test_the_accepted_times_may_be_narrowed_but_not_reversed() -> None:
     narrowed = Settings.from_env(
         {"FUSOU_MIN_TIME_MS": "1600000000000", "FUSOU_MAX_TIME_MS": " 1800000000000 "}
     )
-    assert (narrowed.min_time_ms, narrowed.max_time_ms) == (1_600_000_000_000, 1_800_000_000_000)
+    assert (narrowed.rows.min_time_ms, narrowed.rows.max_time_ms) == (
+        1_600_000_000_000,
+        1_800_000_000_000,
+    )
     edges = Settings.from_env(
         {"FUSOU_MIN_TIME_MS": str(MIN_TIME_MS), "FUSOU_MAX_TIME_MS": str(MAX_TIME_MS)}
     )
-    assert (edges.min_time_ms, edges.max_time_ms) == (MIN_TIME_MS, MAX_TIME_MS)
+    assert (edges.rows.min_time_ms, edges.rows.max_time_ms) == (MIN_TIME_MS, MAX_TIME_MS)
     with pytest.raises(ConfigError) as caught:
         Settings.from_env(
             {"FUSOU_MIN_TIME_MS": "1800000000001", "FUSOU_MAX_TIME_MS": "1800000000000"}
         )
     assert "FUSOU_MIN_TIME_MS and FUSOU_MAX_TIME_MS" in str(caught.value)
     # A minimum equal to the (default) maximum: a range of one instant, odd but consistent.
-    assert Settings.from_env({"FUSOU_MIN_TIME_MS": str(MAX_TIME_MS)}).min_time_ms == MAX_TIME_MS
+    assert (
+        Settings.from_env({"FUSOU_MIN_TIME_MS": str(MAX_TIME_MS)}).rows.min_time_ms == MAX_TIME_MS
+    )
 
 
 def test_several_bad_variables_are_named_together() -> None:
@@ -155,22 +161,34 @@ def test_cli_with_a_bad_variable_exits_2_naming_it(tmp_path: Path) -> None:
     assert done.stdout == ""
 
 
+def value_of(settings: Settings, var: Variable) -> Any:
+    return getattr(getattr(settings, var.section), var.field)
+
+
 def test_every_variable_maps_to_a_settings_field_with_the_same_default() -> None:
-    fields = {f.name: f for f in dataclasses.fields(Settings)}
     defaults = Settings()
+    fields = {
+        (section.name, f.name)
+        for section in dataclasses.fields(Settings)
+        for f in dataclasses.fields(getattr(defaults, section.name))
+    }
     seen_envs: set[str] = set()
-    seen_attrs: set[str] = set()
+    seen_attrs: set[tuple[str, str]] = set()
     for var in VARIABLES:
         assert var.env.startswith("FUSOU_"), var.env
-        assert var.env == "FUSOU_" + var.attr.upper(), (var.env, var.attr)
-        assert var.attr in fields, f"{var.env} maps to no Settings field {var.attr!r}"
-        assert getattr(defaults, var.attr) == var.default, var.env
+        # The field is named by the variable's tail (FUSOU_ARCHIVE_MIN_AGE_S: archive.min_age_s),
+        # and replace() by the whole name (archive_min_age_s).
+        assert var.env.endswith("_" + var.field.upper()), (var.env, var.field)
+        assert var.env == "FUSOU_" + var.key.upper(), (var.env, var.key)
+        attr = (var.section, var.field)
+        assert attr in fields, f"{var.env} maps to no Settings field {attr!r}"
+        assert value_of(defaults, var) == var.default, var.env
         assert var.help.strip(), f"{var.env} has no description"
-        assert var.env not in seen_envs and var.attr not in seen_attrs, var.env
+        assert var.env not in seen_envs and attr not in seen_attrs, var.env
         seen_envs.add(var.env)
-        seen_attrs.add(var.attr)
+        seen_attrs.add(attr)
     # And every setting can be configured.
-    assert seen_attrs == set(fields), set(fields) - seen_attrs
+    assert seen_attrs == fields, fields - seen_attrs
 
 
 @pytest.mark.parametrize("var", VARIABLES, ids=lambda v: v.env)
@@ -181,9 +199,9 @@ def test_setting_a_variable_to_its_default_changes_nothing(var: Variable) -> Non
             with pytest.raises(ConfigError, match="set but empty"):
                 Settings.from_env({var.env: ""})
             return
-        assert getattr(Settings.from_env({var.env: ""}), var.attr) is None
+        assert value_of(Settings.from_env({var.env: ""}), var) is None
         return
-    parsed = getattr(Settings.from_env({var.env: str(var.default)}), var.attr)
+    parsed = value_of(Settings.from_env({var.env: str(var.default)}), var)
     if isinstance(var.default, str):
         # Choices are normalized to lower case (FUSOU_LOG_LEVEL's default is spelled "INFO").
         assert isinstance(parsed, str) and parsed.lower() == var.default.lower(), var.env
@@ -194,8 +212,26 @@ def test_setting_a_variable_to_its_default_changes_nothing(var: Variable) -> Non
 def test_replace_keeps_other_values_and_rejects_unknown_settings() -> None:
     base = Settings.from_env({"FUSOU_GRPC_PORT": "7000"})
     changed = base.replace(grpc_host="127.0.0.1")
-    assert changed.grpc_port == 7000
-    assert changed.grpc_host == "127.0.0.1"
-    assert base.grpc_host == "[::]"
+    assert changed.server.grpc_port == 7000
+    assert changed.server.grpc_host == "127.0.0.1"
+    assert base.server.grpc_host == "[::]"
     with pytest.raises(TypeError):
         base.replace(no_such_setting=1)
+
+
+def test_replace_names_settings_by_their_variable_across_sections() -> None:
+    changed = Settings().replace(archive_min_age_s=0, min_time_ms=5, target="h:1", token="t")
+    assert changed.archive.min_age_s == 0
+    assert changed.rows.min_time_ms == 5
+    assert (changed.client.target, changed.client.token) == ("h:1", "t")
+    # Untouched sections stay as they were.
+    assert changed.compact == Settings().compact
+    with pytest.raises(TypeError):
+        Settings().replace(min_age_s=0)  # a field's name alone is not a variable's
+
+
+def test_the_client_token_stays_out_of_repr() -> None:
+    settings = Settings.from_env({"FUSOU_TOKEN": "s3cr3t-token"})
+    assert settings.client.token == "s3cr3t-token"
+    assert "s3cr3t-token" not in repr(settings)
+    assert "s3cr3t-token" not in repr(settings.client)

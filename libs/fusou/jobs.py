@@ -39,7 +39,9 @@ class StorageJob:
     async def sweep_incomplete_writes(self, dataset_id: str | None) -> int:
         """Delete what killed writes left in the store once older than the grace period
         (``fusou.storage.sweep``); logs rather than raises a store error."""
-        return await sweep_incomplete_writes(self._store, dataset_id, self._settings.delete_grace_s)
+        return await sweep_incomplete_writes(
+            self._store, dataset_id, self._settings.store.delete_grace_s
+        )
 
 
 # Longest error text a run reports for one table (a result is not a log).

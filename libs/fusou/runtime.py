@@ -36,8 +36,8 @@ async def open_runtime(settings: Settings) -> Runtime:
     missing = [
         name
         for name, value in (
-            ("FUSOU_DATABASE_URL", settings.database_url),
-            ("FUSOU_OBJECT_STORE_URL", settings.object_store_url),
+            ("FUSOU_DATABASE_URL", settings.database.url),
+            ("FUSOU_OBJECT_STORE_URL", settings.store.url),
         )
         if not value
     ]
@@ -45,13 +45,13 @@ async def open_runtime(settings: Settings) -> Runtime:
         raise ConfigError(
             "missing configuration: " + ", ".join(missing) + " (`fusou up` provides defaults)"
         )
-    assert settings.database_url is not None and settings.object_store_url is not None
-    cpu.configure(settings.cpu_workers)
+    assert settings.database.url is not None and settings.store.url is not None
+    cpu.configure(settings.server.cpu_workers)
     async with reaching_database("FUSOU_DATABASE_URL", "connect to PostgreSQL"):
         pool = await create_pool(
-            settings.database_url,
-            max_size=settings.db_pool_size,
-            acquire_timeout=settings.db_acquire_timeout_s,
+            settings.database.url,
+            max_size=settings.database.pool_size,
+            acquire_timeout=settings.database.acquire_timeout_s,
         )
     read_pool: asyncpg.Pool | None = None
     try:
@@ -62,20 +62,20 @@ async def open_runtime(settings: Settings) -> Runtime:
             await migrate(conn)
         async with reaching_database("FUSOU_DATABASE_URL", "connect to PostgreSQL"):
             read_pool = await create_pool(
-                settings.database_url,
-                max_size=settings.db_pool_size,
+                settings.database.url,
+                max_size=settings.database.pool_size,
                 stateless=True,
-                acquire_timeout=settings.db_acquire_timeout_s,
+                acquire_timeout=settings.database.acquire_timeout_s,
             )
         store = open_object_store(
-            settings.object_store_url,
-            endpoint_url=settings.s3_endpoint_url,
-            region=settings.s3_region,
+            settings.store.url,
+            endpoint_url=settings.store.s3_endpoint_url,
+            region=settings.store.s3_region,
         )
     except BaseException:
         if read_pool is not None:
             await read_pool.close()
         await pool.close()
         raise
-    registry = TableRegistry(pool, max_fields=settings.max_fields)
+    registry = TableRegistry(pool, max_fields=settings.rows.max_fields)
     return Runtime(settings, pool, store, registry, read_pool)

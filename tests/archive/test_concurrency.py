@@ -55,7 +55,7 @@ def archiver(svc: ServicesUnderTest, hold: Hold | None = None) -> Archiver:
 
 
 def url_of(svc: ServicesUnderTest) -> str:
-    url = svc.runtime.settings.database_url
+    url = svc.runtime.settings.database.url
     assert url is not None
     return url
 

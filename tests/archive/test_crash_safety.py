@@ -56,15 +56,15 @@ def s3() -> Iterator[S3Server]:
 
 def _files_on_disk(settings: Settings) -> list[str]:
     """Every file under the local store's cold/ directory, temp files included."""
-    assert settings.object_store_url is not None
-    root = Path(settings.object_store_url.removeprefix("file://")) / "cold"
+    assert settings.store.url is not None
+    root = Path(settings.store.url.removeprefix("file://")) / "cold"
     return sorted(str(Path(d, f)) for d, _, files in os.walk(root) for f in files)
 
 
 async def _crash_and_recover(settings: Settings, point: str, occurrence: int = 1) -> None:
     async with running_services(settings, ["ingest"]) as svc:
         rt = svc.runtime
-        url = settings.database_url
+        url = settings.database.url
         assert url is not None
         ingested = await ingest_batches(svc.target, DATASET, TABLE, BATCHES)
         assert len(ingested.seqs) == 300
@@ -108,11 +108,11 @@ async def _crash_and_recover(settings: Settings, point: str, occurrence: int = 1
         if point == "upload":
             # The put was aborted mid-stream: not even a temp file is left.
             assert await stored_keys(rt.store) == await registered_keys(url)
-            if settings.object_store_url and settings.object_store_url.startswith("file://"):
+            if settings.store.url and settings.store.url.startswith("file://"):
                 assert len(_files_on_disk(settings)) == committed_files
 
         # The default grace keeps young orphans (they may belong to a run still committing).
-        assert settings.delete_grace_s == 3600
+        assert settings.store.delete_grace_s == 3600
         default = Archiver(settings, rt.pool, rt.store, rt.registry)
         assert await default.sweep_orphans() == 0
         assert await orphan_keys(url, rt.store) == orphans
@@ -203,7 +203,7 @@ async def test_crash_mid_multipart_upload_s3(settings: Settings, s3: S3Server) -
         ) as store,
     ):
         rt = svc.runtime
-        url = s3_settings.database_url
+        url = s3_settings.database.url
         assert url is not None
         ingested = await ingest_batches(svc.target, DATASET, TABLE, batches)
 
@@ -235,7 +235,7 @@ async def test_cancelled_run_at_each_step(settings: Settings, point: str) -> Non
     s = archive_settings(settings)
     async with running_services(s, ["ingest"]) as svc:
         rt = svc.runtime
-        url = s.database_url
+        url = s.database.url
         assert url is not None
         ingested = await ingest_batches(svc.target, DATASET, TABLE, BATCHES)
         hold = Hold(point)

@@ -70,21 +70,23 @@ def test_the_list_itself_must_be_json() -> None:
 
 def test_both_sources_add_up_and_a_hash_appears_once(tmp_path: Path) -> None:
     assert configured_tokens(Settings()) is None
-    assert configured_tokens(Settings(auth_tokens="[]")) == {}
+    assert configured_tokens(Settings().replace(auth_tokens="[]")) == {}
     other = hash_token("u")
     file = tmp_path / "tokens.json"
     file.write_text(json.dumps([entry(name="b", sha256=other)]))
     found = configured_tokens(
-        Settings(auth_tokens=json.dumps([entry(name="a")]), auth_tokens_file=str(file))
+        Settings().replace(auth_tokens=json.dumps([entry(name="a")]), auth_tokens_file=str(file))
     )
     assert found is not None and {e.name for e in found.values()} == {"a", "b"}
     file.write_text(json.dumps([entry(name="b")]))
     with pytest.raises(ConfigError, match="'a' and 'b' have the same sha256"):
         configured_tokens(
-            Settings(auth_tokens=json.dumps([entry(name="a")]), auth_tokens_file=str(file))
+            Settings().replace(
+                auth_tokens=json.dumps([entry(name="a")]), auth_tokens_file=str(file)
+            )
         )
     with pytest.raises(ConfigError, match="FUSOU_AUTH_TOKENS_FILE: cannot read"):
-        configured_tokens(Settings(auth_tokens_file=str(tmp_path / "missing.json")))
+        configured_tokens(Settings().replace(auth_tokens_file=str(tmp_path / "missing.json")))
 
 
 def test_tls_needs_both_files() -> None:
@@ -145,7 +147,7 @@ def test_fusou_token_prints_a_token_and_the_entry_that_admits_it() -> None:
     printed = json.loads(done.stdout)
     assert printed["entry"]["sha256"] == hash_token(printed["token"])
     assert printed["entry"]["role"] == ["ingest", "read"]
-    found = configured_tokens(Settings(auth_tokens=json.dumps([printed["entry"]])))
+    found = configured_tokens(Settings().replace(auth_tokens=json.dumps([printed["entry"]])))
     assert found is not None
     grant = AccessControl(found).admit(
         "/fusou.reader.v1.ReaderService/ReadRange",

@@ -116,10 +116,10 @@ async def test_a_dead_runners_claim_lapses_after_the_ttl(settings: Settings) -> 
         oracle = Oracle()
         await _upload(stubs, oracle, 0, 20)
         await _upload(stubs, oracle, 20, 40)
-        assert settings.database_url is not None and settings.object_store_url is not None
+        assert settings.database.url is not None and settings.store.url is not None
         env = clean_env(
-            FUSOU_DATABASE_URL=settings.database_url,
-            FUSOU_OBJECT_STORE_URL=settings.object_store_url,
+            FUSOU_DATABASE_URL=settings.database.url,
+            FUSOU_OBJECT_STORE_URL=settings.store.url,
             FUSOU_COMPACT_CLAIM_TTL_S=str(TTL_S),
             FUSOU_CPU_WORKERS="0",
             PYTHONPATH=os.pathsep.join(p for p in sys.path if p),

@@ -53,7 +53,7 @@ async def test_runs_delete_old_temp_files_of_killed_writes(stubs: Stubs) -> None
     rt = stubs.services.runtime
     store = rt.store
     assert isinstance(store, LocalObjectStore)
-    old = 2 * rt.settings.delete_grace_s
+    old = 2 * rt.settings.store.delete_grace_s
     oracle = Oracle()
     await ingest(stubs.ingest, oracle, DS, TABLE, [battle(i) for i in range(40)])
     cold = f"cold/{DS}/{TABLE}/date=2023-11-14"

@@ -174,7 +174,7 @@ def test_cronjobs_run_archive_and_compact_without_overlap(
     assert f"fusou-{service}" in {s["metadata"]["name"] for s in of_kind("Service")}
     if command == "compact":
         # The run's own time bound ends first, so a run is never killed mid-commit.
-        assert run["activeDeadlineSeconds"] > Settings().compact_timeout_ms / 1000
+        assert run["activeDeadlineSeconds"] > Settings().compact.timeout_ms / 1000
     assert run["activeDeadlineSeconds"] < 60 * (60 if command == "archive" else 15)
 
 
@@ -185,12 +185,12 @@ def test_the_example_overlay_configures_tokens_that_must_be_replaced_to_start() 
     raw = yaml.safe_load((OVERLAY / "config.yaml").read_text())["data"]["FUSOU_AUTH_TOKENS"]
     # Unedited, the services refuse to start: no public token ever admits anyone.
     with pytest.raises(ConfigError, match="sha256 must be 64 hexadecimal digits"):
-        configured_tokens(Settings(auth_tokens=raw))
+        configured_tokens(Settings().replace(auth_tokens=raw))
     # With real hashes in place of the placeholders, the entries are what the README says.
     entries = json.loads(raw)
     for entry in entries:
         entry["sha256"] = hash_token(entry["name"])
-    tokens = configured_tokens(Settings(auth_tokens=json.dumps(entries)))
+    tokens = configured_tokens(Settings().replace(auth_tokens=json.dumps(entries)))
     assert tokens is not None
     roles = {e.name: (set(e.roles), e.all_datasets) for e in tokens.values()}
     assert roles == {

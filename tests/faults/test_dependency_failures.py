@@ -179,10 +179,10 @@ async def faulty_stubs(settings: Settings, checkpoint: Checkpoint) -> AsyncItera
         await server.start()
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
-                assert settings.database_url is not None
+                assert settings.database.url is not None
                 yield Stubs(
                     ServicesUnderTest(runtime, server),
-                    settings.database_url,
+                    settings.database.url,
                     ingest_pb2_grpc.IngestServiceStub(ch),
                     archiver_pb2_grpc.ArchiverServiceStub(ch),
                     reader_pb2_grpc.ReaderServiceStub(ch),

@@ -42,10 +42,10 @@ async def open_stubs(settings: Settings, **changes: Any) -> AsyncIterator[Stubs]
         running_services(tuned, ["ingest", "archiver", "reader", "compactor"]) as services,
         grpc.aio.insecure_channel(services.target) as ch,
     ):
-        assert settings.database_url is not None
+        assert settings.database.url is not None
         yield Stubs(
             services,
-            settings.database_url,
+            settings.database.url,
             ingest_pb2_grpc.IngestServiceStub(ch),
             archiver_pb2_grpc.ArchiverServiceStub(ch),
             reader_pb2_grpc.ReaderServiceStub(ch),

@@ -153,8 +153,10 @@ async def test_request_ids_reach_the_logs_and_the_response_headers(
 
 async def test_a_certificate_and_a_key_that_do_not_match_are_named(tmp_path: Path) -> None:
     one, other = make_tls_files(tmp_path / "one"), make_tls_files(tmp_path / "other")
-    config = Settings(grpc_host="127.0.0.1", grpc_port=0, metrics_port=0).replace(
-        tls_cert_file=str(one.cert), tls_key_file=str(other.key)
+    config = (
+        Settings()
+        .replace(grpc_host="127.0.0.1", grpc_port=0, metrics_port=0)
+        .replace(tls_cert_file=str(one.cert), tls_key_file=str(other.key))
     )
     server = FusouServer(config, [Probe().hosted()])
     try:

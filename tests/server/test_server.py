@@ -182,7 +182,9 @@ class Probe:
 
 @asynccontextmanager
 async def hosting(probe: Probe, **settings: Any) -> AsyncIterator[tuple[FusouServer, aio.Channel]]:
-    config = Settings(grpc_host="127.0.0.1", grpc_port=0, metrics_port=0).replace(**settings)
+    config = (
+        Settings().replace(grpc_host="127.0.0.1", grpc_port=0, metrics_port=0).replace(**settings)
+    )
     server = FusouServer(config, [probe.hosted()])
     await server.start()
     try:
@@ -457,7 +459,9 @@ async def test_concurrent_stops_drain_once_and_close_services_once() -> None:
 
     probe = Probe()
     hosted = dataclasses.replace(probe.hosted(), close=close)
-    server = FusouServer(Settings(grpc_host="127.0.0.1", grpc_port=0, metrics_port=0), [hosted])
+    server = FusouServer(
+        Settings().replace(grpc_host="127.0.0.1", grpc_port=0, metrics_port=0), [hosted]
+    )
     await server.start()
     await asyncio.wait_for(asyncio.gather(server.stop(grace=1), server.stop(grace=1)), BOUND_S)
     assert closes == 1
@@ -471,14 +475,17 @@ async def test_stop_returns_when_start_never_happened_or_failed() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         server = FusouServer(
-            Settings(grpc_host="127.0.0.1", grpc_port=port, metrics_port=0), [Probe().hosted()]
+            Settings().replace(grpc_host="127.0.0.1", grpc_port=port, metrics_port=0),
+            [Probe().hosted()],
         )
         with pytest.raises(ConfigError, match="FUSOU_GRPC_PORT"):
             await server.start()
     await asyncio.wait_for(server.stop(grace=0), 5)
     await asyncio.wait_for(server.wait(), 5)
 
-    never_started = FusouServer(Settings(grpc_host="127.0.0.1", grpc_port=0, metrics_port=0), [])
+    never_started = FusouServer(
+        Settings().replace(grpc_host="127.0.0.1", grpc_port=0, metrics_port=0), []
+    )
     await asyncio.wait_for(never_started.stop(), 5)
 
 

@@ -172,7 +172,7 @@ class Archiver(StorageJob):
             raise InvalidArgument("max_tables", "must not be negative")
         await self._check_named_exist(options)
         min_age = (
-            self._settings.archive_min_age_s if options.min_age_s is None else options.min_age_s
+            self._settings.archive.min_age_s if options.min_age_s is None else options.min_age_s
         )
         cutoff = now_ms() - int(min_age * 1000)
         tables = await self._candidates(options, cutoff)
@@ -329,7 +329,7 @@ class Archiver(StorageJob):
         """
         s = self._settings
         # Two blocks per fetch: build_blocks compresses them in parallel.
-        fetch_rows = 2 * s.archive_block_rows
+        fetch_rows = 2 * s.archive.block_rows
 
         def fetch_size(taken: int) -> int:
             return fetch_rows if budget is None else min(fetch_rows, budget - taken)
@@ -337,7 +337,7 @@ class Archiver(StorageJob):
         first = carry or await cursor.fetch(fetch_size(0))
         if not first:
             return None, []
-        codec = s.archive_codec
+        codec = s.archive.codec
         sync = os.urandom(16)
         header = container_header(cold_schema(schema), codec, sync)
         index: list[BlockEntry] = []
@@ -364,13 +364,13 @@ class Archiver(StorageJob):
                             batch,
                             codec=codec,
                             sync=sync,
-                            max_block_bytes=s.archive_block_bytes,
-                            max_block_rows=s.archive_block_rows,
+                            max_block_bytes=s.archive.block_bytes,
+                            max_block_rows=s.archive.block_rows,
                         )
                         used = 0
                         done: list[np.ndarray] = []
                         for b in blocks:
-                            if index and sizes["bytes"] >= s.archive_max_file_bytes:
+                            if index and sizes["bytes"] >= s.archive.max_file_bytes:
                                 break  # the file is full
                             index.append(
                                 BlockEntry(
@@ -391,7 +391,7 @@ class Archiver(StorageJob):
                             )
                         await self._checkpoint("upload")
                         fetched = await inflight.pop("fetch") if "fetch" in inflight else []
-                        if used < len(batch) or sizes["bytes"] >= s.archive_max_file_bytes:
+                        if used < len(batch) or sizes["bytes"] >= s.archive.max_file_bytes:
                             # The rest starts the next file.
                             leftover = [*batch[used:], *fetched]
                             break
@@ -445,5 +445,10 @@ class Archiver(StorageJob):
         """Delete objects under cold/ that no catalog row names, once older than the grace,
         each table's judged under its archive lock (``fusou.storage.sweep``)."""
         return await sweep_orphans(
-            self._pool, self._store, COLD, dataset_id, self._settings.delete_grace_s, ARCHIVE_LOCK
+            self._pool,
+            self._store,
+            COLD,
+            dataset_id,
+            self._settings.store.delete_grace_s,
+            ARCHIVE_LOCK,
         )

@@ -148,12 +148,12 @@ def configured_tokens(settings: Settings) -> Mapping[str, TokenEntry] | None:
 
     An empty list is a configuration too: every call is then refused.
     """
-    if settings.auth_tokens is None and settings.auth_tokens_file is None:
+    if settings.auth.tokens is None and settings.auth.tokens_file is None:
         return None
     entries: list[TokenEntry] = []
-    if settings.auth_tokens is not None:
-        entries += parse_entries(settings.auth_tokens, "FUSOU_AUTH_TOKENS")
-    if settings.auth_tokens_file is not None:
-        text = read_configured_file("FUSOU_AUTH_TOKENS_FILE", settings.auth_tokens_file).decode()
-        entries += parse_entries(text, f"FUSOU_AUTH_TOKENS_FILE {settings.auth_tokens_file}")
+    if settings.auth.tokens is not None:
+        entries += parse_entries(settings.auth.tokens, "FUSOU_AUTH_TOKENS")
+    if settings.auth.tokens_file is not None:
+        text = read_configured_file("FUSOU_AUTH_TOKENS_FILE", settings.auth.tokens_file).decode()
+        entries += parse_entries(text, f"FUSOU_AUTH_TOKENS_FILE {settings.auth.tokens_file}")
     return by_hash(entries)

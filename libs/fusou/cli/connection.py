@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from fusou.config import Settings, read_configured_file
+from fusou.config import ClientSettings, read_configured_file
 
 
 @dataclass(frozen=True)
@@ -21,13 +21,8 @@ class Connection:
     tls: bool = False
 
     @classmethod
-    def of(cls, settings: Settings, target: str | None = None) -> Connection:
-        return cls(
-            target or settings.target,
-            settings.token,
-            settings.target_ca_file,
-            settings.target_tls,
-        )
+    def of(cls, client: ClientSettings, target: str | None = None) -> Connection:
+        return cls(target or client.target, client.token, client.ca_file, client.tls)
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:

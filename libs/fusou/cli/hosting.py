@@ -53,8 +53,8 @@ async def serve(
 
 
 def default_data_dir(settings: Settings) -> Path:
-    if settings.data_dir:
-        return Path(settings.data_dir).expanduser().resolve()
+    if settings.server.data_dir:
+        return Path(settings.server.data_dir).expanduser().resolve()
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "fusou"
 
@@ -66,7 +66,7 @@ def up(settings: Settings) -> int:
     data_dir = default_data_dir(settings)
     embedded = None
     notes: list[str] = []
-    if not settings.database_url:
+    if not settings.database.url:
         from fusou.db.embedded import EmbeddedPostgres
 
         embedded = EmbeddedPostgres(data_dir / "postgres")
@@ -75,18 +75,18 @@ def up(settings: Settings) -> int:
         notes.append(f"database:     embedded PostgreSQL ({data_dir / 'postgres'})")
     else:
         notes.append("database:     FUSOU_DATABASE_URL")
-    if not settings.object_store_url:
+    if not settings.store.url:
         objects = data_dir / "objects"
         objects.mkdir(parents=True, exist_ok=True)
         settings = settings.replace(object_store_url=f"file://{objects}")
-    notes.append(f"object store: {settings.object_store_url}")
+    notes.append(f"object store: {settings.store.url}")
     tokens = configured_tokens(settings)
     notes.append(
         "auth:         off, every client may call every RPC (FUSOU_AUTH_TOKENS turns it on)"
         if tokens is None
         else f"auth:         {len(tokens)} bearer token(s)"
     )
-    tls = settings.tls_cert_file is not None
+    tls = settings.server.tls_cert_file is not None
     names = list(SERVICES)
 
     def announce(port: int) -> None:

@@ -172,7 +172,7 @@ def _main(argv: list[str] | None) -> int:
     except ConfigError as exc:
         print(f"fusou: {exc}", file=sys.stderr)
         return 2
-    logs.configure(settings.log_level, settings.log_format)
+    logs.configure(settings.log.level, settings.log.format)
     try:
         return _dispatch(args, settings)
     except ConfigError as exc:
@@ -205,9 +205,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "migrate":
         from fusou.db.migrate import migrate_url
 
-        if not settings.database_url:
+        if not settings.database.url:
             raise ConfigError("missing configuration: FUSOU_DATABASE_URL")
-        applied = asyncio.run(migrate_url(settings.database_url))
+        applied = asyncio.run(migrate_url(settings.database.url))
         print(json.dumps({"applied": applied}))
         return 0
     if args.command == "token":
@@ -252,7 +252,7 @@ def _client(args: argparse.Namespace, settings: Settings) -> int:
     }
     from fusou.cli.connection import Connection
 
-    args.conn = Connection.of(settings, args.target)
+    args.conn = Connection.of(settings.client, args.target)
     try:
         return commands[args.command](args)
     except InputError as exc:

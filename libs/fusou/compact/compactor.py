@@ -121,7 +121,7 @@ class Compactor(StorageJob):
         return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     async def compact(self, options: CompactOptions) -> list[DatasetOutcome]:
-        deadline = asyncio.get_running_loop().time() + self._settings.compact_timeout_ms / 1000
+        deadline = asyncio.get_running_loop().time() + self._settings.compact.timeout_ms / 1000
         if options.table and not options.dataset_id:
             raise InvalidArgument("table", "a table filter needs dataset_id")
         if options.dataset_id:
@@ -132,7 +132,7 @@ class Compactor(StorageJob):
             await self.sweep_incomplete_writes(options.dataset_id)
             return [outcome]
         chosen = await self._scheduled()
-        limit = asyncio.Semaphore(self._settings.compact_concurrency)
+        limit = asyncio.Semaphore(self._settings.compact.concurrency)
 
         async def one(dataset_id: str) -> DatasetOutcome:
             async with limit:
@@ -149,7 +149,7 @@ class Compactor(StorageJob):
                 "WHERE compaction_needed "
                 "   OR (compaction_in_progress AND compaction_claim_expires_at < now()) "
                 "ORDER BY last_compaction_attempt_at NULLS FIRST, dataset_id LIMIT $1",
-                self._settings.compact_max_datasets_per_run,
+                self._settings.compact.max_datasets_per_run,
             )
         return [r["dataset_id"] for r in rows]
 
@@ -245,7 +245,7 @@ class Compactor(StorageJob):
 
     @functools.cached_property
     def _lease(self) -> DatasetLease:
-        return DatasetLease(self._pool, self.runner_id, self._settings.compact_claim_ttl_s)
+        return DatasetLease(self._pool, self.runner_id, self._settings.compact.claim_ttl_s)
 
     @functools.cached_property
     def _threads(self) -> RewriteThreads:
@@ -291,13 +291,13 @@ class Compactor(StorageJob):
         into."""
         s = self._settings
         async with self._pool.acquire() as conn:
-            found = await candidates(conn, info.table_id, s.compact_target_file_bytes)
+            found = await candidates(conn, info.table_id, s.compact.target_file_bytes)
         # A file registered after the run loaded the schema may be of a newer version;
         # versions commit before their files, so a reload now covers every input (an older
         # schema would drop the newer fields' values for good).
         if any(f.ref.version > info.latest.version for f in found):
             info = await self._registry.get(info.dataset_id, info.name, refresh=True) or info
-        chosen = select(found, s.compact_max_fragments, s.compact_max_bytes)
+        chosen = select(found, s.compact.max_fragments, s.compact.max_bytes)
         result.more_remaining = chosen.more_remaining
         return info, chosen.inputs
 
@@ -309,7 +309,7 @@ class Compactor(StorageJob):
         fetched = await self._fetch(info, inputs)
         await self._checkpoint("read")
         outputs, rows, duplicates = await self._threads.rewrite(
-            inputs, fetched, info, s.compact_target_file_bytes, s.compact_row_group_rows
+            inputs, fetched, info, s.compact.target_file_bytes, s.compact.row_group_rows
         )
         del fetched
         keys = await upload_outputs(self._store, info, outputs, self._checkpoint)
@@ -347,9 +347,9 @@ class Compactor(StorageJob):
             lambda: fetch_spans(
                 self._store,
                 spans,
-                max_gap=s.reader_coalesce_gap_bytes,
-                max_request=s.reader_max_request_bytes,
-                concurrency=s.reader_max_concurrent_gets,
+                max_gap=s.reader.coalesce_gap_bytes,
+                max_request=s.reader.max_request_bytes,
+                concurrency=s.reader.max_concurrent_gets,
                 stats=FetchStats(),
             ),
             f"read inputs of {info.dataset_id}/{info.name}",
@@ -359,10 +359,10 @@ class Compactor(StorageJob):
 
     async def _delete_retired(self, dataset_id: str) -> int:
         return await delete_retired(
-            self._pool, self._store, dataset_id, self._settings.delete_grace_s
+            self._pool, self._store, dataset_id, self._settings.store.delete_grace_s
         )
 
     async def _sweep_orphans(self, dataset_id: str) -> int:
         return await sweep_dataset_orphans(
-            self._pool, self._store, dataset_id, self._settings.delete_grace_s
+            self._pool, self._store, dataset_id, self._settings.store.delete_grace_s
         )

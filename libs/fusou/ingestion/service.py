@@ -43,12 +43,12 @@ class Ingestor:
         self._pool = pool
         self._registry = registry
         self._limits = Limits(
-            settings.ingest_max_rows, settings.ingest_max_bytes, RowLimits.of(settings)
+            settings.ingest.max_rows, settings.ingest.max_bytes, RowLimits.of(settings)
         )
         self._writer = GroupCommitWriter(
             pool,
-            max_rows=settings.group_commit_max_rows,
-            concurrency=settings.group_commit_concurrency,
+            max_rows=settings.ingest.group_commit_max_rows,
+            concurrency=settings.ingest.group_commit_concurrency,
         )
 
     async def close(self) -> None:

@@ -169,7 +169,7 @@ class Reader:
         self._pool = pool
         self._store = store
         self._registry = registry
-        self.cache = BlockCache(settings.reader_cache_bytes)
+        self.cache = BlockCache(settings.reader.cache_bytes)
 
     def validate(self, req: ReadRequest) -> None:
         violations: list[FieldViolation] = []
@@ -288,9 +288,9 @@ class Reader:
         fetched = await fetch_spans(
             self._store,
             [b.span for b in wanted],
-            max_gap=s.reader_coalesce_gap_bytes,
-            max_request=s.reader_max_request_bytes,
-            concurrency=s.reader_max_concurrent_gets,
+            max_gap=s.reader.coalesce_gap_bytes,
+            max_request=s.reader.max_request_bytes,
+            concurrency=s.reader.max_concurrent_gets,
             stats=fetch_stats,
         )
         stats.get_requests += fetch_stats.gets

@@ -40,11 +40,11 @@ class RowLimits:
     @classmethod
     def of(cls, settings: Settings) -> RowLimits:
         return cls(
-            max_fields=settings.max_fields,
-            max_depth=settings.max_nesting_depth,
-            max_row_bytes=settings.max_row_bytes,
-            min_time_ms=settings.min_time_ms,
-            max_time_ms=settings.max_time_ms,
+            max_fields=settings.rows.max_fields,
+            max_depth=settings.rows.max_nesting_depth,
+            max_row_bytes=settings.rows.max_row_bytes,
+            min_time_ms=settings.rows.min_time_ms,
+            max_time_ms=settings.rows.max_time_ms,
         )
 
     # -- messages, shared by every input form ----------------------------------------------------

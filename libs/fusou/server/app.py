@@ -85,7 +85,7 @@ class FusouServer:
         )
 
     async def start(self) -> int:
-        limit = self.settings.grpc_max_message_bytes
+        limit = self.settings.server.grpc_max_message_bytes
         # Configuration errors surface before anything starts.
         credentials = server_credentials(self.settings)
         tokens = configured_tokens(self.settings)
@@ -113,13 +113,19 @@ class FusouServer:
         enable_reflection(
             [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server
         )
-        self.port = _listen(server, self.settings.grpc_host, self.settings.grpc_port, credentials)
-        if self.settings.health_port is not None:
+        self.port = _listen(
+            server, self.settings.server.grpc_host, self.settings.server.grpc_port, credentials
+        )
+        if self.settings.server.health_port is not None:
             # Kubernetes' gRPC probes speak plaintext only; this port answers health alone.
             health_only = aio.server(options=[("grpc.so_reuseport", 0)])
             health_pb2_grpc.add_HealthServicer_to_server(self.health, health_only)
             self.health_port = _listen(
-                health_only, self.settings.grpc_host, self.settings.health_port, None, "HEALTH"
+                health_only,
+                self.settings.server.grpc_host,
+                self.settings.server.health_port,
+                None,
+                "HEALTH",
             )
             await health_only.start()
             self._health_server = health_only
@@ -130,11 +136,13 @@ class FusouServer:
                 await self._health_server.stop(0)
             raise
         self._server = server
-        self._metrics_http = metrics.serve(self.settings.grpc_host, self.settings.metrics_port)
+        self._metrics_http = metrics.serve(
+            self.settings.server.grpc_host, self.settings.server.metrics_port
+        )
         self.metrics_port = self._metrics_http.port
         if self.gauges is not None:
             self._gauges = asyncio.create_task(
-                metrics.every(self.settings.metrics_interval_s, self.gauges)
+                metrics.every(self.settings.server.metrics_interval_s, self.gauges)
             )
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         if self.readiness is None:
@@ -146,13 +154,13 @@ class FusouServer:
                 watch(
                     self.readiness,
                     self._set_ready,
-                    self.settings.readiness_interval_s,
+                    self.settings.server.readiness_interval_s,
                     names,
                 )
             )
         log.info(
             "listening on %s:%d (%s) serving %s",
-            self.settings.grpc_host,
+            self.settings.server.grpc_host,
             self.port,
             "TLS" if credentials is not None else "plaintext",
             ", ".join(names),
@@ -201,8 +209,8 @@ class FusouServer:
 
     async def _shut_down(self, grace: float | None) -> None:
         assert self._server is not None
-        grace = self.settings.shutdown_grace_s if grace is None else grace
-        drain = self.settings.shutdown_drain_s
+        grace = self.settings.server.shutdown_grace_s if grace is None else grace
+        drain = self.settings.server.shutdown_drain_s
         log.info(
             "shutting down: health NOT_SERVING, %.1fs drain accepting calls, "
             "then %.1fs grace for in-flight calls",

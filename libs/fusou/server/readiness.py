@@ -27,7 +27,7 @@ Check = Callable[[], Awaitable[list[str]]]
 def dependency_check(runtime: Runtime) -> Check:
     """PostgreSQL answers ``SELECT 1`` and the object store its ``check`` (the bucket or root
     directory exists and answers)."""
-    timeout = runtime.settings.readiness_timeout_s
+    timeout = runtime.settings.server.readiness_timeout_s
 
     async def database() -> str | None:
         try:

@@ -16,8 +16,8 @@ def _pem(variable: str, path: str) -> bytes:
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     """TLS credentials, or None for plaintext (neither variable set)."""
-    if settings.tls_cert_file is None or settings.tls_key_file is None:
+    if settings.server.tls_cert_file is None or settings.server.tls_key_file is None:
         return None
-    chain = _pem("FUSOU_TLS_CERT_FILE", settings.tls_cert_file)
-    key = _pem("FUSOU_TLS_KEY_FILE", settings.tls_key_file)
+    chain = _pem("FUSOU_TLS_CERT_FILE", settings.server.tls_cert_file)
+    key = _pem("FUSOU_TLS_KEY_FILE", settings.server.tls_key_file)
     return grpc.ssl_server_credentials([(key, chain)])

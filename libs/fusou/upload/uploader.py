@@ -226,7 +226,7 @@ class _Collector:
 
 class RawUploader(StorageJob):
     async def upload(self, manifest: Manifest, chunks: AsyncIterator[bytes]) -> UploadResult:
-        check_manifest(manifest, self._settings.upload_max_fragment_bytes)
+        check_manifest(manifest, self._settings.upload.max_fragment_bytes)
         if manifest.request_id:
             previous = await self._previous(manifest)
             if previous is not None:
