@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from fusou.catalog.tables import TableRegistry
+from fusou.clock import SYSTEM_CLOCK, Clock
 from fusou.config import Settings
 from fusou.objectstore.base import ObjectStore, ObjectStoreError
 from fusou.objectstore.retry import with_retries
@@ -37,12 +38,14 @@ class StorageJob:
         store: ObjectStore,
         registry: TableRegistry,
         checkpoint: Checkpoint | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._settings = settings
         self._pool = pool
         self._store = store
         self._registry = registry
         self._checkpoint = checkpoint or no_checkpoint
+        self._clock = clock
 
     async def sweep_incomplete_writes(self, dataset_id: str | None) -> int:
         """Delete what killed writes left in the store (temp files, S3 multipart uploads) once
@@ -51,7 +54,7 @@ class StorageJob:
         Housekeeping, so a store error is logged rather than raised: it must not fail the run
         whose real work is done; the next run sweeps again.
         """
-        horizon = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self._settings.delete_grace_s)
+        horizon = self._clock.now() - dt.timedelta(seconds=self._settings.delete_grace_s)
         prefixes = [""] if dataset_id is None else [f"{p}/{dataset_id}/" for p in DATASET_PREFIXES]
         swept = 0
         try:

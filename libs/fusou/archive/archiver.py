@@ -31,7 +31,6 @@ import numpy as np
 
 from fusou.archive.blocks import build_blocks
 from fusou.archive.quarantine import quarantine_message, quarantine_unplaceable
-from fusou.buffer.writer import now_ms
 from fusou.catalog.files import BlockEntry, FileEntry, register_file, unregistered
 from fusou.cpu import run_cpu
 from fusou.errors import Aborted, InvalidArgument, NotFound
@@ -174,7 +173,7 @@ class Archiver(StorageJob):
         min_age = (
             self._settings.archive_min_age_s if options.min_age_s is None else options.min_age_s
         )
-        cutoff = now_ms() - int(min_age * 1000)
+        cutoff = self._clock.now_ms() - int(min_age * 1000)
         tables = await self._candidates(options, cutoff)
         if options.max_tables:
             tables = tables[: options.max_tables]
@@ -457,7 +456,7 @@ class Archiver(StorageJob):
         never an upload about to be registered. Busy tables are left for a later sweep.
         """
         prefix = f"cold/{dataset_id}/" if dataset_id else "cold/"
-        horizon = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self._settings.delete_grace_s)
+        horizon = self._clock.now() - dt.timedelta(seconds=self._settings.delete_grace_s)
         by_table: dict[tuple[str, str], list[str]] = {}
         async for info in self._store.list(prefix):
             if info.last_modified < horizon:

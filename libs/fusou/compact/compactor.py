@@ -551,7 +551,7 @@ class Compactor(StorageJob):
         the grace period. Uploads register within the grace period (FUSOU_DELETE_GRACE_S must
         exceed the longest upload); a table's compacted outputs are judged under its lock, so
         an upload about to be registered is never taken for an orphan."""
-        horizon = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self._settings.delete_grace_s)
+        horizon = self._clock.now() - dt.timedelta(seconds=self._settings.delete_grace_s)
         deleted = 0
         for prefix in (f"raw/{dataset_id}/", f"optimized/{dataset_id}/"):
             old = [i.key async for i in self._store.list(prefix) if i.last_modified < horizon]
