@@ -9,6 +9,29 @@ import pytest
 from fusou.config import Settings
 from fusou.testing import PostgresForTests, ServicesUnderTest, running_services
 
+# Fixtures that reach a real PostgreSQL or S3 server, directly or through the fixtures they
+# depend on: a test using one must carry the ``integration`` marker (see below).
+RESOURCE_FIXTURES = frozenset({"postgres", "s3_server", "s3"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run when a test reaches PostgreSQL or S3 through a fixture without being marked
+    ``integration``: ``-m "not integration"`` (the fast loop) would otherwise run it, or a marker
+    left off a new test would go unnoticed. Checked on every run, whatever ``-m`` selects."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if RESOURCE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("integration") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests use PostgreSQL or S3 (fixtures "
+            + ", ".join(sorted(RESOURCE_FIXTURES))
+            + ") but are not marked `integration`; add "
+            "`pytestmark = pytest.mark.integration` to their module:\n  " + "\n  ".join(unmarked)
+        )
+
 
 @pytest.fixture(scope="session")
 async def postgres() -> AsyncIterator[PostgresForTests]:

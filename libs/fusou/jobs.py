@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from fusou.catalog.tables import TableRegistry
+from fusou.clock import SYSTEM_CLOCK, Clock
 from fusou.config import Settings
 from fusou.objectstore.base import ObjectStore
 from fusou.storage.sweep import sweep_incomplete_writes
@@ -29,18 +30,20 @@ class StorageJob:
         store: ObjectStore,
         registry: TableRegistry,
         checkpoint: Checkpoint | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._settings = settings
         self._pool = pool
         self._store = store
         self._registry = registry
         self._checkpoint = checkpoint or no_checkpoint
+        self._clock = clock
 
     async def sweep_incomplete_writes(self, dataset_id: str | None) -> int:
         """Delete what killed writes left in the store once older than the grace period
         (``fusou.storage.sweep``); logs rather than raises a store error."""
         return await sweep_incomplete_writes(
-            self._store, dataset_id, self._settings.store.delete_grace_s
+            self._store, dataset_id, self._settings.store.delete_grace_s, self._clock
         )
 
 

@@ -3,12 +3,13 @@ the object store. Opened once at start, after migrations."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
 from fusou import cpu
 from fusou.catalog.tables import TableRegistry
+from fusou.clock import SYSTEM_CLOCK, Clock
 from fusou.config import ConfigError, Settings
 from fusou.db.migrate import migrate
 from fusou.db.pool import create_pool
@@ -25,6 +26,8 @@ class Runtime:
     registry: TableRegistry
     # For single read-only statements only (the reader's snapshot): released without a reset.
     read_pool: asyncpg.Pool
+    # What the domain reads the wall clock from; tests inject one they can move.
+    clock: Clock = field(default=SYSTEM_CLOCK)
 
     async def close(self) -> None:
         await self.store.close()
@@ -32,7 +35,7 @@ class Runtime:
         await self.pool.close()
 
 
-async def open_runtime(settings: Settings) -> Runtime:
+async def open_runtime(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Runtime:
     missing = [
         name
         for name, value in (
@@ -78,4 +81,4 @@ async def open_runtime(settings: Settings) -> Runtime:
         await pool.close()
         raise
     registry = TableRegistry(pool, max_fields=settings.rows.max_fields)
-    return Runtime(settings, pool, store, registry, read_pool)
+    return Runtime(settings, pool, store, registry, read_pool, clock)

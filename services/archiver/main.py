@@ -18,7 +18,9 @@ def _add(servicer: ArchiverServicer, server: aio.Server) -> None:
 
 
 def hosted(runtime: Runtime) -> HostedService:
-    archiver = Archiver(runtime.settings, runtime.pool, runtime.store, runtime.registry)
+    archiver = Archiver(
+        runtime.settings, runtime.pool, runtime.store, runtime.registry, clock=runtime.clock
+    )
     servicer = ArchiverServicer(archiver)
     return HostedService(
         full_name=SERVICE_NAME, add_to_server=lambda server: _add(servicer, server)

@@ -18,7 +18,9 @@ def _add(servicer: CompactorServicer, server: aio.Server) -> None:
 
 
 def hosted(runtime: Runtime) -> HostedService:
-    compactor = Compactor(runtime.settings, runtime.pool, runtime.store, runtime.registry)
+    compactor = Compactor(
+        runtime.settings, runtime.pool, runtime.store, runtime.registry, clock=runtime.clock
+    )
     servicer = CompactorServicer(compactor)
     return HostedService(
         full_name=SERVICE_NAME,

@@ -21,8 +21,10 @@ def _add(servicer: IngestServicer, server: aio.Server) -> None:
 
 
 def hosted(runtime: Runtime) -> HostedService:
-    ingestor = Ingestor(runtime.settings, runtime.pool, runtime.registry)
-    uploader = RawUploader(runtime.settings, runtime.pool, runtime.store, runtime.registry)
+    ingestor = Ingestor(runtime.settings, runtime.pool, runtime.registry, clock=runtime.clock)
+    uploader = RawUploader(
+        runtime.settings, runtime.pool, runtime.store, runtime.registry, clock=runtime.clock
+    )
     servicer = IngestServicer(ingestor, uploader, runtime.registry)
     return HostedService(
         full_name=SERVICE_NAME,

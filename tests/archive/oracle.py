@@ -305,21 +305,3 @@ async def blocks_per_file(url: str) -> dict[str, int]:
         "WHERE o.kind = 'cold' AND f.state = 'active' GROUP BY o.object_key",
     )
     return {r["object_key"]: r["blocks"] for r in rows}
-
-
-async def age_rows(url: str, seconds: float, seqs: Iterable[int] | None = None) -> None:
-    """Make buffer rows (all, or those of ``seqs``) look ``seconds`` older than they are.
-
-    Rows the archiver must take are aged explicitly instead of waiting for the clock; with a
-    minimum age of 0 a row ingested in the very millisecond the run starts is still too young.
-    """
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(
-            "UPDATE fusou_buffer SET ingested_at = ingested_at - $1 "
-            "WHERE $2::bigint[] IS NULL OR seq = ANY($2::bigint[])",
-            int(seconds * 1000),
-            None if seqs is None else list(seqs),
-        )
-    finally:
-        await conn.close()

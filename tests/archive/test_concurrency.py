@@ -25,7 +25,6 @@ from fusou.testing import ServicesUnderTest, running_services
 from tests.archive.oracle import (
     Hold,
     Ingested,
-    age_rows,
     all_seqs,
     archive_settings,
     battle,
@@ -39,6 +38,8 @@ from tests.archive.oracle import (
 )
 from tests.ingestion.helpers import snapshot, violation_fields
 
+pytestmark = pytest.mark.integration
+
 DATASET = "u1"
 BATCHES = [[battle(i) for i in range(k * 100, (k + 1) * 100)] for k in range(3)]
 
@@ -51,7 +52,7 @@ async def archive_services(settings: Settings, **changes: Any) -> AsyncIterator[
 
 def archiver(svc: ServicesUnderTest, hold: Hold | None = None) -> Archiver:
     rt = svc.runtime
-    return Archiver(rt.settings, rt.pool, rt.store, rt.registry, checkpoint=hold)
+    return Archiver(rt.settings, rt.pool, rt.store, rt.registry, checkpoint=hold, clock=svc.clock)
 
 
 def url_of(svc: ServicesUnderTest) -> str:
@@ -63,9 +64,10 @@ def url_of(svc: ServicesUnderTest) -> str:
 async def ingest_aged(
     svc: ServicesUnderTest, table: str, batches: Sequence[Sequence[dict[str, Any]]] = BATCHES
 ) -> Ingested:
-    """Ingest ``batches`` and age the rows a second, so a run with min age 0 takes them all."""
+    """Ingest ``batches`` and move the clock on a second, so a run with min age 0 takes them
+    all (and everything ingested before them)."""
     ingested = await ingest_batches(svc.target, DATASET, table, batches)
-    await age_rows(url_of(svc), 1.0, ingested.seqs)
+    svc.clock.advance(1.0)
     return ingested
 
 
@@ -228,12 +230,14 @@ async def test_rows_younger_than_the_minimum_age_stay(settings: Settings) -> Non
         url = url_of(svc)
         store = svc.runtime.store
         old = await ingest_batches(svc.target, DATASET, "battle", BATCHES[:2])
+        svc.clock.advance(1800)
         young = await ingest_batches(svc.target, DATASET, "battle", BATCHES[2:])
-        # Nothing is an hour old yet.
+        # Nothing is an hour old yet (the old rows are half an hour old).
         assert (await archiver(svc).archive(ArchiveOptions())).tables == []
         assert set(await buffer_seqs(url)) == old.seqs | young.seqs
 
-        await age_rows(url, 7200, old.seqs)
+        # The old rows an hour and a quarter, the young ones three quarters of an hour.
+        svc.clock.advance(2700)
         report = await archiver(svc).archive(ArchiveOptions())
         assert [(t.table, t.rows, t.more_remaining) for t in report.tables] == [
             ("battle", len(old.seqs), False)
@@ -253,7 +257,7 @@ async def test_filters_select_datasets_and_tables(settings: Settings) -> None:
         url = url_of(svc)
         a = await ingest_aged(svc, "battle", BATCHES[:1])
         b = await ingest_batches(svc.target, "u2", "battle", BATCHES[1:2])
-        await age_rows(url, 1.0, b.seqs)
+        svc.clock.advance(1.0)
         stub = archiver_pb2_grpc.ArchiverServiceStub(ch)
         # A named dataset or table that does not exist is NOT_FOUND (a misspelt name would
         # otherwise archive nothing, successfully), and nothing moves.

@@ -41,6 +41,8 @@ from tests.archive.oracle import (
 )
 from tests.support.s3server import S3Server, running_s3_server
 
+pytestmark = pytest.mark.integration
+
 DATASET, TABLE = "u1", "battle"
 # The smallest part S3 accepts.
 S3_PART = 5 * MiB

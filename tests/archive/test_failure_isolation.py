@@ -25,7 +25,6 @@ from fusou.config import Settings
 from fusou.reader.v1 import reader_pb2
 from tests.archive.oracle import (
     Hold,
-    age_rows,
     all_seqs,
     buffer_seqs,
     cold_seqs,
@@ -111,7 +110,7 @@ async def test_a_poison_row_fails_its_table_once_and_everything_else_is_archived
         url, objects = stubs.url, stubs.services.runtime.store
         oracles = await _load(stubs)
         every_seq = {r.seq for o in oracles.values() for r in o.rows}
-        await age_rows(url, 60)
+        stubs.services.clock.advance(60)
         poisoned_seq = oracles[POISONED].rows[7].seq
         stored_before = await poison_row(url, *POISONED, poisoned_seq, LONG_AGO_MS)
         poison_in_oracle(oracles[POISONED], poisoned_seq, LONG_AGO_MS)
@@ -174,7 +173,7 @@ async def test_a_poison_row_fails_its_table_once_and_everything_else_is_archived
         # The next run finds the table clean: new rows archive, nothing fails.
         more = [battle(i) for i in range(ROWS_PER_TABLE, ROWS_PER_TABLE + 10)]
         await ingest(stubs.ingest, oracles[POISONED], *POISONED, more)
-        await age_rows(url, 60)
+        stubs.services.clock.advance(60)
         again = await stubs.archiver.Archive(archiver_pb2.ArchiveRequest(min_age_seconds=0))
         (clean,) = again.tables
         assert (clean.dataset_id, clean.table, clean.status) == (*POISONED, ARCHIVED)
@@ -195,7 +194,7 @@ async def test_a_call_naming_the_poisoned_table_reports_the_quarantine(settings:
         late = oracle.rows[-1].seq
         await poison_row(stubs.url, *POISONED, late, 253_402_300_800_000)  # year 10000
         poison_in_oracle(oracle, late, 253_402_300_800_000)
-        await age_rows(stubs.url, 60)
+        stubs.services.clock.advance(60)
         dataset, table = POISONED
         answer = await stubs.archiver.Archive(
             archiver_pb2.ArchiveRequest(dataset_id=dataset, table=table, min_age_seconds=0)
@@ -248,7 +247,7 @@ async def test_a_table_whose_schema_version_is_missing_fails_alone(settings: Set
             *broken,
         )
         await objects.put(ORPHAN, b"left by a crashed run")
-        await age_rows(url, 60)
+        stubs.services.clock.advance(60)
 
         # Naming the table: its error is the call's (nothing moves).
         with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -303,10 +302,10 @@ async def test_cancelling_a_sweeping_call_is_not_a_table_failure(settings: Setti
     and reports nothing as failed (there is no report)."""
     async with _system(settings, "local", None) as stubs:
         await _load(stubs)
-        await age_rows(stubs.url, 60)
+        stubs.services.clock.advance(60)
         rt = stubs.services.runtime
         hold = Hold("upload")
-        run = Archiver(rt.settings, rt.pool, rt.store, rt.registry, checkpoint=hold)
+        run = Archiver(rt.settings, rt.pool, rt.store, rt.registry, checkpoint=hold, clock=rt.clock)
         async with parked(run.archive(ArchiveOptions(min_age_s=0)), hold) as task:
             task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -21,6 +21,8 @@ from fusou.records.wire_formats import structs
 from fusou.testing import ServicesUnderTest, running_services
 from tests.ingestion.helpers import buffer_rows
 
+pytestmark = pytest.mark.integration
+
 T0 = 1_700_000_000_000
 META = ("_fusou_seq", "_fusou_ingested_at")
 

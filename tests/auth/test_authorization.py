@@ -198,6 +198,7 @@ def test_every_rpc_of_every_service_is_in_the_matrix() -> None:
     assert methods == set(RPCS)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("rpc", list(RPCS))
 async def test_authorization_matrix(clients: Clients, rpc: str) -> None:
     call, roles, empty_means_all = RPCS[rpc]
@@ -245,6 +246,7 @@ async def test_authorization_matrix(clients: Clients, rpc: str) -> None:
         )
 
 
+@pytest.mark.integration
 async def test_refused_calls_change_nothing(clients: Clients) -> None:
     for rpc in ("Ingest", "UploadRaw", "DeclareTable"):
         call = RPCS[rpc][0]
@@ -260,6 +262,7 @@ async def test_refused_calls_change_nothing(clients: Clients) -> None:
         assert await pool.fetchval(f"SELECT count(*) FROM {table}") == 0, table
 
 
+@pytest.mark.integration
 async def test_messages_say_what_is_missing(clients: Clients) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await archive(clients, "demo", ())
@@ -273,6 +276,7 @@ async def test_messages_say_what_is_missing(clients: Clients) -> None:
     assert "'other'" in (refused.value.details() or "")
 
 
+@pytest.mark.integration
 async def test_health_and_reflection_stay_open(clients: Clients) -> None:
     health = health_pb2_grpc.HealthStub(clients.channel)
     for service in ("", "readiness", "fusou.ingest.v1.IngestService"):
@@ -297,6 +301,7 @@ async def test_health_and_reflection_stay_open(clients: Clients) -> None:
     assert "fusou.archiver.v1.ArchiverService" in names
 
 
+@pytest.mark.integration
 async def test_a_plaintext_client_cannot_talk_to_the_tls_port(clients: Clients) -> None:
     async with grpc.aio.insecure_channel(clients.services.target) as plain:
         health = health_pb2_grpc.HealthStub(plain)
@@ -305,6 +310,7 @@ async def test_a_plaintext_client_cannot_talk_to_the_tls_port(clients: Clients) 
     assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
+@pytest.mark.integration
 async def test_a_client_that_does_not_trust_the_certificate_is_refused(
     clients: Clients, tmp_path: Path
 ) -> None:
@@ -318,6 +324,7 @@ async def test_a_client_that_does_not_trust_the_certificate_is_refused(
     assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
+@pytest.mark.integration
 async def test_the_cli_and_grpcurl_with_a_token_over_tls(clients: Clients, tls: TlsFiles) -> None:
     target = f"localhost:{clients.services.server.port}"
     admin = clean_env(

@@ -13,6 +13,8 @@ from fusou.testing import ServicesUnderTest, running_services
 from tests.archive.poison import LONG_AGO_MS, poison_row
 from tests.support.grpcurl import FUSOU, agrpcurl, arun
 
+pytestmark = pytest.mark.integration
+
 T0 = 1_700_000_000_000
 
 

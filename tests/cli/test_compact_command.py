@@ -13,6 +13,8 @@ from fusou.config import Settings
 from fusou.testing import ServicesUnderTest, running_services
 from tests.support.grpcurl import FUSOU, arun
 
+pytestmark = pytest.mark.integration
+
 T0 = 1_700_000_000_000
 
 

@@ -55,6 +55,7 @@ def test_times_parse_as_rfc3339_or_epoch_ms() -> None:
         parse_time("yesterday")
 
 
+@pytest.mark.integration
 async def test_json_lines_to_stdout(system: ServicesUnderTest) -> None:
     result = await arun(
         [
@@ -76,6 +77,7 @@ async def test_json_lines_to_stdout(system: ServicesUnderTest) -> None:
     assert lines == _rows(50)[5:40]  # half of it cold, half hot; ints stay ints
 
 
+@pytest.mark.integration
 async def test_columns_limit_and_parquet_file(system: ServicesUnderTest, tmp_path: Path) -> None:
     out = tmp_path / "part.parquet"
     result = await arun(
@@ -108,6 +110,7 @@ async def test_columns_limit_and_parquet_file(system: ServicesUnderTest, tmp_pat
     assert int(stats["rows_returned"]) == 20
 
 
+@pytest.mark.integration
 async def test_failures_are_readable(system: ServicesUnderTest, tmp_path: Path) -> None:
     def read(table: str, *args: str, target: str = system.target) -> list[str]:
         return [FUSOU, "read", "u1", table, "--target", target, *args]

@@ -16,12 +16,14 @@ from tests.read.oracle import Oracle, archive, ingest
 from tests.read.test_equivalence import READS, battle, read_all
 from tests.upload.helpers import upload
 
+pytestmark = pytest.mark.integration
+
 DS, TABLE = "u1", "battle"
 
 
 async def _load(stubs: Stubs, oracle: Oracle) -> None:
     await ingest(stubs.ingest, oracle, DS, TABLE, [battle(i) for i in range(60)])
-    await archive(stubs.archiver, stubs.url, DS, TABLE)
+    await archive(stubs.archiver, stubs.services.clock, DS, TABLE)
     await upload(
         stubs.ingest, stubs.url, DS, [(TABLE, [battle(i) for i in range(50, 90)])], {TABLE: oracle}
     )
@@ -77,7 +79,7 @@ async def test_ingest_uploads_archives_and_reads_during_a_compaction(
         await read_all(stubs, oracle, DS, TABLE, READS)
         # New rows (some repeating rows being compacted), archived while the run is held.
         await ingest(stubs.ingest, oracle, DS, TABLE, [battle(i) for i in range(85, 120)])
-        await archive(stubs.archiver, stubs.url, DS, TABLE, max_rows=20)
+        await archive(stubs.archiver, stubs.services.clock, DS, TABLE, max_rows=20)
         await upload(
             stubs.ingest,
             stubs.url,

@@ -27,6 +27,8 @@ from tests.read.test_equivalence import READS, battle, read_all
 from tests.support.s3server import S3Server, running_s3_server
 from tests.upload.helpers import upload
 
+pytestmark = pytest.mark.integration
+
 DS, TABLE = "u1", "battle"
 POINTS = ["read", "upload", "uploaded", "commit", "committed"]
 # Small row groups, so a compacted file has several and reads cut through them.
@@ -59,7 +61,7 @@ async def _load(stubs: Stubs, oracle: Oracle) -> set[int]:
     for k in range(3):
         rows = [battle(i) for i in range(k * 40, k * 40 + 40)]
         await ingest(stubs.ingest, oracle, DS, TABLE, rows)
-    await archive(stubs.archiver, stubs.url, DS, TABLE)
+    await archive(stubs.archiver, stubs.services.clock, DS, TABLE)
     fragments = [
         (TABLE, [battle(i) for i in range(120, 150)]),
         (TABLE, [battle(i) for i in range(150, 170)]),

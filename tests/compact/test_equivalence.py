@@ -31,6 +31,8 @@ from tests.read.test_equivalence import (
 )
 from tests.upload.helpers import upload
 
+pytestmark = pytest.mark.integration
+
 DS = "u1"
 # At most three input files per run, small row groups: many runs, each read cutting through
 # row groups of several compacted files.
@@ -71,7 +73,7 @@ async def test_reads_are_the_same_before_between_and_after_compaction_runs(
         await ingest(
             stubs.ingest, oracle, DS, table, [battle(i) for i in range(30 * n, 30 * n + 30)]
         )
-    await archive(stubs.archiver, stubs.url, DS, table)
+    await archive(stubs.archiver, stubs.services.clock, DS, table)
     # Raw fragments: new rows, and whole-record duplicates of archived rows (newer seqs).
     await upload(
         stubs.ingest,
@@ -91,7 +93,7 @@ async def test_reads_are_the_same_before_between_and_after_compaction_runs(
     # archived after the uploads, some left hot.
     await ingest(stubs.ingest, oracle, DS, table, [battle(i) for i in range(130, 135)])
     await ingest(stubs.ingest, oracle, DS, table, [battle_v2(i) for i in range(170, 190)])
-    await archive(stubs.archiver, stubs.url, DS, table, max_rows=20)
+    await archive(stubs.archiver, stubs.services.clock, DS, table, max_rows=20)
     await ingest(stubs.ingest, oracle, DS, table, [battle_v2(i) for i in range(185, 200)])
     declared = await stubs.ingest.DeclareTable(
         ingest_pb2.DeclareTableRequest(dataset_id=DS, table=table)
@@ -142,11 +144,11 @@ async def test_declared_keys_without_the_time_keep_every_row_a_range_may_return(
         ]
 
     await ingest(stubs.ingest, oracle, DS, table, rows(0, 40, 1))
-    await archive(stubs.archiver, stubs.url, DS, table)
+    await archive(stubs.archiver, stubs.services.clock, DS, table)
     # The same ships later in time, and some at exactly the same time (those copies lose).
     await upload(stubs.ingest, stubs.url, DS, [(table, rows(0, 40, 2, shift=0.5))], {table: oracle})
     await ingest(stubs.ingest, oracle, DS, table, rows(10, 20, 3))
-    await archive(stubs.archiver, stubs.url, DS, table)
+    await archive(stubs.archiver, stubs.services.clock, DS, table)
     reads = [
         Read("whole", minute(-1), minute(100)),
         Read("older copies only", minute(0), minute(0.25)),

@@ -21,7 +21,7 @@ import pytest
 from fusou.archiver.v1 import archiver_pb2
 from fusou.compactor.v1 import compactor_pb2
 from fusou.objectstore.base import ObjectStore
-from tests.archive.oracle import age_rows, exactly_once, fetch
+from tests.archive.oracle import exactly_once, fetch
 from tests.compact.oracle import COMPACTED, FAILED, NOTHING_TO_DO, every_seq, stored
 from tests.read.conftest import SMALL_BLOCKS, Stubs, open_stubs
 from tests.read.oracle import Oracle, ingest
@@ -68,7 +68,7 @@ async def _load(stubs: Stubs) -> dict[tuple[str, str], Oracle]:
         for start in range(0, 60, 20):
             rows = [battle(i) for i in range(start, start + 20)]
             await ingest(stubs.ingest, oracle, dataset, table, rows)
-    await age_rows(stubs.url, 60)
+    stubs.services.clock.advance(60)
     archived = await stubs.archiver.Archive(archiver_pb2.ArchiveRequest(min_age_seconds=0))
     assert archived.failed_tables == 0 and archived.total_rows == 60 * len(oracles)
     for dataset, tables in DATASETS.items():

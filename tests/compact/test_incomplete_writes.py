@@ -62,7 +62,7 @@ async def test_runs_delete_old_temp_files_of_killed_writes(stubs: Stubs) -> None
     other_dataset = killed_write(store, f"raw/other/{uuid.uuid4().hex}.bin", age_s=old)
 
     # An archive run for the dataset sweeps the dataset's keys.
-    await archive(stubs.archiver, stubs.url, DS, TABLE)
+    await archive(stubs.archiver, stubs.services.clock, DS, TABLE)
     assert not old_cold.exists()
     assert fresh_cold.exists() and other_dataset.exists()
 
@@ -113,7 +113,7 @@ async def test_runs_abort_incomplete_multipart_uploads(settings: Settings, s3: S
         killed_upload(foreign)
         # moto dates every upload 2010-11-10, older than any grace: these count as old.
         killed_upload(f"prefix/cold/{DS}/{TABLE}/date=2023-11-14/{uuid.uuid4().hex}.avro")
-        await archive(stubs.archiver, stubs.url, DS, TABLE)
+        await archive(stubs.archiver, stubs.services.clock, DS, TABLE)
         assert pending() == [foreign]
 
         await upload(

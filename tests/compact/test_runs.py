@@ -34,6 +34,8 @@ from tests.read.oracle import Oracle, ingest
 from tests.read.test_equivalence import READS, battle, read_all
 from tests.upload.helpers import upload
 
+pytestmark = pytest.mark.integration
+
 TABLE = "battle"
 
 

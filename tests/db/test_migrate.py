@@ -7,9 +7,12 @@ import re
 import uuid
 
 import asyncpg
+import pytest
 
 from fusou.db.migrate import available_migrations, migrate
 from fusou.testing import PostgresForTests, database_url_with_name
+
+pytestmark = pytest.mark.integration
 
 
 async def test_concurrent_migrations_apply_each_version_once(postgres: PostgresForTests) -> None:

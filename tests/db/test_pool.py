@@ -15,6 +15,7 @@ from fusou.objectstore import S3ObjectStore, TransientObjectStoreError
 from fusou.testing import PostgresForTests
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("stateless", "kept"), [(False, False), (True, True)])
 async def test_release_resets_session_state_unless_stateless(
     database_url: str, stateless: bool, kept: bool

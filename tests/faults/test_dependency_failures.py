@@ -27,6 +27,7 @@ import pytest
 
 from fusou.archive.archiver import Archiver
 from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.clock import ManualClock
 from fusou.compact.compactor import Compactor
 from fusou.compactor.v1 import compactor_pb2, compactor_pb2_grpc
 from fusou.config import Settings
@@ -42,7 +43,7 @@ from services.archiver.main import SERVICE_NAME as ARCHIVER
 from services.archiver.servicer import ArchiverServicer
 from services.compactor.main import SERVICE_NAME as COMPACTOR
 from services.compactor.servicer import CompactorServicer
-from tests.archive.oracle import age_rows, buffer_seqs, exactly_once
+from tests.archive.oracle import buffer_seqs, exactly_once
 from tests.compact.oracle import (
     COMPACTED,
     NOTHING_TO_DO,
@@ -154,11 +155,12 @@ async def faulty_stubs(settings: Settings, checkpoint: Checkpoint) -> AsyncItera
     """The four services in this process, the archiver and compactor reporting their steps to
     ``checkpoint``."""
     tuned = settings.replace(grpc_host="127.0.0.1", grpc_port=0, metrics_port=0, **SMALL_BLOCKS)
-    runtime = await open_runtime(tuned)
+    clock = ManualClock()
+    runtime = await open_runtime(tuned, clock)
     try:
         jobs = (runtime.settings, runtime.pool, runtime.store, runtime.registry)
-        archiver = ArchiverServicer(Archiver(*jobs, checkpoint=checkpoint))
-        compactor = CompactorServicer(Compactor(*jobs, checkpoint=checkpoint))
+        archiver = ArchiverServicer(Archiver(*jobs, checkpoint=checkpoint, clock=clock))
+        compactor = CompactorServicer(Compactor(*jobs, checkpoint=checkpoint, clock=clock))
         server = FusouServer(
             runtime.settings,
             [
@@ -181,7 +183,7 @@ async def faulty_stubs(settings: Settings, checkpoint: Checkpoint) -> AsyncItera
             async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
                 assert settings.database.url is not None
                 yield Stubs(
-                    ServicesUnderTest(runtime, server),
+                    ServicesUnderTest(runtime, server, clock),
                     settings.database.url,
                     ingest_pb2_grpc.IngestServiceStub(ch),
                     archiver_pb2_grpc.ArchiverServiceStub(ch),
@@ -237,7 +239,7 @@ async def _load(stubs: Stubs, oracle: Oracle, rows: range = range(120)) -> None:
         await ingest(
             stubs.ingest, oracle, DS, TABLE, [battle(i) for i in rows[k * size : (k + 1) * size]]
         )
-    await archive(stubs.archiver, stubs.url, DS, TABLE)
+    await archive(stubs.archiver, stubs.services.clock, DS, TABLE)
     await ingest(stubs.ingest, oracle, DS, TABLE, [battle(i) for i in rows[3 * size :]])
 
 
@@ -274,7 +276,7 @@ async def test_archive_with_its_sessions_ended_answers_unavailable_and_recovers(
         oracle = Oracle()
         await _load(stubs, oracle)
         await ingest(stubs.ingest, oracle, DS, TABLE, [battle(i) for i in range(120, 200)])
-        await age_rows(stubs.url, 60)
+        stubs.services.clock.advance(60)
 
         failures = Failures()
         faults.terminate_at(point)
@@ -451,7 +453,7 @@ async def test_local_store_failure_answers_unavailable_with_the_cause(
         oracle = Oracle()
         await _load(stubs, oracle)
         await ingest(stubs.ingest, oracle, DS, TABLE, [battle(i) for i in range(120, 150)])
-        await age_rows(stubs.url, 60)
+        stubs.services.clock.advance(60)
 
         # What root cannot write through: a file, or a link to itself, where the root was.
         kept = root.with_name("objects-kept")
@@ -494,7 +496,7 @@ async def test_stopped_s3_answers_unavailable_and_nothing_is_lost(
             oracle = Oracle()
             await _load(stubs, oracle)
             await ingest(stubs.ingest, oracle, DS, TABLE, [battle(i) for i in range(120, 150)])
-            await age_rows(stubs.url, 60)
+            stubs.services.clock.advance(60)
 
             with s3.stopped():
                 calls: list[Callable[[], Awaitable[Any]]] = [

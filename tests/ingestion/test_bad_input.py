@@ -20,6 +20,8 @@ from fusou.testing import running_services
 from tests.ingestion.helpers import snapshot, violation_fields
 from tests.upload.helpers import stored_files
 
+pytestmark = pytest.mark.integration
+
 GOOD_ROW = {"timestamp": 1_700_000_000_000, "hp": 1}
 LIMIT = 100
 

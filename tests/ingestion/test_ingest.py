@@ -34,6 +34,7 @@ def stub(channel: grpc.aio.Channel) -> ingest_pb2_grpc.IngestServiceAsyncStub:
     return ingest_pb2_grpc.IngestServiceStub(channel)
 
 
+@pytest.mark.integration
 async def test_rows_land_in_the_buffer_committed_and_decodable(
     stub: ingest_pb2_grpc.IngestServiceAsyncStub, database_url: str
 ) -> None:
@@ -53,6 +54,7 @@ async def test_rows_land_in_the_buffer_committed_and_decodable(
     assert [bytes(r["dedup_key"]) for r in stored] == [bytes(k) for k in expected]
 
 
+@pytest.mark.integration
 async def test_arrow_ipc_and_struct_rows_store_the_same_records(
     stub: ingest_pb2_grpc.IngestServiceAsyncStub, database_url: str
 ) -> None:
@@ -69,6 +71,7 @@ async def test_arrow_ipc_and_struct_rows_store_the_same_records(
     assert [bytes(r["dedup_key"]) for r in a] == [bytes(r["dedup_key"]) for r in b]
 
 
+@pytest.mark.integration
 async def test_a_retried_request_id_is_answered_with_the_first_answer(
     stub: ingest_pb2_grpc.IngestServiceAsyncStub, database_url: str
 ) -> None:
@@ -90,6 +93,7 @@ async def test_a_retried_request_id_is_answered_with_the_first_answer(
     assert not elsewhere.replayed
 
 
+@pytest.mark.integration
 async def test_concurrent_retries_of_one_request_write_once(
     stub: ingest_pb2_grpc.IngestServiceAsyncStub, database_url: str
 ) -> None:
@@ -102,6 +106,7 @@ async def test_concurrent_retries_of_one_request_write_once(
     assert len(await buffer_rows(database_url, "u1", "battle")) == 20
 
 
+@pytest.mark.integration
 async def test_schema_evolves_by_adding_and_widening_and_rejects_conflicts(
     stub: ingest_pb2_grpc.IngestServiceAsyncStub, database_url: str
 ) -> None:
@@ -136,6 +141,7 @@ async def test_schema_evolves_by_adding_and_widening_and_rejects_conflicts(
     assert [v["version"] for v in versions] == [1, 2]
 
 
+@pytest.mark.integration
 async def test_conflicting_schema_changes_from_concurrent_clients(
     stub: ingest_pb2_grpc.IngestServiceAsyncStub, database_url: str
 ) -> None:
@@ -156,6 +162,7 @@ async def test_conflicting_schema_changes_from_concurrent_clients(
     assert len(await buffer_rows(database_url, "u1", "race")) == 10
 
 
+@pytest.mark.integration
 async def test_group_commit_under_concurrent_clients_keeps_every_row_once(
     stub: ingest_pb2_grpc.IngestServiceAsyncStub, database_url: str
 ) -> None:
@@ -196,6 +203,7 @@ async def test_group_commit_under_concurrent_clients_keeps_every_row_once(
     assert transactions < clients * per_client
 
 
+@pytest.mark.integration
 async def test_declared_table_uses_its_time_and_key_fields(
     stub: ingest_pb2_grpc.IngestServiceAsyncStub, database_url: str
 ) -> None:
@@ -231,6 +239,7 @@ async def test_declared_table_uses_its_time_and_key_fields(
     assert missing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.integration
 async def test_declared_avro_schema_becomes_version_one(
     stub: ingest_pb2_grpc.IngestServiceAsyncStub, database_url: str
 ) -> None:
@@ -256,6 +265,7 @@ async def test_declared_avro_schema_becomes_version_one(
     assert ok.schema_version == 1
 
 
+@pytest.mark.integration
 async def test_large_batch_through_arrow(
     stub: ingest_pb2_grpc.IngestServiceAsyncStub, database_url: str, services: ServicesUnderTest
 ) -> None:
@@ -283,6 +293,7 @@ async def test_structs_helper_is_json_faithful() -> None:
     assert isinstance(nested, struct_pb2.Struct) and nested["d"] is None
 
 
+@pytest.mark.integration
 async def test_ingest_with_cpu_work_on_a_thread(settings: Settings, database_url: str) -> None:
     # FUSOU_CPU_WORKERS=0: the same results without worker processes.
     async with (

@@ -90,7 +90,7 @@ class Backend:
             await store.close()
 
 
-@pytest_asyncio.fixture(params=["local", "s3"])
+@pytest_asyncio.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     if request.param == "s3":
         # Looked up here, not declared, so local-only runs never start the server.

@@ -621,6 +621,7 @@ async def test_factory_rejects_other_urls(url: str) -> None:
         open_object_store(url)
 
 
+@pytest.mark.integration
 async def test_factory_stores_work(s3_server: S3Server, tmp_path: Path) -> None:
     bucket = s3_server.new_bucket()
     s3 = open_object_store(
@@ -669,6 +670,7 @@ async def test_s3_errors_map_to_store_errors(error: Exception, expected: type[Ex
     assert type(translated) is expected
 
 
+@pytest.mark.integration
 async def test_s3_unreachable_endpoint_is_transient(
     s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -684,6 +686,7 @@ async def test_s3_unreachable_endpoint_is_transient(
             await s.get("k")
 
 
+@pytest.mark.integration
 async def test_s3_missing_bucket_is_not_object_not_found(s3_server: S3Server) -> None:
     async with S3ObjectStore(
         "fusou-no-such-bucket", endpoint_url=s3_server.endpoint_url, region=s3_server.region

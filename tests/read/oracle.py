@@ -28,10 +28,10 @@ import pyarrow as pa
 from google.protobuf import json_format, timestamp_pb2
 
 from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.clock import ManualClock
 from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.records.wire_formats import arrow_ipc_bytes, structs
-from tests.archive.oracle import age_rows
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -288,15 +288,15 @@ async def ingest(
 
 async def archive(
     stub: archiver_pb2_grpc.ArchiverServiceAsyncStub,
-    url: str,
+    clock: ManualClock,
     dataset: str,
     table: str,
     max_rows: int = 0,
 ) -> archiver_pb2.TableArchiveResult:
     """Archive the table's hot rows (at most ``max_rows``), whatever their age."""
     # With a minimum age of 0, a row ingested in the very millisecond the run starts would
-    # still be too young: age every row instead of waiting for the clock.
-    await age_rows(url, 60)
+    # still be too young: move the services' clock on instead of waiting for it.
+    clock.advance(60)
     answer = await stub.Archive(
         archiver_pb2.ArchiveRequest(
             dataset_id=dataset, table=table, min_age_seconds=0, max_rows_per_table=max_rows

@@ -18,7 +18,7 @@ from fusou.archive.archiver import ArchiveOptions, Archiver
 from fusou.ingest.v1 import ingest_pb2
 from fusou.records.dedup import dedup_keys
 from fusou.schema.model import FieldType
-from tests.archive.oracle import Hold, age_rows, parked
+from tests.archive.oracle import Hold, parked
 from tests.read.conftest import Stubs
 from tests.read.oracle import (
     DAY,
@@ -36,6 +36,8 @@ from tests.read.oracle import (
     read,
     read_request,
 )
+
+pytestmark = pytest.mark.integration
 
 DS = "u1"
 
@@ -177,7 +179,7 @@ async def test_same_reads_in_every_storage_state(stubs: Stubs) -> None:
     assert (stats.hot_rows, stats.cold_rows, stats.duplicates_removed) == (111, 0, 11)
 
     # 2. Everything cold.
-    archived = await archive(stubs.archiver, stubs.url, DS, table)
+    archived = await archive(stubs.archiver, stubs.services.clock, DS, table)
     assert archived.rows == 111 and archived.files > 1 and archived.blocks > archived.files
     assert await hot_count(stubs.url, DS, table, DAY0 - DAY, DAY0 + DAY) == 0
     cold = await read_all(stubs, oracle, DS, table, READS)
@@ -222,13 +224,13 @@ async def test_same_reads_in_every_storage_state(stubs: Stubs) -> None:
     assert stats.duplicates_removed == oracle.duplicates(DAY0, DAY0 + DAY) == 11 + 8 + 10
 
     # 4. Part of the hot rows archived as well: the newer version is split between hot and cold.
-    partial = await archive(stubs.archiver, stubs.url, DS, table, max_rows=50)
+    partial = await archive(stubs.archiver, stubs.services.clock, DS, table, max_rows=50)
     assert partial.more_remaining
     assert 0 < await hot_count(stubs.url, DS, table, DAY0 - DAY, DAY0 + DAY) < 118
     assert await read_all(stubs, oracle, DS, table, READS) == half
 
     # 5. Everything cold again, and once more a duplicate of a cold row of each version.
-    await archive(stubs.archiver, stubs.url, DS, table)
+    await archive(stubs.archiver, stubs.services.clock, DS, table)
     assert await read_all(stubs, oracle, DS, table, READS) == half
     edges = await block_edge_reads(stubs, DS, table)
     assert len(edges) > 4 * 6
@@ -266,7 +268,7 @@ async def test_declared_key_fields_newest_version_wins_across_hot_and_cold(stubs
     await send([ship(i, 0) for i in range(50)])
     first = await read_all(stubs, oracle, DS, table, reads)
     assert [r["v"] for r in first["whole"]] == [0] * 50
-    await archive(stubs.archiver, stubs.url, DS, table)
+    await archive(stubs.archiver, stubs.services.clock, DS, table)
     assert await read_all(stubs, oracle, DS, table, reads) == first
 
     # Newer versions of keys 0..29 arrive (hot) while the old ones are cold; key 7 twice, the
@@ -282,9 +284,9 @@ async def test_declared_key_fields_newest_version_wins_across_hot_and_cold(stubs
     # Dedup applies among the rows of the range: the old versions are what this range holds.
     assert [r["v"] for r in newer["first versions only"]] == [0] * 7 + [2] + [0] * 42
 
-    await archive(stubs.archiver, stubs.url, DS, table, max_rows=12)
+    await archive(stubs.archiver, stubs.services.clock, DS, table, max_rows=12)
     assert await read_all(stubs, oracle, DS, table, reads) == newer
-    await archive(stubs.archiver, stubs.url, DS, table)
+    await archive(stubs.archiver, stubs.services.clock, DS, table)
     assert await read_all(stubs, oracle, DS, table, reads) == newer
     # A third version of key 3 while everything else is cold.
     await send([ship(3, 3)])
@@ -316,17 +318,17 @@ async def test_reads_during_an_archive_see_every_row_once(stubs: Stubs, point: s
     table = "battle"
     oracle = Oracle()
     await ingest(stubs.ingest, oracle, DS, table, [battle(i) for i in range(60)])
-    await archive(stubs.archiver, stubs.url, DS, table, max_rows=20)
+    await archive(stubs.archiver, stubs.services.clock, DS, table, max_rows=20)
     await ingest(stubs.ingest, oracle, DS, table, [battle(i) for i in range(60, 100)])
     await ingest(stubs.ingest, oracle, DS, table, [battle(i) for i in range(0, 100, 7)])
-    await age_rows(stubs.url, 60)
+    stubs.services.clock.advance(60)
     before = await read_all(stubs, oracle, DS, table, READS)
 
     rt = stubs.services.runtime
     hold = Hold(point)
-    run = Archiver(rt.settings, rt.pool, rt.store, rt.registry, checkpoint=hold).archive(
-        ArchiveOptions(dataset_id=DS, table=table, min_age_s=0)
-    )
+    run = Archiver(
+        rt.settings, rt.pool, rt.store, rt.registry, checkpoint=hold, clock=rt.clock
+    ).archive(ArchiveOptions(dataset_id=DS, table=table, min_age_s=0))
     async with parked(run, hold) as task:
         assert await read_all(stubs, oracle, DS, table, READS) == before
     report = await task

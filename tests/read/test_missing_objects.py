@@ -25,6 +25,8 @@ from tests.read.oracle import (
     read_request,
 )
 
+pytestmark = pytest.mark.integration
+
 DS = "u1"
 TABLE = "battle"
 GetRange = Callable[[str, int, int], Awaitable[bytes]]
@@ -47,7 +49,7 @@ async def load(stubs: Stubs) -> Oracle:
     oracle = Oracle()
     rows = [{"timestamp": DAY0 + i * MINUTE, "api_no": i, "ship": f"s{i % 5}"} for i in range(120)]
     await ingest(stubs.ingest, oracle, DS, TABLE, rows)
-    result = await archive(stubs.archiver, stubs.url, DS, TABLE)
+    result = await archive(stubs.archiver, stubs.services.clock, DS, TABLE)
     assert result.files > 1
     return oracle
 

@@ -3,6 +3,8 @@ the block index says overlap, with coalesced GETs, and a repeated read comes fro
 
 from __future__ import annotations
 
+import pytest
+
 from fusou.config import Settings
 from tests.read.conftest import open_stubs
 from tests.read.oracle import (
@@ -20,6 +22,8 @@ from tests.read.oracle import (
     read_request,
 )
 
+pytestmark = pytest.mark.integration
+
 DS = "u1"
 TABLE = "battle"
 
@@ -33,7 +37,7 @@ async def test_one_hour_of_a_day_fetches_only_the_overlapping_blocks(settings: S
         ]
         for start in range(0, len(rows), 480):
             await ingest(stubs.ingest, oracle, DS, TABLE, rows[start : start + 480])
-        result = await archive(stubs.archiver, stubs.url, DS, TABLE)
+        result = await archive(stubs.archiver, stubs.services.clock, DS, TABLE)
         assert (result.rows, result.blocks) == (1440, 24)
         every_block = await overlapping_blocks(stubs.url, DS, TABLE, DAY0 - DAY, DAY0 + 2 * DAY)
         assert len(every_block) == 24

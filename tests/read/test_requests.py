@@ -35,6 +35,8 @@ from tests.read.oracle import (
     ts,
 )
 
+pytestmark = pytest.mark.integration
+
 DS = "u1"
 TABLE = "battle"
 
@@ -55,7 +57,7 @@ async def loaded(stubs: Stubs) -> AsyncIterator[tuple[Stubs, Oracle]]:
     oracle = Oracle()
     rows = [battle(i) for i in reversed(range(120))]
     await ingest(stubs.ingest, oracle, DS, TABLE, rows[:60])
-    await archive(stubs.archiver, stubs.url, DS, TABLE)
+    await archive(stubs.archiver, stubs.services.clock, DS, TABLE)
     await ingest(stubs.ingest, oracle, DS, TABLE, rows[60:])
     await ingest(stubs.ingest, oracle, DS, TABLE, [battle(i) for i in range(0, 120, 9)])
     yield stubs, oracle
@@ -203,7 +205,7 @@ async def test_json_rows_numbers_as_doubles_nested_as_objects_bytes_as_base64(
         for i in range(10)
     ]
     await ingest(stubs.ingest, oracle, DS, table, base, arrow=True)
-    await archive(stubs.archiver, stubs.url, DS, table)
+    await archive(stubs.archiver, stubs.services.clock, DS, table)
     # A newer row without the bytes (Struct rows cannot carry bytes), hot.
     newer = {k: v for k, v in base[0].items() if k != "blob"} | {"timestamp": DAY0 + 20_000}
     await ingest(stubs.ingest, oracle, DS, table, [newer])
@@ -238,7 +240,7 @@ async def test_wide_rows_come_in_messages_a_default_client_accepts(stubs: Stubs)
             battle(i) | {"note": f"{i:05d}" * 2000} for i in range(part * 200, part * 200 + 200)
         ]
         await ingest(stubs.ingest, oracle, DS, TABLE, rows, arrow=True)
-    await archive(stubs.archiver, stubs.url, DS, TABLE, max_rows=500)
+    await archive(stubs.archiver, stubs.services.clock, DS, TABLE, max_rows=500)
     start, end = DAY0, DAY0 + DAY
     async with grpc.aio.insecure_channel(stubs.services.target) as default_client:
         messages = [

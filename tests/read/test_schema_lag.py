@@ -25,6 +25,8 @@ from tests.read.oracle import (
     read_request,
 )
 
+pytestmark = pytest.mark.integration
+
 DS = "u1"
 TABLE = "battle"
 WHOLE = (DAY0, DAY0 + DAY)
@@ -74,5 +76,5 @@ async def test_widened_fields_are_read_when_the_cached_schema_lags(two: TwoProce
     oracle = await first_version(two)
     newer = [{"timestamp": DAY0 + i * MINUTE, "api_no": i + 0.5} for i in range(30, 40)]
     await ingest(two.writer.ingest, oracle, DS, TABLE, newer)
-    await archive(two.writer.archiver, two.writer.url, DS, TABLE)
+    await archive(two.writer.archiver, two.writer.services.clock, DS, TABLE)
     check_arrow(await read(two.reader, read_request(DS, TABLE, *WHOLE)), oracle, *WHOLE)

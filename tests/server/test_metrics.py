@@ -20,9 +20,10 @@ from fusou.reader.v1 import reader_pb2
 from fusou.records.wire_formats import structs
 from fusou.runtime import open_runtime
 from fusou.server.app import FusouServer
-from tests.archive.oracle import age_rows
 from tests.read.conftest import SMALL_BLOCKS, Stubs, open_stubs
 from tests.read.oracle import ts
+
+pytestmark = pytest.mark.integration
 
 DATASET, TABLE = "metrics", "battle"
 T0 = 1_700_000_000_000
@@ -100,7 +101,7 @@ async def test_metrics_after_real_calls(stubs: Stubs) -> None:
     assert timed == 2
 
     # Archive everything: the rows leave the buffer and are counted with their bytes.
-    await age_rows(stubs.url, 60)
+    stubs.services.clock.advance(60)
     archived = await stubs.archiver.Archive(
         archiver_pb2.ArchiveRequest(dataset_id=DATASET, table=TABLE, min_age_seconds=0)
     )

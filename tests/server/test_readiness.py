@@ -16,6 +16,8 @@ from fusou.config import Settings
 from fusou.server.readiness import READINESS
 from fusou.testing import PostgresForTests, running_services
 
+pytestmark = pytest.mark.integration
+
 INGEST = "fusou.ingest.v1.IngestService"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

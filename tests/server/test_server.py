@@ -253,6 +253,7 @@ def assert_mapped(err: aio.AioRpcError, kind: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("service", ["", INGEST_SERVICE])
 async def test_health_check_answers_serving(channel: aio.Channel, service: str) -> None:
     stub = health_pb2_grpc.HealthStub(channel)
@@ -260,6 +261,7 @@ async def test_health_check_answers_serving(channel: aio.Channel, service: str) 
     assert response.status == SERVING
 
 
+@pytest.mark.integration
 async def test_health_check_of_an_unknown_service_is_not_found(channel: aio.Channel) -> None:
     stub = health_pb2_grpc.HealthStub(channel)
     with pytest.raises(aio.AioRpcError) as caught:
@@ -269,6 +271,7 @@ async def test_health_check_of_an_unknown_service_is_not_found(channel: aio.Chan
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND
 
 
+@pytest.mark.integration
 async def test_health_watch_streams_the_current_status(channel: aio.Channel) -> None:
     # Watch is what load balancers and `grpc_health_probe -watch` use; it is a reader/writer
     # style streaming handler and must survive the error-mapping interceptor.
@@ -293,6 +296,7 @@ async def _reflection_ask(channel: aio.Channel, request: Any) -> Any:
     return response
 
 
+@pytest.mark.integration
 async def test_reflection_lists_ingest_health_and_reflection(channel: aio.Channel) -> None:
     response = await _reflection_ask(
         channel, reflection_pb2.ServerReflectionRequest(list_services="")
@@ -301,6 +305,7 @@ async def test_reflection_lists_ingest_health_and_reflection(channel: aio.Channe
     assert {INGEST_SERVICE, HEALTH_SERVICE, REFLECTION_SERVICE} <= names, names
 
 
+@pytest.mark.integration
 async def test_reflection_describes_the_ingest_service(channel: aio.Channel) -> None:
     # What `grpcurl describe` needs: the file declaring the service, with its methods.
     response = await _reflection_ask(
@@ -332,6 +337,7 @@ async def _v1_reflection_ask(channel: aio.Channel, request: Any) -> Any:
     return response
 
 
+@pytest.mark.integration
 async def test_reflection_v1_lists_the_services(channel: aio.Channel) -> None:
     response = await _v1_reflection_ask(
         channel, reflection_pb2.ServerReflectionRequest(list_services="")
@@ -345,6 +351,7 @@ async def test_reflection_v1_lists_the_services(channel: aio.Channel) -> None:
     } <= names, names
 
 
+@pytest.mark.integration
 async def test_reflection_v1_describes_services_and_itself(channel: aio.Channel) -> None:
     described: dict[str, descriptor_pb2.FileDescriptorProto] = {}
     for symbol in (INGEST_SERVICE, "grpc.reflection.v1.ServerReflection"):
@@ -489,6 +496,7 @@ async def test_stop_returns_when_start_never_happened_or_failed() -> None:
     await asyncio.wait_for(never_started.stop(), 5)
 
 
+@pytest.mark.integration
 async def test_sigterm_stops_fusou_serve_with_exit_code_0(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -640,6 +648,7 @@ def _length_delimited(number: int, payload: bytes) -> bytes:
 NOT_A_STRUCT = b"\x0a\xff"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("bad_index", [0, 2])
 async def test_undecodable_row_is_invalid_argument_naming_it(
     services: ServicesUnderTest, channel: aio.Channel, bad_index: int
@@ -676,6 +685,7 @@ async def test_undecodable_row_is_invalid_argument_naming_it(
     assert await pool.fetchval("SELECT count(*) FROM fusou_buffer") == 1
 
 
+@pytest.mark.integration
 async def test_undecodable_string_field_is_invalid_argument_naming_it(
     services: ServicesUnderTest, channel: aio.Channel
 ) -> None:

@@ -16,6 +16,8 @@ from tests.read.oracle import Oracle
 from tests.read.test_equivalence import READS, battle, read_all
 from tests.upload.helpers import parquet_bytes
 
+pytestmark = pytest.mark.integration
+
 DS = "u1"
 
 

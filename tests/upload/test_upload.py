@@ -40,6 +40,8 @@ from tests.upload.helpers import (
     upload,
 )
 
+pytestmark = pytest.mark.integration
+
 DS = "u1"
 
 

@@ -31,7 +31,6 @@ import numpy as np
 
 from fusou.archive.blocks import build_blocks
 from fusou.archive.quarantine import quarantine_message, quarantine_unplaceable
-from fusou.buffer.writer import now_ms
 from fusou.catalog.files import BlockEntry, FileEntry, register_file
 from fusou.cpu import run_cpu
 from fusou.errors import Aborted, InvalidArgument, NotFound
@@ -174,7 +173,7 @@ class Archiver(StorageJob):
         min_age = (
             self._settings.archive.min_age_s if options.min_age_s is None else options.min_age_s
         )
-        cutoff = now_ms() - int(min_age * 1000)
+        cutoff = self._clock.now_ms() - int(min_age * 1000)
         tables = await self._candidates(options, cutoff)
         if options.max_tables:
             tables = tables[: options.max_tables]
@@ -451,4 +450,5 @@ class Archiver(StorageJob):
             dataset_id,
             self._settings.store.delete_grace_s,
             ARCHIVE_LOCK,
+            self._clock,
         )

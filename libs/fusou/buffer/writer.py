@@ -12,7 +12,6 @@ import contextvars
 import dataclasses
 import json
 import logging
-import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -218,7 +217,3 @@ class GroupCommitWriter:
             # Building the tuples is numpy work on large buffers; keep the event loop free.
             yield await run_cpu(copy_rows, item.rows, first_seq)
         yield TRAILER
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from fusou.buffer.writer import now_ms
+from fusou.clock import SYSTEM_CLOCK, Clock
 from fusou.names import check_name
 
 
@@ -30,7 +30,7 @@ class TableStats:
 
 
 async def table_stats(
-    pool: asyncpg.Pool, dataset_id: str = "", table: str = ""
+    pool: asyncpg.Pool, dataset_id: str = "", table: str = "", clock: Clock = SYSTEM_CLOCK
 ) -> list[TableStats]:
     if dataset_id:
         check_name("dataset_id", dataset_id)
@@ -44,7 +44,7 @@ async def table_stats(
             dataset_id,
             table,
         )
-    now = now_ms()
+    now = clock.now_ms()
     return [
         TableStats(
             dataset_id=r["dataset_id"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from fusou.clock import Clock
 from fusou.objectstore.base import ObjectStore
 from fusou.storage.keys import OPTIMIZED, RAW
 from fusou.storage.locks import COMPACT_LOCK
@@ -19,11 +20,11 @@ __all__ = ["delete_retired", "sweep_dataset_orphans"]
 
 
 async def sweep_dataset_orphans(
-    pool: asyncpg.Pool, store: ObjectStore, dataset_id: str, grace_s: float
+    pool: asyncpg.Pool, store: ObjectStore, dataset_id: str, grace_s: float, clock: Clock
 ) -> int:
     """Delete the dataset's objects under raw/ and optimized/ that no catalog row names, once
     older than the grace period."""
     deleted = 0
     for kind in (RAW, OPTIMIZED):
-        deleted += await sweep_orphans(pool, store, kind, dataset_id, grace_s, COMPACT_LOCK)
+        deleted += await sweep_orphans(pool, store, kind, dataset_id, grace_s, COMPACT_LOCK, clock)
     return deleted

@@ -364,5 +364,5 @@ class Compactor(StorageJob):
 
     async def _sweep_orphans(self, dataset_id: str) -> int:
         return await sweep_dataset_orphans(
-            self._pool, self._store, dataset_id, self._settings.store.delete_grace_s
+            self._pool, self._store, dataset_id, self._settings.store.delete_grace_s, self._clock
         )

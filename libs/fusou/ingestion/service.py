@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncpg
 
-from fusou.buffer.writer import GroupCommitWriter, WriteResult, lookup_response, now_ms
+from fusou.buffer.writer import GroupCommitWriter, WriteResult, lookup_response
 from fusou.catalog.tables import DEFAULT_TIME_FIELD, TableInfo, TableRegistry
+from fusou.clock import SYSTEM_CLOCK, Clock
 from fusou.config import Settings
 from fusou.cpu import run_in_process
 from fusou.errors import Aborted, FieldViolation, InvalidArgument
@@ -38,8 +39,15 @@ def table_context(info: TableInfo | None) -> TableContext:
 
 
 class Ingestor:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, registry: TableRegistry) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        registry: TableRegistry,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self._settings = settings
+        self._clock = clock
         self._pool = pool
         self._registry = registry
         self._limits = Limits(
@@ -80,7 +88,7 @@ class Ingestor:
         info = await self._registry.get(req.dataset_id, req.table)
         for _ in range(MAX_SCHEMA_ROUNDS):
             prepared: Prepared = await run_in_process(
-                prepare, req.data, table_context(info), self._limits, now_ms()
+                prepare, req.data, table_context(info), self._limits, self._clock.now_ms()
             )
             if prepared.rows is not None:
                 return await self._writer.write(req.dataset_id, request_id, prepared.rows)

@@ -16,6 +16,7 @@ import logging
 import asyncpg
 
 from fusou.catalog.files import forget_objects, retired_objects, unregistered
+from fusou.clock import Clock
 from fusou.objectstore.base import ObjectStore, ObjectStoreError
 from fusou.objectstore.retry import with_retries
 from fusou.storage.keys import dataset_prefixes, kind_prefix, owner
@@ -27,9 +28,9 @@ log = logging.getLogger(__name__)
 CHUNK_KEYS = 1000
 
 
-def grace_horizon(grace_s: float) -> dt.datetime:
+def grace_horizon(clock: Clock, grace_s: float) -> dt.datetime:
     """Objects last modified before this are past the grace period."""
-    return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=grace_s)
+    return clock.now() - dt.timedelta(seconds=grace_s)
 
 
 async def delete_retired(
@@ -56,11 +57,12 @@ async def sweep_orphans(
     dataset_id: str | None,
     grace_s: float,
     lock: int,
+    clock: Clock,
 ) -> int:
     """Delete the objects of one kind (of one dataset, or of all for ``None``) that no catalog
     row names, once older than the grace period; each table's objects are judged under its
     ``lock`` (the lock class its writers hold). Returns how many were deleted."""
-    horizon = grace_horizon(grace_s)
+    horizon = grace_horizon(clock, grace_s)
     by_owner: dict[tuple[str, str] | None, list[str]] = {}
     async for info in store.list(kind_prefix(kind, dataset_id)):
         if info.last_modified < horizon:
@@ -102,7 +104,7 @@ async def _delete_unregistered(
 
 
 async def sweep_incomplete_writes(
-    store: ObjectStore, dataset_id: str | None, grace_s: float
+    store: ObjectStore, dataset_id: str | None, grace_s: float, clock: Clock
 ) -> int:
     """Delete what killed writes left in the store (temp files, S3 multipart uploads) once
     older than the grace period: one dataset's, or the whole store's for ``None``.
@@ -110,7 +112,7 @@ async def sweep_incomplete_writes(
     Housekeeping, so a store error is logged rather than raised: it must not fail the run
     whose real work is done; the next run sweeps again.
     """
-    horizon = grace_horizon(grace_s)
+    horizon = grace_horizon(clock, grace_s)
     prefixes = [""] if dataset_id is None else dataset_prefixes(dataset_id)
     swept = 0
     try:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from fusou.clock import ManualClock
 from fusou.config import Settings
 from fusou.runtime import Runtime, open_runtime
 from fusou.server.app import FusouServer
@@ -15,6 +16,8 @@ from fusou.server.app import FusouServer
 class ServicesUnderTest:
     runtime: Runtime
     server: FusouServer
+    # The runtime's clock: ``clock.advance(s)`` ages everything stored so far by ``s`` seconds.
+    clock: ManualClock
 
     @property
     def target(self) -> str:
@@ -23,14 +26,15 @@ class ServicesUnderTest:
 
 @asynccontextmanager
 async def running_services(
-    settings: Settings, names: Sequence[str] = ("ingest",)
+    settings: Settings, names: Sequence[str] = ("ingest",), clock: ManualClock | None = None
 ) -> AsyncIterator[ServicesUnderTest]:
     settings = settings.replace(grpc_host="127.0.0.1", grpc_port=0, metrics_port=0)
-    runtime = await open_runtime(settings)
+    clock = clock or ManualClock()
+    runtime = await open_runtime(settings, clock)
     server = FusouServer.for_runtime(runtime, names)
     try:
         await server.start()
-        yield ServicesUnderTest(runtime, server)
+        yield ServicesUnderTest(runtime, server, clock)
     finally:
         await server.stop(grace=1.0)
         await runtime.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -278,7 +277,7 @@ class RawUploader(StorageJob):
     ) -> UploadResult:
         infos = collector.infos
         ds = manifest.dataset_id
-        ingested_at = int(time.time() * 1000)
+        ingested_at = self._clock.now_ms()
         result = UploadResult(
             key,
             size,
