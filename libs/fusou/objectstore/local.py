@@ -7,7 +7,7 @@ import builtins
 import os
 import secrets
 import stat
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, ParamSpec, TypeVar
@@ -317,10 +317,15 @@ class LocalObjectStore(ObjectStore):
         for info in await asyncio.to_thread(self._scan, prefix):
             yield info
 
-    def _scan(self, prefix: str) -> builtins.list[ObjectInfo]:
+    def _files(
+        self, prefix: str, action: str, *, root_must_exist: bool
+    ) -> Iterator[tuple[os.DirEntry[str], str]]:
+        """Every entry that is not a directory, with the key prefix of its directory, in the
+        directories where a key under ``prefix`` can be (temp files included: callers pick).
+        ``root_must_exist``: a root that something else took the place of fails the walk
+        instead of reading as an empty store."""
         head, _, _ = prefix.rpartition("/")
         start = self._root.joinpath(*head.split("/")) if head else self._root
-        found: builtins.list[ObjectInfo] = []
         pending = [(str(start), f"{head}/" if head else "")]
         while pending:
             directory, key_prefix = pending.pop()
@@ -328,31 +333,38 @@ class LocalObjectStore(ObjectStore):
                 with os.scandir(directory) as entries:
                     listing = builtins.list(entries)
             except (FileNotFoundError, NotADirectoryError):
-                problem = _root_problem(self._root)
+                problem = _root_problem(self._root) if root_must_exist else None
                 if problem is not None:
                     # Not an empty listing: nothing under the root can be seen.
                     raise ObjectStoreUnavailable(
-                        f"local object store: cannot list {prefix!r}: {problem}"
+                        f"local object store: cannot {action} {prefix!r}: {problem}"
                     ) from None
                 continue
             except OSError as exc:
-                raise _failed(self._root, "list", prefix, exc) from exc
+                raise _failed(self._root, action, prefix, exc) from exc
             for entry in listing:
-                key = key_prefix + entry.name
                 if entry.is_dir(follow_symlinks=False):
-                    sub = key + "/"
+                    sub = f"{key_prefix}{entry.name}/"
                     # Descend only where a matching key can still be: below the prefix, or on
                     # the way down to it.
                     if sub.startswith(prefix) or prefix.startswith(sub):
                         pending.append((entry.path, sub))
-                elif not entry.name.endswith(TEMP_SUFFIX) and key.startswith(prefix):
-                    try:
-                        if not entry.is_file():
-                            continue
-                        st = entry.stat()
-                    except FileNotFoundError:
-                        continue  # deleted since scandir saw it
-                    found.append(ObjectInfo(key=key, size=st.st_size, last_modified=_mtime(st)))
+                else:
+                    yield entry, key_prefix
+
+    def _scan(self, prefix: str) -> builtins.list[ObjectInfo]:
+        found: builtins.list[ObjectInfo] = []
+        for entry, key_prefix in self._files(prefix, "list", root_must_exist=True):
+            key = key_prefix + entry.name
+            if entry.name.endswith(TEMP_SUFFIX) or not key.startswith(prefix):
+                continue
+            try:
+                if not entry.is_file():
+                    continue
+                st = entry.stat()
+            except FileNotFoundError:
+                continue  # deleted since scandir saw it
+            found.append(ObjectInfo(key=key, size=st.st_size, last_modified=_mtime(st)))
         # Walk order is per directory ("a/b" before "a-c"); the contract is order by whole key.
         found.sort(key=lambda info: info.key)
         return found
@@ -366,38 +378,21 @@ class LocalObjectStore(ObjectStore):
         return await asyncio.to_thread(self._sweep_temp_files, prefix, older_than.timestamp())
 
     def _sweep_temp_files(self, prefix: str, horizon: float) -> int:
-        head, _, _ = prefix.rpartition("/")
-        start = self._root.joinpath(*head.split("/")) if head else self._root
         swept = 0
-        pending = [(str(start), f"{head}/" if head else "")]
-        while pending:
-            directory, key_prefix = pending.pop()
-            try:
-                with os.scandir(directory) as entries:
-                    listing = builtins.list(entries)
-            except (FileNotFoundError, NotADirectoryError):
+        for entry, key_prefix in self._files(prefix, "sweep", root_must_exist=False):
+            if not entry.name.endswith(TEMP_SUFFIX):
                 continue
+            if not (key_prefix + _temp_target(entry.name)).startswith(prefix):
+                continue
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime >= horizon:
+                    continue
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue  # its put finished (renamed it) or gave up meanwhile
             except OSError as exc:
-                raise ObjectStoreError(f"cannot list {prefix!r}: {exc}") from exc
-            for entry in listing:
-                if entry.is_dir(follow_symlinks=False):
-                    sub = f"{key_prefix}{entry.name}/"
-                    if sub.startswith(prefix) or prefix.startswith(sub):
-                        pending.append((entry.path, sub))
-                    continue
-                if not entry.name.endswith(TEMP_SUFFIX):
-                    continue
-                if not (key_prefix + _temp_target(entry.name)).startswith(prefix):
-                    continue
-                try:
-                    if entry.stat(follow_symlinks=False).st_mtime >= horizon:
-                        continue
-                    os.unlink(entry.path)
-                except FileNotFoundError:
-                    continue  # its put finished (renamed it) or gave up meanwhile
-                except OSError as exc:
-                    raise ObjectStoreError(f"cannot delete temp file {entry.path}: {exc}") from exc
-                swept += 1
+                raise _failed(self._root, "delete temp file", entry.path, exc) from exc
+            swept += 1
         return swept
 
     async def close(self) -> None:
