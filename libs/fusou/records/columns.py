@@ -10,6 +10,17 @@ import pyarrow.compute as pc
 from fusou.records.segments import I64, U8
 
 
+def holds_bytes(t: pa.DataType) -> bool:
+    """Whether values of ``t`` are strings or bytes whose size is their length (the offset
+    layouts, 32- or 64-bit)."""
+    return bool(
+        pa.types.is_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_large_binary(t)
+    )
+
+
 def validity(arr: pa.Array) -> npt.NDArray[np.bool_] | None:
     """Which values are present, or None when all are (the common, cheap case)."""
     if arr.null_count == 0:

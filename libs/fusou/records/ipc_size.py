@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fusou.errors import InvalidArgument
+from fusou.records.columns import holds_bytes
 
 # Field numbers of the flatbuffer tables read here (Arrow's Message.fbs).
 _MESSAGE_HEADER = 2  # Message.header (the union's value; its type is field 1)
@@ -158,12 +159,7 @@ def _expanded_dictionary(chunk: pa.DictionaryArray) -> int:
     if len(indices) == 0 or len(dictionary) == 0:
         return int(indices.nbytes)
     value_type = dictionary.type
-    if (
-        pa.types.is_string(value_type)
-        or pa.types.is_binary(value_type)
-        or pa.types.is_large_string(value_type)
-        or pa.types.is_large_binary(value_type)
-    ):
+    if holds_bytes(value_type):
         lengths = pc.take(pc.binary_length(dictionary), indices)
         values = int(pc.sum(lengths).as_py() or 0)
         # Decoded strings keep an offset per row as well.

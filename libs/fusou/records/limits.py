@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fusou.errors import InvalidArgument
+from fusou.records.columns import holds_bytes
 from fusou.schema.time_bounds import MAX_TIME_MS, MIN_TIME_MS
 
 if TYPE_CHECKING:
@@ -162,12 +163,7 @@ def _value_sizes(column: pa.Array) -> np.ndarray | int:
     if pa.types.is_dictionary(t):
         column = column.dictionary_decode()
         t = column.type
-    if (
-        pa.types.is_string(t)
-        or pa.types.is_binary(t)
-        or pa.types.is_large_string(t)
-        or pa.types.is_large_binary(t)
-    ):
+    if holds_bytes(t):
         lengths = pc.binary_length(column)
         if lengths.null_count:
             lengths = lengths.fill_null(0)
