@@ -48,9 +48,9 @@ from bench.common import (
     bench_database,
     server_process,
 )
-from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.api.ingest.v1 import ingest_pb2
 from fusou.formats.avro_container import INGESTED_AT_FIELD, SEQ_FIELD, cold_schema
-from fusou.ingest.v1 import ingest_pb2
 from fusou.records.wire_formats import arrow_ipc_bytes
 from fusou.schema import TableSchema
 

@@ -31,8 +31,8 @@ from bench.common import (
     bench_database,
     server_process,
 )
+from fusou.api.ingest.v1 import ingest_pb2
 from fusou.buffer.copy_format import COPY_COLUMNS
-from fusou.ingest.v1 import ingest_pb2
 from fusou.records.avro_datum import encode_datums
 from fusou.records.batch import batch_from_arrow, conform
 from fusou.records.dedup import dedup_keys

@@ -74,12 +74,12 @@ from bench.common import (
 )
 from bench.raw_stream import OPTIONS as RAW_STREAM_OPTIONS
 from bench.raw_stream import raw_stream_server, stream_seconds
-from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
-from fusou.ingest.v1 import ingest_pb2
+from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.api.ingest.v1 import ingest_pb2
+from fusou.api.reader.v1 import reader_pb2
 from fusou.read.client import read_arrow
-from fusou.reader.v1 import reader_pb2
 from fusou.records.wire_formats import arrow_ipc_bytes
-from services.reader.servicer import ARROW_MESSAGE_BYTES
+from fusou.services.reader.servicer import ARROW_MESSAGE_BYTES
 
 DATASET = "bench"
 TABLE = "battle"

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 from fusou.runtime import Runtime
 from fusou.server.app import HostedService
-from services.archiver.main import hosted as archiver_hosted
-from services.compactor.main import hosted as compactor_hosted
-from services.ingest.main import hosted as ingest_hosted
-from services.reader.main import hosted as reader_hosted
+from fusou.services.archiver.main import hosted as archiver_hosted
+from fusou.services.compactor.main import hosted as compactor_hosted
+from fusou.services.ingest.main import hosted as ingest_hosted
+from fusou.services.reader.main import hosted as reader_hosted
 
 SERVICES: dict[str, Callable[[Runtime], HostedService]] = {
     "ingest": ingest_hosted,

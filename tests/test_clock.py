@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from fusou.archiver.v1 import archiver_pb2
+from fusou.api.archiver.v1 import archiver_pb2
 from fusou.clock import SYSTEM_CLOCK, ManualClock
 from fusou.config import Settings
 from fusou.testing import running_services

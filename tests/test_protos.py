@@ -36,8 +36,9 @@ def proto_sources() -> list[Path]:
 
 
 def module_name(proto: Path, suffix: str) -> str:
+    """protos/fusou/x/v1/f.proto -> fusou.api.x.v1.f<suffix>: generated code is in the API layer."""
     relative = proto.relative_to(PROTOS).with_suffix("")
-    return ".".join(relative.parts) + suffix
+    return ".".join(("fusou", "api", *relative.parts[1:])) + suffix
 
 
 def pb2(proto: Path) -> ModuleType:
@@ -94,7 +95,7 @@ def test_generated_code_is_not_stale(tmp_path: Path, monkeypatch: pytest.MonkeyP
     problems: list[str] = []
     compared = 0
     for proto in proto_sources():
-        fresh_dir = out / proto.relative_to(PROTOS).parent
+        fresh_dir = out / gen_protos.api_path(proto.relative_to(PROTOS).parent)
         installed_dir = Path(pb2(proto).__file__ or "").parent
         fresh = {p.name for p in fresh_dir.iterdir() if "_pb2" in p.name}
         installed = {p.name for p in installed_dir.iterdir() if "_pb2" in p.name}

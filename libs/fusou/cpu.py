@@ -100,7 +100,7 @@ async def run_in_process(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) 
 
 def _ready() -> bool:
     # Importing the heavy modules here makes the first real request fast.
-    import fusou.ingestion.prepare  # noqa: F401
+    import fusou.ingest.prepare  # noqa: F401
 
     return True
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from grpc import aio
 
+from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.archive.archiver import Archiver
-from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.runtime import Runtime
 from fusou.server.app import HostedService
-from services.archiver.servicer import ArchiverServicer
+from fusou.services.archiver.servicer import ArchiverServicer
 
 SERVICE_NAME = archiver_pb2.DESCRIPTOR.services_by_name["ArchiverService"].full_name
 

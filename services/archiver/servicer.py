@@ -7,8 +7,8 @@ from typing import Any
 
 from grpc import aio
 
+from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.archive.archiver import ArchiveOptions, Archiver, TableStatus
-from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.server import metrics
 
 Context = aio.ServicerContext[Any, Any]

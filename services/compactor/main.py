@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from grpc import aio
 
+from fusou.api.compactor.v1 import compactor_pb2, compactor_pb2_grpc
 from fusou.compact.compactor import Compactor
-from fusou.compactor.v1 import compactor_pb2, compactor_pb2_grpc
 from fusou.runtime import Runtime
 from fusou.server.app import HostedService
-from services.compactor.servicer import CompactorServicer
+from fusou.services.compactor.servicer import CompactorServicer
 
 SERVICE_NAME = compactor_pb2.DESCRIPTOR.services_by_name["CompactorService"].full_name
 

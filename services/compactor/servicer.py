@@ -7,8 +7,8 @@ from typing import Any
 
 from grpc import aio
 
+from fusou.api.compactor.v1 import compactor_pb2, compactor_pb2_grpc
 from fusou.compact.compactor import CompactOptions, Compactor, Status
-from fusou.compactor.v1 import compactor_pb2, compactor_pb2_grpc
 from fusou.server import metrics
 
 Context = aio.ServicerContext[Any, Any]

@@ -5,13 +5,13 @@ from __future__ import annotations
 from grpc import aio
 
 from fusou import cpu
-from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from fusou.ingestion.service import Ingestor
-from fusou.ingestion.wire import RawIngestRequest
+from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from fusou.ingest.service import Ingestor
+from fusou.ingest.wire import RawIngestRequest
 from fusou.runtime import Runtime
 from fusou.server.app import HostedService
+from fusou.services.ingest.servicer import IngestServicer
 from fusou.upload.uploader import RawUploader
-from services.ingest.servicer import IngestServicer
 
 SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 
@@ -32,6 +32,6 @@ def hosted(runtime: Runtime) -> HostedService:
         # Start the worker processes now, not on the first request.
         start=cpu.warm_up,
         close=ingestor.close,
-        # Ingest requests stay bytes until a worker process parses them (see ingestion.wire).
+        # Ingest requests stay bytes until a worker process parses them (see fusou.ingest.wire).
         request_types={"/fusou.ingest.v1.IngestService/Ingest": RawIngestRequest},
     )

@@ -11,11 +11,11 @@ from typing import Any
 
 from grpc import aio
 
+from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.catalog.tables import DEFAULT_TIME_FIELD, TableRegistry
 from fusou.errors import InvalidArgument
-from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from fusou.ingestion.service import Ingestor
-from fusou.ingestion.wire import RawIngestRequest
+from fusou.ingest.service import Ingestor
+from fusou.ingest.wire import RawIngestRequest
 from fusou.names import check_name
 from fusou.schema.model import TableSchema
 from fusou.server import metrics

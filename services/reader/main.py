@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from grpc import aio
 
+from fusou.api.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.cpu import run_cpu
 from fusou.formats import avro_decoder
 from fusou.read.reader import Reader
-from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.runtime import Runtime
 from fusou.server.app import HostedService
-from services.reader.servicer import ReaderServicer
+from fusou.services.reader.servicer import ReaderServicer
 
 SERVICE_NAME = reader_pb2.DESCRIPTOR.services_by_name["ReaderService"].full_name
 

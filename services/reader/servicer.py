@@ -11,12 +11,12 @@ import pyarrow as pa
 from google.protobuf import timestamp_pb2
 from grpc import aio
 
+from fusou.api.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.catalog.stats import table_stats
 from fusou.cpu import run_cpu, run_cpu_unless_small
 from fusou.errors import FieldViolation, InvalidArgument
 from fusou.read.output import arrow_ipc_message, mark_json_fields, to_structs
 from fusou.read.reader import SMALL_RESULT_ROWS, Reader, ReadRequest, ReadStats
-from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.server import metrics
 from fusou.timestamps import timestamp_violations
 

@@ -21,9 +21,9 @@ import fastavro
 import grpc
 import pyarrow as pa
 
+from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.config import Settings
 from fusou.formats.avro_container import INGESTED_AT_FIELD, SEQ_FIELD
-from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.objectstore.base import ObjectStore
 from fusou.records.wire_formats import arrow_ipc_bytes, structs
 

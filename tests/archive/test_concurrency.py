@@ -14,12 +14,12 @@ from typing import Any
 import grpc
 import pytest
 
+from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.api.ingest.v1 import ingest_pb2_grpc
 from fusou.archive.archiver import ArchiveOptions, Archiver, ArchiveReport
-from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.config import Settings
 from fusou.errors import Aborted, InvalidArgument, NotFound
 from fusou.formats.avro_container import SEQ_FIELD
-from fusou.ingest.v1 import ingest_pb2_grpc
 from fusou.schema.time_bounds import MAX_SPAN_S
 from fusou.testing import ServicesUnderTest, running_services
 from tests.archive.oracle import (
@@ -36,7 +36,7 @@ from tests.archive.oracle import (
     parked,
     strip_metadata,
 )
-from tests.ingestion.helpers import snapshot, violation_fields
+from tests.ingest.helpers import snapshot, violation_fields
 
 pytestmark = pytest.mark.integration
 

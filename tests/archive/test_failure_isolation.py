@@ -19,10 +19,10 @@ from typing import Any
 import grpc
 import pytest
 
+from fusou.api.archiver.v1 import archiver_pb2
+from fusou.api.reader.v1 import reader_pb2
 from fusou.archive.archiver import ArchiveOptions, Archiver
-from fusou.archiver.v1 import archiver_pb2
 from fusou.config import Settings
-from fusou.reader.v1 import reader_pb2
 from tests.archive.oracle import (
     Hold,
     all_seqs,

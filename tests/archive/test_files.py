@@ -13,13 +13,13 @@ import grpc
 import polars as pl
 import pytest
 
-from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from fusou.api.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.config import Settings
-from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.records.wire_formats import structs
 from fusou.testing import ServicesUnderTest, running_services
-from tests.ingestion.helpers import buffer_rows
+from tests.ingest.helpers import buffer_rows
 
 pytestmark = pytest.mark.integration
 

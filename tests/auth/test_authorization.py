@@ -17,12 +17,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.api.compactor.v1 import compactor_pb2, compactor_pb2_grpc
+from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from fusou.api.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.auth.tokens import hash_token
-from fusou.compactor.v1 import compactor_pb2, compactor_pb2_grpc
 from fusou.config import Settings
-from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.records.wire_formats import structs
 from fusou.testing.services import ServicesUnderTest, running_services
 from fusou.timestamps import timestamp_of_ms

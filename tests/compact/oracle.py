@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from fusou.compactor.v1 import compactor_pb2, compactor_pb2_grpc
+from fusou.api.compactor.v1 import compactor_pb2, compactor_pb2_grpc
 from fusou.formats.avro_container import SEQ_FIELD
 from fusou.objectstore.base import ObjectStore
 from tests.archive.oracle import buffer_seqs, fetch, read_avro

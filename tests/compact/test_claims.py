@@ -18,8 +18,8 @@ import asyncpg
 import grpc
 import pytest
 
+from fusou.api.compactor.v1 import compactor_pb2
 from fusou.compact.compactor import CompactOptions, Compactor, Status
-from fusou.compactor.v1 import compactor_pb2
 from fusou.config import Settings
 from tests.archive.oracle import Hold, parked
 from tests.compact.oracle import COMPACTED, SKIPPED_BUSY, compact_until_done

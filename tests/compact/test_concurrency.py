@@ -7,8 +7,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fusou.api.compactor.v1 import compactor_pb2
 from fusou.compact.compactor import CompactOptions, Compactor, Status
-from fusou.compactor.v1 import compactor_pb2
 from tests.archive.oracle import Hold, parked
 from tests.compact.oracle import COMPACTED, SKIPPED_BUSY, compact_until_done, flags
 from tests.read.conftest import Stubs

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from fusou.compactor.v1 import compactor_pb2
-from fusou.ingest.v1 import ingest_pb2
+from fusou.api.compactor.v1 import compactor_pb2
+from fusou.api.ingest.v1 import ingest_pb2
 from tests.archive.oracle import fetch
 from tests.compact.oracle import (
     COMPACTED,

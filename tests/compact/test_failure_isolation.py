@@ -18,8 +18,8 @@ from typing import Any
 import grpc
 import pytest
 
-from fusou.archiver.v1 import archiver_pb2
-from fusou.compactor.v1 import compactor_pb2
+from fusou.api.archiver.v1 import archiver_pb2
+from fusou.api.compactor.v1 import compactor_pb2
 from fusou.objectstore.base import ObjectStore
 from tests.archive.oracle import exactly_once, fetch
 from tests.compact.oracle import COMPACTED, FAILED, NOTHING_TO_DO, every_seq, stored

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fusou.compactor.v1 import compactor_pb2
+from fusou.api.compactor.v1 import compactor_pb2
 from fusou.config import Settings
 from fusou.objectstore.local import LocalObjectStore, _AtomicFile
 from tests.compact.oracle import COMPACTED, compact_until_done

@@ -11,8 +11,8 @@ import asyncpg
 import grpc
 import pytest
 
+from fusou.api.compactor.v1 import compactor_pb2
 from fusou.compact.compactor import CompactOptions, Compactor, Status
-from fusou.compactor.v1 import compactor_pb2
 from fusou.objectstore.base import (
     ObjectInfo,
     ObjectStore,

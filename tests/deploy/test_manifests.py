@@ -17,7 +17,7 @@ import yaml
 
 from fusou.auth.tokens import Role, configured_tokens, hash_token
 from fusou.config import VARIABLES, ConfigError, Settings
-from services import SERVICES
+from fusou.services import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -25,24 +25,24 @@ import asyncpg
 import grpc
 import pytest
 
+from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.api.compactor.v1 import compactor_pb2, compactor_pb2_grpc
+from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from fusou.api.reader.v1 import reader_pb2_grpc
 from fusou.archive.archiver import Archiver
-from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.clock import ManualClock
 from fusou.compact.compactor import Compactor
-from fusou.compactor.v1 import compactor_pb2, compactor_pb2_grpc
 from fusou.config import Settings
-from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.jobs import Checkpoint
-from fusou.reader.v1 import reader_pb2_grpc
 from fusou.records.wire_formats import structs
 from fusou.runtime import open_runtime
 from fusou.server.app import FusouServer, HostedService
+from fusou.services import SERVICES
+from fusou.services.archiver.main import SERVICE_NAME as ARCHIVER
+from fusou.services.archiver.servicer import ArchiverServicer
+from fusou.services.compactor.main import SERVICE_NAME as COMPACTOR
+from fusou.services.compactor.servicer import CompactorServicer
 from fusou.testing import PostgresForTests, ServicesUnderTest
-from services import SERVICES
-from services.archiver.main import SERVICE_NAME as ARCHIVER
-from services.archiver.servicer import ArchiverServicer
-from services.compactor.main import SERVICE_NAME as COMPACTOR
-from services.compactor.servicer import CompactorServicer
 from tests.archive.oracle import buffer_seqs, exactly_once
 from tests.compact.oracle import (
     COMPACTED,

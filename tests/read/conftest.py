@@ -8,11 +8,11 @@ from typing import Any
 import grpc
 import pytest
 
-from fusou.archiver.v1 import archiver_pb2_grpc
-from fusou.compactor.v1 import compactor_pb2_grpc
+from fusou.api.archiver.v1 import archiver_pb2_grpc
+from fusou.api.compactor.v1 import compactor_pb2_grpc
+from fusou.api.ingest.v1 import ingest_pb2_grpc
+from fusou.api.reader.v1 import reader_pb2_grpc
 from fusou.config import Settings
-from fusou.ingest.v1 import ingest_pb2_grpc
-from fusou.reader.v1 import reader_pb2_grpc
 from fusou.testing import ServicesUnderTest, running_services
 
 # Small blocks and files: a couple of hundred rows make several files of several blocks, so

@@ -27,10 +27,10 @@ import orjson
 import pyarrow as pa
 from google.protobuf import json_format, timestamp_pb2
 
-from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from fusou.api.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.clock import ManualClock
-from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.records.wire_formats import arrow_ipc_bytes, structs
 
 MINUTE = 60_000

@@ -14,8 +14,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from fusou.api.ingest.v1 import ingest_pb2
 from fusou.archive.archiver import ArchiveOptions, Archiver
-from fusou.ingest.v1 import ingest_pb2
 from fusou.records.dedup import dedup_keys
 from fusou.schema.model import FieldType
 from tests.archive.oracle import Hold, parked

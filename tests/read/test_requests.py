@@ -13,11 +13,11 @@ import pyarrow as pa
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from fusou.api.reader.v1 import reader_pb2
 from fusou.read.client import read_range_callable
-from fusou.reader.v1 import reader_pb2
 from fusou.schema.time_bounds import MAX_TIME_MS, MIN_TIME_MS
 from fusou.timestamps import MAX_SECONDS, MIN_SECONDS
-from tests.ingestion.helpers import violation_fields
+from tests.ingest.helpers import violation_fields
 from tests.read.conftest import Stubs
 from tests.read.oracle import (
     DAY,

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
+from fusou.api.reader.v1 import reader_pb2_grpc
 from fusou.config import Settings
-from fusou.reader.v1 import reader_pb2_grpc
 from fusou.testing import running_services
 from tests.read.conftest import SMALL_BLOCKS, Stubs, open_stubs
 from tests.read.oracle import (

@@ -12,11 +12,11 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fusou.archiver.v1 import archiver_pb2
-from fusou.compactor.v1 import compactor_pb2
+from fusou.api.archiver.v1 import archiver_pb2
+from fusou.api.compactor.v1 import compactor_pb2
+from fusou.api.ingest.v1 import ingest_pb2
+from fusou.api.reader.v1 import reader_pb2
 from fusou.config import Settings
-from fusou.ingest.v1 import ingest_pb2
-from fusou.reader.v1 import reader_pb2
 from fusou.records.wire_formats import structs
 from fusou.runtime import open_runtime
 from fusou.server.app import FusouServer

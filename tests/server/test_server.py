@@ -32,9 +32,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from fusou import errors
-from fusou.compactor.v1 import compactor_pb2
+from fusou.api.compactor.v1 import compactor_pb2
+from fusou.api.ingest.v1 import ingest_pb2
 from fusou.config import ConfigError, Settings
-from fusou.ingest.v1 import ingest_pb2
 from fusou.server.app import FusouServer, HostedService
 from fusou.server.decoding import undefined_enum
 from fusou.server.status import bad_request_fields, map_exception

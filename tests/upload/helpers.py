@@ -12,7 +12,7 @@ import asyncpg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.upload.client import Part, upload_requests
 from tests.read.oracle import Oracle
 

@@ -15,11 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fusou.compactor.v1 import compactor_pb2
+from fusou.api.compactor.v1 import compactor_pb2
+from fusou.api.ingest.v1 import ingest_pb2
 from fusou.config import Settings
-from fusou.ingest.v1 import ingest_pb2
 from fusou.upload.client import Part, upload_requests
-from tests.ingestion.helpers import snapshot, violation_fields
+from tests.ingest.helpers import snapshot, violation_fields
 from tests.read.conftest import SMALL_BLOCKS, Stubs, open_stubs
 from tests.read.oracle import (
     DAY0,

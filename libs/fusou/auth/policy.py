@@ -11,12 +11,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fusou.archiver.v1 import archiver_pb2
+from fusou.api.archiver.v1 import archiver_pb2
+from fusou.api.compactor.v1 import compactor_pb2
+from fusou.api.ingest.v1 import ingest_pb2
+from fusou.api.reader.v1 import reader_pb2
 from fusou.auth.tokens import Role, TokenEntry, hash_token
-from fusou.compactor.v1 import compactor_pb2
 from fusou.errors import PermissionDenied, Unauthenticated
-from fusou.ingest.v1 import ingest_pb2
-from fusou.reader.v1 import reader_pb2
 
 OPEN_SERVICES = (
     "grpc.health.v1.Health",

@@ -13,10 +13,10 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from fusou.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
+from fusou.api.compactor.v1 import compactor_pb2, compactor_pb2_grpc
+from fusou.api.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.cli.connection import Connection
-from fusou.compactor.v1 import compactor_pb2, compactor_pb2_grpc
-from fusou.reader.v1 import reader_pb2, reader_pb2_grpc
 
 
 def as_json(message: Message) -> str:

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def service_factories(names: Sequence[str]) -> list[Callable[[Runtime], object]]:
-    from services import PLANNED, SERVICES
+    from fusou.services import PLANNED, SERVICES
 
     unknown = [n for n in names if n not in SERVICES and n not in PLANNED]
     if unknown:
@@ -61,7 +61,7 @@ def default_data_dir(settings: Settings) -> Path:
 
 def up(settings: Settings) -> int:
     """The whole system on this machine, with embedded defaults for what is not configured."""
-    from services import SERVICES
+    from fusou.services import SERVICES
 
     data_dir = default_data_dir(settings)
     embedded = None

@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 from google.protobuf import struct_pb2
 from tqdm import tqdm
 
+from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.cli.connection import Connection
 from fusou.cli.input_error import InputError
-from fusou.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.records.wire_formats import arrow_ipc_bytes
 
 

@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 from google.protobuf import json_format
 from tqdm import tqdm
 
+from fusou.api.reader.v1 import reader_pb2
 from fusou.cli.connection import Connection
 from fusou.cli.input_error import InputError
 from fusou.read.client import arrow_of, read_range_callable, stats_of
 from fusou.read.output import JSON_FIELD_METADATA
-from fusou.reader.v1 import reader_pb2
 from fusou.timestamps import timestamp_of_ms
 
 

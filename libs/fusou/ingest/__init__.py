@@ -1,0 +1,1 @@
+"""The Ingest use case: validate, fit the schema, encode, and write through group commit."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from fusou.reader.v1 import reader_pb2
+from fusou.api.reader.v1 import reader_pb2
 
 READ_RANGE_METHOD = "/fusou.reader.v1.ReaderService/ReadRange"
 _ARROW_TAG = reader_pb2.ReadRangeResponse.DESCRIPTOR.fields_by_name["arrow_ipc"].number << 3 | 2

@@ -71,7 +71,7 @@ class FusouServer:
     @classmethod
     def for_runtime(cls, runtime: Runtime, names: Sequence[str]) -> FusouServer:
         """The services ``names`` over ``runtime``, ready when their dependencies answer."""
-        from services import SERVICES
+        from fusou.services import SERVICES
 
         return cls(
             runtime.settings,

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fusou.ingest.v1 import ingest_pb2
+from fusou.api.ingest.v1 import ingest_pb2
 
 CHUNK_BYTES = 1024 * 1024
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
-from fusou.ingest.v1 import ingest_pb2
+from fusou.api.ingest.v1 import ingest_pb2
 
 
 def _header_class() -> type[Message]:

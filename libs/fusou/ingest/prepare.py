@@ -12,9 +12,9 @@ from functools import lru_cache
 
 from google.protobuf.message import DecodeError
 
+from fusou.api.ingest.v1 import ingest_pb2
 from fusou.buffer.copy_format import BufferRows
 from fusou.errors import FieldViolation, InvalidArgument
-from fusou.ingest.v1 import ingest_pb2
 from fusou.records.avro_datum import encode_datums
 from fusou.records.batch import Batch, batch_from_arrow, batch_from_structs, conform, read_arrow_ipc
 from fusou.records.columns import int64_values

@@ -19,8 +19,8 @@ from fusou.clock import SYSTEM_CLOCK, Clock
 from fusou.config import Settings
 from fusou.cpu import run_in_process
 from fusou.errors import Aborted, FieldViolation, InvalidArgument
-from fusou.ingestion.prepare import Limits, Prepared, TableContext, prepare
-from fusou.ingestion.wire import RawIngestRequest
+from fusou.ingest.prepare import Limits, Prepared, TableContext, prepare
+from fusou.ingest.wire import RawIngestRequest
 from fusou.names import name_problem
 from fusou.records.limits import RowLimits
 

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from fusou.reader.v1 import reader_pb2 as fusou_dot_reader_dot_v1_dot_reader__pb2
+from fusou.api.reader.v1 import reader_pb2 as fusou_dot_reader_dot_v1_dot_reader__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

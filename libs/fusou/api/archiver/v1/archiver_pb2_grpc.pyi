@@ -4,7 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
-from fusou.archiver.v1 import archiver_pb2 as _archiver_pb2
+from fusou.api.archiver.v1 import archiver_pb2 as _archiver_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc

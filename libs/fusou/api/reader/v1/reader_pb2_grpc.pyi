@@ -4,7 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
-from fusou.reader.v1 import reader_pb2 as _reader_pb2
+from fusou.api.reader.v1 import reader_pb2 as _reader_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc

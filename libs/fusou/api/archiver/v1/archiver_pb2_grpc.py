@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from fusou.compactor.v1 import compactor_pb2 as fusou_dot_compactor_dot_v1_dot_compactor__pb2
+from fusou.api.archiver.v1 import archiver_pb2 as fusou_dot_archiver_dot_v1_dot_archiver__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,16 +18,15 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in fusou/compactor/v1/compactor_pb2_grpc.py depends on'
+        + ' but the generated code in fusou/archiver/v1/archiver_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class CompactorServiceStub:
-    """CompactorService merges raw fragments, cold Avro files and small Parquet
-    files into optimized Parquet files.
+class ArchiverServiceStub:
+    """ArchiverService moves hot rows from the buffer to cold Avro files.
     """
 
     def __init__(self, channel):
@@ -36,49 +35,46 @@ class CompactorServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Compact = channel.unary_unary(
-                '/fusou.compactor.v1.CompactorService/Compact',
-                request_serializer=fusou_dot_compactor_dot_v1_dot_compactor__pb2.CompactRequest.SerializeToString,
-                response_deserializer=fusou_dot_compactor_dot_v1_dot_compactor__pb2.CompactResponse.FromString,
+        self.Archive = channel.unary_unary(
+                '/fusou.archiver.v1.ArchiverService/Archive',
+                request_serializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.ArchiveRequest.SerializeToString,
+                response_deserializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.ArchiveResponse.FromString,
                 _registered_method=True)
 
 
-class CompactorServiceServicer:
-    """CompactorService merges raw fragments, cold Avro files and small Parquet
-    files into optimized Parquet files.
+class ArchiverServiceServicer:
+    """ArchiverService moves hot rows from the buffer to cold Avro files.
     """
 
-    def Compact(self, request, context):
-        """Compact one dataset, or (without dataset_id) the datasets flagged
-        compaction_needed, within the configured guardrails.
+    def Archive(self, request, context):
+        """Archive moves the rows older than the minimum age, per (dataset, table).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
 
-def add_CompactorServiceServicer_to_server(servicer, server):
+def add_ArchiverServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Compact': grpc.unary_unary_rpc_method_handler(
-                    servicer.Compact,
-                    request_deserializer=fusou_dot_compactor_dot_v1_dot_compactor__pb2.CompactRequest.FromString,
-                    response_serializer=fusou_dot_compactor_dot_v1_dot_compactor__pb2.CompactResponse.SerializeToString,
+            'Archive': grpc.unary_unary_rpc_method_handler(
+                    servicer.Archive,
+                    request_deserializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.ArchiveRequest.FromString,
+                    response_serializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.ArchiveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'fusou.compactor.v1.CompactorService', rpc_method_handlers)
+            'fusou.archiver.v1.ArchiverService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('fusou.compactor.v1.CompactorService', rpc_method_handlers)
+    server.add_registered_method_handlers('fusou.archiver.v1.ArchiverService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class CompactorService:
-    """CompactorService merges raw fragments, cold Avro files and small Parquet
-    files into optimized Parquet files.
+class ArchiverService:
+    """ArchiverService moves hot rows from the buffer to cold Avro files.
     """
 
     @staticmethod
-    def Compact(request,
+    def Archive(request,
             target,
             options=(),
             channel_credentials=None,
@@ -91,9 +87,9 @@ class CompactorService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fusou.compactor.v1.CompactorService/Compact',
-            fusou_dot_compactor_dot_v1_dot_compactor__pb2.CompactRequest.SerializeToString,
-            fusou_dot_compactor_dot_v1_dot_compactor__pb2.CompactResponse.FromString,
+            '/fusou.archiver.v1.ArchiverService/Archive',
+            fusou_dot_archiver_dot_v1_dot_archiver__pb2.ArchiveRequest.SerializeToString,
+            fusou_dot_archiver_dot_v1_dot_archiver__pb2.ArchiveResponse.FromString,
             options,
             channel_credentials,
             insecure,
