@@ -58,8 +58,8 @@ import pyarrow.parquet as pq
 from bench.archive_bench import _status_kb, _tree, verdict
 from bench.common import SHIPS, T0, CpuMeter, Stopwatch, bench_database, server_process
 from fusou.api.compactor.v1 import compactor_pb2, compactor_pb2_grpc
+from fusou.api.ingest.upload_requests import Part, upload_requests
 from fusou.api.ingest.v1 import ingest_pb2_grpc
-from fusou.upload.client import Part, upload_requests
 from fusou.upload.fragments import inspect_fragment
 
 DATASET = "bench"

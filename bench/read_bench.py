@@ -13,7 +13,7 @@
    ``--row-group-rows`` rows per row group) plus one file holding the hot set, in a local
    directory beside the object store's (the same kind of store: the local file system).
 3. Queries, each through gRPC ReadRange with Arrow IPC output (the client reassembles one
-   pyarrow Table with ``fusou.read.client.read_arrow``, as ``fusou read`` does: Arrow reads
+   pyarrow Table with ``fusou.api.reader.client.read_arrow``, as ``fusou read`` does: Arrow reads
    each payload in place; the latency is from the call to the last message) and through
    ``pyarrow.dataset.dataset(dir, format="parquet").to_table(filter=...)`` (dataset discovery
    included, as the reader's catalog lookup is):
@@ -76,10 +76,10 @@ from bench.raw_stream import OPTIONS as RAW_STREAM_OPTIONS
 from bench.raw_stream import raw_stream_server, stream_seconds
 from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.api.ingest.v1 import ingest_pb2
+from fusou.api.reader.answers import ARROW_MESSAGE_BYTES
+from fusou.api.reader.client import read_arrow
 from fusou.api.reader.v1 import reader_pb2
-from fusou.read.client import read_arrow
 from fusou.records.wire_formats import arrow_ipc_bytes
-from fusou.services.reader.servicer import ARROW_MESSAGE_BYTES
 
 DATASET = "bench"
 TABLE = "battle"

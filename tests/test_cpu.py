@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 
 import pytest
 
@@ -24,6 +25,10 @@ def _fail() -> None:
 
 def _die() -> None:
     os._exit(3)
+
+
+def _imported(name: str) -> bool:
+    return name in sys.modules
 
 
 def test_domain_errors_survive_pickling() -> None:
@@ -58,3 +63,17 @@ async def test_zero_workers_runs_on_a_thread_of_this_process() -> None:
         assert await cpu.run_in_process(_pid) == os.getpid()
     finally:
         cpu.configure(1)
+
+
+def _fresh_pool() -> None:
+    cpu.configure(0)
+    cpu.configure(1)
+
+
+async def test_warm_up_starts_the_workers_with_the_named_modules_imported() -> None:
+    module = "fusou.records.dedup"
+    _fresh_pool()
+    assert not await cpu.run_in_process(_imported, module)
+    _fresh_pool()
+    await cpu.warm_up(module)
+    assert await cpu.run_in_process(_imported, module)

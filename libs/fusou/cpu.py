@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import functools
+import importlib
 import logging
 import multiprocessing
 from collections.abc import Callable
@@ -98,17 +99,17 @@ async def run_in_process(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) 
         raise Unavailable("a worker process died while handling the request; retry") from None
 
 
-def _ready() -> bool:
-    # Importing the heavy modules here makes the first real request fast.
-    import fusou.ingest.prepare  # noqa: F401
-
+def _ready(modules: tuple[str, ...]) -> bool:
+    for name in modules:
+        importlib.import_module(name)
     return True
 
 
-async def warm_up() -> None:
-    """Start the worker processes now rather than on the first request."""
+async def warm_up(*modules: str) -> None:
+    """Start the worker processes now rather than on the first request, importing ``modules``
+    (the heavy ones the work will need) in each so that the first real request is fast."""
     if _workers > 0:
-        await asyncio.gather(*(run_in_process(_ready) for _ in range(_workers)))
+        await asyncio.gather(*(run_in_process(_ready, modules) for _ in range(_workers)))
 
 
 @atexit.register

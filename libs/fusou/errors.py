@@ -1,7 +1,7 @@
 """Domain errors.
 
 Domain code raises these; the server's error interceptor is the one place that turns them into
-gRPC status codes (see ``fusou.server.errors``).
+gRPC status codes (see ``fusou.server.status``).
 """
 
 from __future__ import annotations

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from grpc import aio
 
+from fusou.api.ingest.messages import (
+    declare_response,
+    ingest_response,
+    upload_chunks,
+    upload_manifest,
+    upload_response,
+)
 from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from fusou.catalog.tables import DEFAULT_TIME_FIELD, TableRegistry
-from fusou.errors import InvalidArgument
+from fusou.catalog.tables import TableRegistry
+from fusou.ingest.declare import declare_table
+from fusou.ingest.request import IngestRequest
 from fusou.ingest.service import Ingestor
-from fusou.ingest.wire import RawIngestRequest
-from fusou.names import check_name
-from fusou.schema.model import TableSchema
 from fusou.server import metrics
-from fusou.timestamps import timestamp_of_ms
-from fusou.upload.uploader import Fragment, Manifest, RawUploader
+from fusou.upload.uploader import RawUploader
 
 Context = aio.ServicerContext[Any, Any]
 
@@ -52,18 +55,12 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self._registry = registry
 
     async def Ingest(  # type: ignore[override]  # registered with the raw deserializer
-        self, request: RawIngestRequest, context: Context
+        self, request: IngestRequest, context: Context
     ) -> ingest_pb2.IngestResponse:
         result = await self._ingestor.ingest(request)
         if not result.replayed:
             metrics.INGESTED_ROWS.inc(result.rows_written)
-        return ingest_pb2.IngestResponse(
-            rows_written=result.rows_written,
-            schema_version=result.schema_version,
-            first_seq=result.first_seq,
-            last_seq=result.last_seq,
-            replayed=result.replayed,
-        )
+        return ingest_response(result)
 
     async def UploadRaw(
         self, request_iterator: AsyncIterator[ingest_pb2.UploadRawRequest], context: Context
@@ -77,61 +74,21 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def _upload_raw(
         self, request_iterator: AsyncIterator[ingest_pb2.UploadRawRequest]
     ) -> ingest_pb2.UploadRawResponse:
-        first = await anext(aiter(request_iterator), None)
-        if first is None or first.WhichOneof("payload") != "manifest":
-            raise InvalidArgument("manifest", "the first message must carry the manifest")
-        m = first.manifest
-        manifest = Manifest(
-            dataset_id=m.dataset_id,
-            fragments=[Fragment(f.table, f.offset, f.length) for f in m.fragments],
-            total_length=m.total_length,
-            request_id=m.request_id,
-        )
-
-        async def chunks() -> AsyncIterator[bytes]:
-            async for message in request_iterator:
-                if message.WhichOneof("payload") != "chunk":
-                    raise InvalidArgument("manifest", "only the first message may be a manifest")
-                yield message.chunk
-
-        result = await self._uploader.upload(manifest, chunks())
+        manifest = upload_manifest(await anext(aiter(request_iterator), None))
+        result = await self._uploader.upload(manifest, upload_chunks(request_iterator))
         if not result.replayed:
             metrics.UPLOADED_ROWS.inc(sum(f.rows for f in result.fragments))
-        return ingest_pb2.UploadRawResponse(
-            object_key=result.object_key,
-            bytes_stored=result.bytes_stored,
-            fragments=[
-                ingest_pb2.RawFragmentResult(
-                    table=f.table,
-                    rows=f.rows,
-                    min_time=timestamp_of_ms(f.min_time),
-                    max_time=timestamp_of_ms(f.max_time),
-                )
-                for f in result.fragments
-            ],
-            replayed=result.replayed,
-        )
+        return upload_response(result)
 
     async def DeclareTable(
         self, request: ingest_pb2.DeclareTableRequest, context: Context
     ) -> ingest_pb2.DeclareTableResponse:
-        check_name("dataset_id", request.dataset_id)
-        check_name("table", request.table)
-        time_field = request.time_field or DEFAULT_TIME_FIELD
-        schema = None
-        if request.avro_schema:
-            try:
-                raw = json.loads(request.avro_schema)
-            except json.JSONDecodeError as exc:
-                raise InvalidArgument("avro_schema", f"not valid JSON: {exc}") from None
-            except RecursionError:
-                raise InvalidArgument("avro_schema", "nests too deeply to be a schema") from None
-            if isinstance(raw, dict) and "fusou.time_field" not in raw:
-                raw = {**raw, "fusou.time_field": time_field}
-            schema = TableSchema.from_avro(raw, max_fields=self._registry.max_fields)
-        result = await self._registry.declare(
-            request.dataset_id, request.table, time_field, list(request.key_fields), schema
+        result = await declare_table(
+            self._registry,
+            request.dataset_id,
+            request.table,
+            request.time_field,
+            request.key_fields,
+            request.avro_schema,
         )
-        return ingest_pb2.DeclareTableResponse(
-            schema_version=result.info.latest.version, created=result.created
-        )
+        return declare_response(result)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from grpc import aio
-
 from fusou.api.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.cpu import run_cpu
 from fusou.formats import avro_decoder
 from fusou.read.reader import Reader
 from fusou.runtime import Runtime
-from fusou.server.app import HostedService
 from fusou.services.reader.servicer import ReaderServicer
+from fusou.services.spec import ServiceSpec, Serving
 
-SERVICE_NAME = reader_pb2.DESCRIPTOR.services_by_name["ReaderService"].full_name
 
-
-def _add(servicer: ReaderServicer, server: aio.Server) -> None:
-    reader_pb2_grpc.add_ReaderServiceServicer_to_server(servicer, server)
+def _serving(runtime: Runtime) -> Serving[ReaderServicer]:
+    reader = Reader(runtime.settings, runtime.read_pool, runtime.store, runtime.registry)
+    return Serving(ReaderServicer(runtime.pool, reader))
 
 
 async def _warm_up() -> None:
@@ -25,11 +22,10 @@ async def _warm_up() -> None:
     await run_cpu(avro_decoder.warm_up)
 
 
-def hosted(runtime: Runtime) -> HostedService:
-    reader = Reader(runtime.settings, runtime.read_pool, runtime.store, runtime.registry)
-    servicer = ReaderServicer(runtime.pool, reader)
-    return HostedService(
-        full_name=SERVICE_NAME,
-        add_to_server=lambda server: _add(servicer, server),
-        start=_warm_up,
-    )
+SERVICE = ServiceSpec(
+    name="reader",
+    descriptor=reader_pb2.DESCRIPTOR.services_by_name["ReaderService"],
+    add_to_server=reader_pb2_grpc.add_ReaderServiceServicer_to_server,
+    serving=_serving,
+    start=_warm_up,
+)

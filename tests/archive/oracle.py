@@ -22,10 +22,11 @@ import grpc
 import pyarrow as pa
 
 from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from fusou.api.structs import structs
 from fusou.config import Settings
 from fusou.formats.avro_container import INGESTED_AT_FIELD, SEQ_FIELD
 from fusou.objectstore.base import ObjectStore
-from fusou.records.wire_formats import arrow_ipc_bytes, structs
+from fusou.records.wire_formats import arrow_ipc_bytes
 
 T0 = 1_700_000_000_000
 R = TypeVar("R")

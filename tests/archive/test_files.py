@@ -16,8 +16,8 @@ import pytest
 from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.api.reader.v1 import reader_pb2, reader_pb2_grpc
+from fusou.api.structs import structs
 from fusou.config import Settings
-from fusou.records.wire_formats import structs
 from fusou.testing import ServicesUnderTest, running_services
 from tests.ingest.helpers import buffer_rows
 

@@ -21,11 +21,11 @@ from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.api.compactor.v1 import compactor_pb2, compactor_pb2_grpc
 from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.api.reader.v1 import reader_pb2, reader_pb2_grpc
+from fusou.api.structs import structs
+from fusou.api.timestamps import timestamp_of_ms
 from fusou.auth.tokens import hash_token
 from fusou.config import Settings
-from fusou.records.wire_formats import structs
 from fusou.testing.services import ServicesUnderTest, running_services
-from fusou.timestamps import timestamp_of_ms
 from tests.support.grpcurl import FUSOU, GRPCURL, arun, clean_env
 from tests.support.tls import TlsFiles, make_tls_files
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fusou.auth.policy import RULES, AccessControl, bearer_token
+from fusou.api.access import AccessControl
 from fusou.auth.tokens import (
     Role,
     configured_tokens,
@@ -20,7 +20,6 @@ from fusou.auth.tokens import (
     parse_entries,
 )
 from fusou.config import ConfigError, Settings
-from fusou.errors import PermissionDenied, Unauthenticated
 
 DIGEST = hash_token("t")
 
@@ -93,38 +92,6 @@ def test_tls_needs_both_files() -> None:
     with pytest.raises(ConfigError, match="set both or neither"):
         Settings.from_env({"FUSOU_TLS_CERT_FILE": "/c.pem"})
     assert Settings.from_env({"FUSOU_TLS_CERT_FILE": "/c", "FUSOU_TLS_KEY_FILE": "/k"})
-
-
-def test_bearer_token_parsing() -> None:
-    assert bearer_token([("authorization", "Bearer abc")]) == "abc"
-    assert bearer_token([("authorization", "bearer  abc ")]) == "abc"
-    assert bearer_token([("authorization", b"Bearer abc")]) == "abc"
-    assert bearer_token([("authorization", "Basic abc")]) is None
-    assert bearer_token([("authorization", "Bearer ")]) is None
-    assert bearer_token([("x-other", "Bearer abc")]) is None
-    assert bearer_token(None) is None
-
-
-def test_an_empty_token_list_admits_nobody_but_health() -> None:
-    access = AccessControl({})
-    with pytest.raises(Unauthenticated):
-        access.admit(next(iter(RULES)), [("authorization", "Bearer x")])
-    assert access.admit("/grpc.health.v1.Health/Check", None).principal is None
-
-
-def test_an_rpc_without_a_rule_is_for_admins_of_every_dataset() -> None:
-    tokens = {
-        hash_token("all"): entry_from_json(entry(name="all", role="admin", datasets=["*"])),
-        hash_token("some"): entry_from_json(entry(name="some", role="admin")),
-        hash_token("read"): entry_from_json(entry(name="read", datasets=["*"])),
-    }
-    access = AccessControl(tokens)
-    method = "/fusou.future.v1.FutureService/Anything"
-    access.admit(method, [("authorization", "Bearer all")]).check(object())
-    with pytest.raises(PermissionDenied):
-        access.admit(method, [("authorization", "Bearer some")]).check(object())
-    with pytest.raises(PermissionDenied):
-        access.admit(method, [("authorization", "Bearer read")])
 
 
 def test_new_tokens_are_long_and_distinct() -> None:

@@ -15,9 +15,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from fusou.app import SERVICES
 from fusou.auth.tokens import Role, configured_tokens, hash_token
 from fusou.config import VARIABLES, ConfigError, Settings
-from fusou.services import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

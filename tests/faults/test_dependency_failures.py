@@ -18,6 +18,7 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,19 +30,21 @@ from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.api.compactor.v1 import compactor_pb2, compactor_pb2_grpc
 from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.api.reader.v1 import reader_pb2_grpc
+from fusou.api.structs import structs
 from fusou.archive.archiver import Archiver
 from fusou.clock import ManualClock
 from fusou.compact.compactor import Compactor
 from fusou.config import Settings
 from fusou.jobs import Checkpoint
-from fusou.records.wire_formats import structs
 from fusou.runtime import open_runtime
-from fusou.server.app import FusouServer, HostedService
-from fusou.services import SERVICES
-from fusou.services.archiver.main import SERVICE_NAME as ARCHIVER
+from fusou.server.app import FusouServer
+from fusou.services.archiver.main import SERVICE as ARCHIVER
 from fusou.services.archiver.servicer import ArchiverServicer
-from fusou.services.compactor.main import SERVICE_NAME as COMPACTOR
+from fusou.services.compactor.main import SERVICE as COMPACTOR
 from fusou.services.compactor.servicer import CompactorServicer
+from fusou.services.ingest.main import SERVICE as INGEST
+from fusou.services.reader.main import SERVICE as READER
+from fusou.services.spec import Serving
 from fusou.testing import PostgresForTests, ServicesUnderTest
 from tests.archive.oracle import buffer_seqs, exactly_once
 from tests.compact.oracle import (
@@ -164,18 +167,11 @@ async def faulty_stubs(settings: Settings, checkpoint: Checkpoint) -> AsyncItera
         server = FusouServer(
             runtime.settings,
             [
-                SERVICES["ingest"](runtime),
-                SERVICES["reader"](runtime),
-                HostedService(
-                    ARCHIVER,
-                    lambda s: archiver_pb2_grpc.add_ArchiverServiceServicer_to_server(archiver, s),
-                ),
-                HostedService(
-                    COMPACTOR,
-                    lambda s: compactor_pb2_grpc.add_CompactorServiceServicer_to_server(
-                        compactor, s
-                    ),
-                ),
+                INGEST.hosted(runtime),
+                READER.hosted(runtime),
+                # As declared, but over domain objects that report to the checkpoint.
+                replace(ARCHIVER, serving=lambda _: Serving(archiver)).hosted(runtime),
+                replace(COMPACTOR, serving=lambda _: Serving(compactor)).hosted(runtime),
             ],
         )
         await server.start()

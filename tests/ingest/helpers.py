@@ -12,7 +12,7 @@ import grpc
 from google.rpc import status_pb2
 
 from fusou.api.ingest.v1 import ingest_pb2
-from fusou.records.wire_formats import structs
+from fusou.api.structs import structs
 from fusou.server.status import bad_request_fields
 
 

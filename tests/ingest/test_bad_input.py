@@ -12,9 +12,9 @@ import pyarrow as pa
 import pytest
 
 from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from fusou.api.structs import structs
 from fusou.config import Settings
 from fusou.records.wire_formats import arrow_ipc_bytes as arrow_ipc
-from fusou.records.wire_formats import structs
 from fusou.schema.time_bounds import MAX_TIME_MS, MIN_TIME_MS
 from fusou.testing import running_services
 from tests.ingest.helpers import snapshot, violation_fields

@@ -14,11 +14,11 @@ import pytest
 from google.protobuf import struct_pb2
 
 from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from fusou.api.structs import structs
 from fusou.config import Settings
 from fusou.records.batch import batch_from_arrow
 from fusou.records.dedup import dedup_keys
 from fusou.records.wire_formats import arrow_ipc_bytes as arrow_ipc
-from fusou.records.wire_formats import structs
 from fusou.testing import ServicesUnderTest, running_services
 from tests.ingest.helpers import buffer_rows, request, snapshot
 

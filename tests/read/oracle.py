@@ -30,8 +30,9 @@ from google.protobuf import json_format, timestamp_pb2
 from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.api.reader.v1 import reader_pb2, reader_pb2_grpc
+from fusou.api.structs import structs
 from fusou.clock import ManualClock
-from fusou.records.wire_formats import arrow_ipc_bytes, structs
+from fusou.records.wire_formats import arrow_ipc_bytes
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE

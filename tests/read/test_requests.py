@@ -13,10 +13,10 @@ import pyarrow as pa
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from fusou.api.reader.client import read_range_callable
 from fusou.api.reader.v1 import reader_pb2
-from fusou.read.client import read_range_callable
+from fusou.api.timestamps import MAX_SECONDS, MIN_SECONDS
 from fusou.schema.time_bounds import MAX_TIME_MS, MIN_TIME_MS
-from fusou.timestamps import MAX_SECONDS, MIN_SECONDS
 from tests.ingest.helpers import violation_fields
 from tests.read.conftest import Stubs
 from tests.read.oracle import (

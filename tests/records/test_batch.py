@@ -1,4 +1,5 @@
-"""Client input to normalized Arrow batches, and the rejections that name the field."""
+"""Client input to normalized Arrow batches, and the rejections that name the field.
+(Struct rows: tests/api/test_struct_rows.py.)"""
 
 from __future__ import annotations
 
@@ -9,52 +10,15 @@ import pytest
 
 from fusou.errors import InvalidArgument
 from fusou.records.batch import (
+    Nested,
     batch_from_arrow,
     batch_from_arrow_ipc,
-    batch_from_structs,
+    batch_from_columns,
     is_normalized,
 )
-from fusou.records.wire_formats import arrow_ipc_bytes, structs
+from fusou.records.limits import RowLimits
+from fusou.records.wire_formats import arrow_ipc_bytes
 from fusou.schema.model import FieldType as F
-
-
-def test_struct_numbers_become_long_when_whole_and_double_otherwise() -> None:
-    b = batch_from_structs(
-        structs(
-            [{"timestamp": 1, "a": 2, "b": 2.5, "c": "x", "d": True, "e": {"k": [1]}, "f": None}]
-        ),
-        "timestamp",
-    )
-    assert b.types == {
-        "timestamp": F.LONG,
-        "a": F.LONG,
-        "b": F.DOUBLE,
-        "c": F.STRING,
-        "d": F.BOOLEAN,
-        "e": F.JSON,
-        "f": F.NULL,
-    }
-    assert b.table.column("timestamp").to_pylist() == [1]
-    assert b.table.column("e").to_pylist() == ['{"k":[1]}']
-
-
-@pytest.mark.parametrize(
-    ("rows", "field"),
-    [
-        ([{"x": 1}], "rows[0].timestamp"),
-        ([{"timestamp": 1}, {"x": 1}], "rows[1].timestamp"),
-        ([{"timestamp": "2024-01-01"}], "rows[0].timestamp"),
-        ([{"timestamp": 1.5}], "rows[0].timestamp"),
-        ([{"timestamp": None}], "rows[0].timestamp"),
-        ([{"timestamp": 1, "v": 1}, {"timestamp": 2, "v": "s"}], "rows[1].v"),
-        ([{"timestamp": 1, "bad-name": 1}], "rows[0].bad-name"),
-        ([{"timestamp": 1, "_fusou_seq": 1}], "rows[0]._fusou_seq"),
-    ],
-)
-def test_struct_rejections_name_the_row_and_field(rows: list[dict[str, Any]], field: str) -> None:
-    with pytest.raises(InvalidArgument) as err:
-        batch_from_structs(structs(rows), "timestamp")
-    assert err.value.violations[0].field == field
 
 
 def test_arrow_types_are_normalized() -> None:
@@ -145,25 +109,29 @@ def test_tables_that_normalizing_would_change_are_not_normalized(table: pa.Table
     assert not is_normalized(table, "t", string_dictionaries=True)
 
 
-def _with_undefined_null(path: list[str]) -> Any:
-    """A row {timestamp: 1, <path>: null} whose null is NullValue number 7 (undefined)."""
-    from google.protobuf import struct_pb2
+def test_columns_of_python_values_are_typed_and_a_bad_name_asks_for_its_row() -> None:
+    asked: list[str] = []
 
-    row = struct_pb2.Struct()
-    row.fields["timestamp"].number_value = 1
-    value = row.fields[path[0]]
-    for name in path[1:]:
-        value = value.struct_value.fields[name]
-    value.null_value = 7  # type: ignore[assignment]  # what a client can send on the wire
-    return row
+    def row_of(name: str) -> int:
+        asked.append(name)
+        return 1
 
-
-@pytest.mark.parametrize(
-    ("path", "field"), [(["x"], "rows[0].x"), (["x", "y"], "rows[0].x")], ids=["top", "nested"]
-)
-def test_an_undefined_null_value_number_is_refused(path: list[str], field: str) -> None:
-    # The enum check at the door does not see Ingest's rows (a worker parses them).
+    columns: dict[str, list[Any]] = {
+        "v": [2.5, None],
+        "timestamp": [1.0, 2.0],
+        "n": [Nested({"b": 1, "a": [1]}), None],
+    }
+    b = batch_from_columns(columns, 2, "timestamp", RowLimits(), row_of)
+    assert b.table.column_names == ["timestamp", "v", "n"]
+    assert b.types == {"timestamp": F.LONG, "v": F.DOUBLE, "n": F.JSON}
+    assert b.table.column("n").to_pylist() == ['{"a":[1],"b":1}', None]
+    assert asked == []
     with pytest.raises(InvalidArgument) as err:
-        batch_from_structs([_with_undefined_null(path)], "timestamp")
-    assert [v.field for v in err.value.violations] == [field]
-    assert "google.protobuf.NullValue" in err.value.message
+        batch_from_columns(
+            {**columns, "bad-name": [None, 1.0]}, 2, "timestamp", RowLimits(), row_of
+        )
+    assert [v.field for v in err.value.violations] == ["rows[1].bad-name"]
+    assert asked == ["bad-name"]
+    with pytest.raises(InvalidArgument) as err:
+        batch_from_columns({}, 0, "timestamp", RowLimits(), row_of)
+    assert [v.field for v in err.value.violations] == ["rows"]

@@ -16,10 +16,10 @@ from fusou.api.archiver.v1 import archiver_pb2
 from fusou.api.compactor.v1 import compactor_pb2
 from fusou.api.ingest.v1 import ingest_pb2
 from fusou.api.reader.v1 import reader_pb2
+from fusou.api.structs import structs
+from fusou.app import build_server
 from fusou.config import Settings
-from fusou.records.wire_formats import structs
 from fusou.runtime import open_runtime
-from fusou.server.app import FusouServer
 from tests.read.conftest import SMALL_BLOCKS, Stubs, open_stubs
 from tests.read.oracle import ts
 
@@ -147,7 +147,7 @@ async def test_only_processes_hosting_the_archiver_read_the_buffer_gauges(
 ) -> None:
     runtime = await open_runtime(settings)
     try:
-        assert FusouServer.for_runtime(runtime, ["ingest", "reader"]).gauges is None
-        assert FusouServer.for_runtime(runtime, ["archiver"]).gauges is not None
+        assert build_server(runtime, ["ingest", "reader"]).gauges is None
+        assert build_server(runtime, ["archiver"]).gauges is not None
     finally:
         await runtime.close()

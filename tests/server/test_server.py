@@ -32,11 +32,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from fusou import errors
-from fusou.api.compactor.v1 import compactor_pb2
 from fusou.api.ingest.v1 import ingest_pb2
 from fusou.config import ConfigError, Settings
 from fusou.server.app import FusouServer, HostedService
-from fusou.server.decoding import undefined_enum
 from fusou.server.status import bad_request_fields, map_exception
 from fusou.testing import ServicesUnderTest
 
@@ -699,27 +697,6 @@ async def test_undecodable_string_field_is_invalid_argument_naming_it(
     err = caught.value
     assert err.code() is grpc.StatusCode.INVALID_ARGUMENT, (err.code(), err.details())
     assert bad_request_fields(status_details(err)) == ["dataset_id"]
-
-
-def test_an_undefined_enum_number_is_named_at_any_depth() -> None:
-    # proto3 keeps an enum number its enum does not define; the door refuses it. No request
-    # nests an enum yet, so a response type stands in for the walk through repeated messages.
-    good = compactor_pb2.CompactResponse(
-        datasets=[compactor_pb2.DatasetCompactResult(status=compactor_pb2.COMPACT_STATUS_PARTIAL)]
-    )
-    assert undefined_enum(good) is None
-    bad = compactor_pb2.CompactResponse(
-        datasets=[
-            compactor_pb2.DatasetCompactResult(status=compactor_pb2.COMPACT_STATUS_COMPACTED),
-            compactor_pb2.DatasetCompactResult(status=compactor_pb2.CompactStatus.ValueType(42)),
-        ]
-    )
-    problem = undefined_enum(bad)
-    assert problem is not None
-    assert [v.field for v in problem.violations] == ["datasets[1].status"]
-    assert "42 is not a value of fusou.compactor.v1.CompactStatus" in problem.message
-    # Types that cannot hold an enum are not walked at all.
-    assert undefined_enum(ingest_pb2.UploadRawRequest(chunk=b"x" * 1000)) is None
 
 
 def test_thousands_of_long_violations_fit_in_the_trailers() -> None:

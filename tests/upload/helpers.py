@@ -12,8 +12,8 @@ import asyncpg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fusou.api.ingest.upload_requests import Part, upload_requests
 from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from fusou.upload.client import Part, upload_requests
 from tests.read.oracle import Oracle
 
 

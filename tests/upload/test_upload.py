@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from fusou.api.compactor.v1 import compactor_pb2
+from fusou.api.ingest.upload_requests import Part, upload_requests
 from fusou.api.ingest.v1 import ingest_pb2
 from fusou.config import Settings
-from fusou.upload.client import Part, upload_requests
 from tests.ingest.helpers import snapshot, violation_fields
 from tests.read.conftest import SMALL_BLOCKS, Stubs, open_stubs
 from tests.read.oracle import (

@@ -1,2 +1,2 @@
-"""Who may call what: bearer tokens configured by hash (``tokens``) and the rules per RPC
-(``policy``)."""
+"""Who may call what: bearer tokens configured by hash (``tokens``). The rules per RPC that
+apply them speak the wire, so they live in the API layer."""

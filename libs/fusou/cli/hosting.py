@@ -9,18 +9,17 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from fusou.app import PLANNED, SERVICES, build_server
 from fusou.auth.tokens import configured_tokens
 from fusou.config import Settings
 from fusou.memory import keep_freed_memory
-from fusou.runtime import Runtime, open_runtime
-from fusou.server.app import FusouServer
+from fusou.runtime import open_runtime
 
 log = logging.getLogger(__name__)
 
 
-def service_factories(names: Sequence[str]) -> list[Callable[[Runtime], object]]:
-    from fusou.services import PLANNED, SERVICES
-
+def check_services(names: Sequence[str]) -> None:
+    """Exits, saying why, unless every one of ``names`` is a service this build hosts."""
     unknown = [n for n in names if n not in SERVICES and n not in PLANNED]
     if unknown:
         raise SystemExit(
@@ -30,7 +29,6 @@ def service_factories(names: Sequence[str]) -> list[Callable[[Runtime], object]]
     planned = [n for n in names if n in PLANNED]
     if planned:
         raise SystemExit(f"service(s) not implemented yet: {', '.join(planned)}")
-    return [SERVICES[n] for n in names]
 
 
 async def serve(
@@ -42,7 +40,7 @@ async def serve(
     keep_freed_memory()
     runtime = await open_runtime(settings)
     try:
-        server = FusouServer.for_runtime(runtime, names)
+        server = build_server(runtime, names)
         port = await server.start()
         server.install_signal_handlers()
         if on_started is not None:
@@ -61,8 +59,6 @@ def default_data_dir(settings: Settings) -> Path:
 
 def up(settings: Settings) -> int:
     """The whole system on this machine, with embedded defaults for what is not configured."""
-    from fusou.services import SERVICES
-
     data_dir = default_data_dir(settings)
     embedded = None
     notes: list[str] = []

@@ -191,9 +191,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return up(settings)
     if args.command == "serve":
-        from fusou.cli.hosting import serve, service_factories
+        from fusou.cli.hosting import check_services, serve
 
-        service_factories(args.services)
+        check_services(args.services)
         asyncio.run(
             serve(
                 settings,

@@ -18,12 +18,12 @@ import pyarrow.parquet as pq
 from google.protobuf import json_format
 from tqdm import tqdm
 
+from fusou.api.reader.answers import JSON_FIELD_METADATA
+from fusou.api.reader.client import arrow_of, read_range_callable, stats_of
 from fusou.api.reader.v1 import reader_pb2
+from fusou.api.timestamps import timestamp_of_ms
 from fusou.cli.connection import Connection
 from fusou.cli.input_error import InputError
-from fusou.read.client import arrow_of, read_range_callable, stats_of
-from fusou.read.output import JSON_FIELD_METADATA
-from fusou.timestamps import timestamp_of_ms
 
 
 def parse_time(text: str) -> int:

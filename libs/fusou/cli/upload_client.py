@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from fusou.api.ingest.upload_requests import Part, upload_requests
 from fusou.api.ingest.v1 import ingest_pb2_grpc
 from fusou.cli.admin_client import as_json
 from fusou.cli.connection import Connection
 from fusou.cli.input_error import InputError
-from fusou.upload.client import Part, upload_requests
 
 
 def parse_fragments(specs: Sequence[str]) -> list[Part]:

@@ -1,29 +1,29 @@
 """The CPU half of Ingest, run in a worker process: parse, convert, fit the schema, encode.
 
 Everything here is a pure function of its arguments (bytes in, arrays out) so it can run in a
-spawn-based process; the database work stays in the main process.
+spawn-based process; the database work stays in the main process. Reading the request's bytes
+is the wire's business: the API layer hands ``prepare`` a top-level (so picklable) function
+that parses them (``ParseRows``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TypeAlias
 
-from google.protobuf.message import DecodeError
-
-from fusou.api.ingest.v1 import ingest_pb2
 from fusou.buffer.copy_format import BufferRows
-from fusou.errors import FieldViolation, InvalidArgument
+from fusou.errors import InvalidArgument
 from fusou.records.avro_datum import encode_datums
-from fusou.records.batch import Batch, batch_from_arrow, batch_from_structs, conform, read_arrow_ipc
+from fusou.records.batch import Batch, batch_from_arrow, conform, read_arrow_ipc
 from fusou.records.columns import int64_values
 from fusou.records.dedup import dedup_keys
 from fusou.records.ipc_size import decoded_bytes, expanded_bytes
 from fusou.records.limits import RowLimits
 from fusou.schema.evolve import merge_batch_schema
 from fusou.schema.model import FieldType, TableSchema
-from fusou.server.decoding import locate_decode_error
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,19 @@ class Prepared:
     num_rows: int
 
 
+@dataclass(frozen=True, slots=True)
+class ArrowStream:
+    """A request's rows as an Arrow IPC stream, as sent: read and checked here."""
+
+    data: bytes
+
+
+# How the API layer reads a request's bytes: ``parse(data, time_field, limits)`` checks the
+# request against ``limits`` and returns its rows, either converted to a batch (whose time field
+# is ``time_field``) or as an Arrow stream still to read. A top-level function, so it pickles.
+ParseRows: TypeAlias = Callable[[bytes, str, Limits], Batch | ArrowStream]
+
+
 @lru_cache(maxsize=256)
 def _schema(schema_json: str, version: int, time_field: str) -> TableSchema:
     if not schema_json:
@@ -60,48 +73,17 @@ def _schema(schema_json: str, version: int, time_field: str) -> TableSchema:
     return TableSchema.from_avro(json.loads(schema_json), version)
 
 
-def parse_request(data: bytes) -> ingest_pb2.IngestRequest:
-    try:
-        return ingest_pb2.IngestRequest.FromString(data)
-    except (DecodeError, ValueError, RuntimeError) as exc:
-        raise locate_decode_error(data, ingest_pb2.IngestRequest, exc) from None
-
-
-def check_payload(request: ingest_pb2.IngestRequest, limits: Limits) -> None:
-    violations: list[FieldViolation] = []
-    has_rows, has_arrow = len(request.rows) > 0, len(request.arrow_ipc) > 0
-    if has_rows and has_arrow:
-        violations.append(FieldViolation("rows", "set either rows or arrow_ipc, not both"))
-    elif not has_rows and not has_arrow:
-        violations.append(FieldViolation("rows", "no rows: set rows or arrow_ipc"))
-    if len(request.rows) > limits.max_rows:
-        violations.append(
-            FieldViolation(
-                "rows", f"{len(request.rows)} rows is over the limit of {limits.max_rows}"
-            )
-        )
-    if len(request.arrow_ipc) > limits.max_arrow_bytes:
-        violations.append(
-            FieldViolation(
-                "arrow_ipc",
-                f"{len(request.arrow_ipc)} bytes is over the limit of {limits.max_arrow_bytes}",
-            )
-        )
-    if violations:
-        raise InvalidArgument.many(violations)
-
-
-def convert(request: ingest_pb2.IngestRequest, time_field: str, limits: Limits) -> Batch:
-    if request.rows:
-        return batch_from_structs(request.rows, time_field, limits.rows)
-    decoded = decoded_bytes(request.arrow_ipc, "arrow_ipc")
+def read_arrow_stream(stream: ArrowStream, time_field: str, limits: Limits) -> Batch:
+    """The stream's rows as a batch, refused past any of ``limits`` (as sent and as decoded)."""
+    data = stream.data
+    decoded = decoded_bytes(data, "arrow_ipc")
     if decoded > limits.max_arrow_bytes:
         raise InvalidArgument(
             "arrow_ipc",
             f"decodes to {decoded} bytes, over the limit of {limits.max_arrow_bytes} "
             "(FUSOU_INGEST_MAX_BYTES)",
         )
-    table = read_arrow_ipc(request.arrow_ipc, limits.rows)
+    table = read_arrow_ipc(data, limits.rows)
     # Dictionary columns are small as sent and decode to a copy of the value per row.
     expanded = expanded_bytes(table)
     if expanded > limits.max_arrow_bytes:
@@ -118,11 +100,13 @@ def convert(request: ingest_pb2.IngestRequest, time_field: str, limits: Limits) 
     return batch
 
 
-def prepare(data: bytes, table: TableContext, limits: Limits, ingested_at: int) -> Prepared:
-    """Parse and check a serialized IngestRequest and encode its rows for the buffer."""
-    request = parse_request(data)
-    check_payload(request, limits)
-    batch = convert(request, table.time_field, limits)
+def prepare(
+    parse: ParseRows, data: bytes, table: TableContext, limits: Limits, ingested_at: int
+) -> Prepared:
+    """Parse and check a request's rows (``parse`` reads ``data``) and encode them for the
+    buffer."""
+    rows = parse(data, table.time_field, limits)
+    batch = rows if isinstance(rows, Batch) else read_arrow_stream(rows, table.time_field, limits)
     latest = _schema(table.schema_json, table.version, table.time_field)
     # Raises on a conflicting type, or on a table grown past the field limit.
     merged = merge_batch_schema(latest, batch.types, max_fields=limits.rows.max_fields)

@@ -20,7 +20,7 @@ from fusou.config import Settings
 from fusou.cpu import run_in_process
 from fusou.errors import Aborted, FieldViolation, InvalidArgument
 from fusou.ingest.prepare import Limits, Prepared, TableContext, prepare
-from fusou.ingest.wire import RawIngestRequest
+from fusou.ingest.request import IngestRequest
 from fusou.names import name_problem
 from fusou.records.limits import RowLimits
 
@@ -63,7 +63,7 @@ class Ingestor:
         await self._writer.close()
 
     @staticmethod
-    def validate_header(req: RawIngestRequest) -> None:
+    def validate_header(req: IngestRequest) -> None:
         violations: list[FieldViolation] = []
         for field_name, value in (("dataset_id", req.dataset_id), ("table", req.table)):
             problem = name_problem(value)
@@ -76,7 +76,7 @@ class Ingestor:
         if violations:
             raise InvalidArgument.many(violations)
 
-    async def ingest(self, req: RawIngestRequest) -> WriteResult:
+    async def ingest(self, req: IngestRequest) -> WriteResult:
         self.validate_header(req)
         request_id = req.request_id or None
         if request_id is not None:
@@ -88,7 +88,12 @@ class Ingestor:
         info = await self._registry.get(req.dataset_id, req.table)
         for _ in range(MAX_SCHEMA_ROUNDS):
             prepared: Prepared = await run_in_process(
-                prepare, req.data, table_context(info), self._limits, self._clock.now_ms()
+                prepare,
+                req.parse,
+                req.data,
+                table_context(info),
+                self._limits,
+                self._clock.now_ms(),
             )
             if prepared.rows is not None:
                 return await self._writer.write(req.dataset_id, request_id, prepared.rows)

@@ -1,4 +1,5 @@
-"""Turn client input (protobuf Structs or an Arrow IPC stream) into a normalized Arrow table.
+"""Turn client input (rows as column lists of Python values, or an Arrow IPC stream) into a
+normalized Arrow table.
 
 Both inputs end up as one ``pa.Table`` whose columns use the Arrow type of their logical type
 (see ``ARROW_TYPES``), so everything downstream (schema merge, encoding, dedup) has one path.
@@ -6,14 +7,13 @@ Both inputs end up as one ``pa.Table`` whose columns use the Arrow type of their
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from google.protobuf import struct_pb2
 
 from fusou.errors import FieldViolation, InvalidArgument
 from fusou.records.limits import (
@@ -42,7 +42,7 @@ _KEPT_TYPES = frozenset({pa.null(), pa.bool_(), pa.int64(), pa.float64(), pa.str
 # Doubles in [-2**63, 2**63) convert to int64 exactly; JSON numbers arrive as doubles.
 _INT64_LIMIT = 2.0**63
 
-_STRUCT_ROWS = RowNames("rows", indexed=True)
+_ROWS = RowNames("rows", indexed=True)
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,9 @@ class Batch:
         return int(self.table.num_rows)
 
 
-_SCALAR_KINDS = frozenset({"number_value", "string_value", "bool_value"})
-_NESTED_KINDS = frozenset({"struct_value", "list_value"})
-
-
-class _Nested:
-    """Marks a value that came in as a nested object or list."""
+class Nested:
+    """Marks a value that came in as a nested object or list (JSON-like Python: dicts, lists,
+    str, int, float, bool, None), stored as canonical JSON text."""
 
     __slots__ = ("value",)
 
@@ -68,64 +65,32 @@ class _Nested:
         self.value = value
 
 
-class _TooDeep(Exception):
-    """A nested value went past the depth limit; caught where its row and field are known."""
-
-
-class _UndefinedNull(Exception):
-    """A null whose NullValue number the enum does not define (proto3 keeps such numbers)."""
-
-
-def _undefined_null(number: int) -> str:
-    # Ingest's rows bypass the enum check at the door (a worker parses them), so it is here.
-    return f"{number} is not a value of google.protobuf.NullValue (NULL_VALUE = 0)"
-
-
-def _value_to_python(value: struct_pb2.Value, levels: int) -> Any:
-    """A nested value as Python; whole numbers become ints, as JSON text would have them.
-    ``levels``: how many more levels of objects and lists may open."""
-    kind = value.WhichOneof("kind")
-    if kind == "number_value":
-        number = value.number_value
-        if number.is_integer() and abs(number) < _INT64_LIMIT:
-            return int(number)
-        return number
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "struct_value":
-        if levels == 0:
-            raise _TooDeep
-        return {k: _value_to_python(v, levels - 1) for k, v in value.struct_value.fields.items()}
-    if kind == "list_value":
-        if levels == 0:
-            raise _TooDeep
-        return [_value_to_python(v, levels - 1) for v in value.list_value.values]
-    if kind == "null_value" and value.null_value:
-        raise _UndefinedNull(value.null_value)
-    return None
-
-
 def canonical_json(value: Any) -> str:
     """Nested values are kept as JSON text with sorted keys so equal values hash equally."""
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def batch_from_structs(
-    rows: Sequence[struct_pb2.Struct], time_field: str, limits: RowLimits | None = None
+def batch_from_columns(
+    columns: dict[str, list[Any]],
+    num_rows: int,
+    time_field: str,
+    limits: RowLimits,
+    row_of: Callable[[str], int],
 ) -> Batch:
-    """Struct rows as a batch, refused (naming ``rows[i]...``) past any of ``limits``."""
-    limits = limits or RowLimits()
-    n = len(rows)
-    if n == 0:
+    """Rows given as column lists of Python values as a batch, refused (naming ``rows[i]...``)
+    past any of ``limits``.
+
+    A column holds one value per row: None for null or absent, a float for a number (JSON
+    numbers are doubles; whole ones become LONG), str, bool, or ``Nested``. The caller bounds
+    the number of fields and the nesting depth as it builds the columns; ``row_of(name)`` is
+    the first row holding field ``name`` (asked only to name the row of a bad field name).
+    """
+    if num_rows == 0:
         raise InvalidArgument("rows", "contains no rows")
-    columns = _struct_columns(rows, limits)
     for i_name in columns:
         problem = field_name_problem(i_name)
         if problem is not None:
-            i = next(i for i, r in enumerate(rows) if i_name in r.fields)
-            raise InvalidArgument(f"rows[{i}].{i_name}", problem)
+            raise InvalidArgument(f"rows[{row_of(i_name)}].{i_name}", problem)
     if time_field not in columns:
         raise InvalidArgument(f"rows[0].{time_field}", "the time field is missing")
     arrays: dict[str, pa.Array] = {}
@@ -137,58 +102,8 @@ def batch_from_structs(
         arrays[name] = arr
         types[name] = ftype
     table = pa.table(arrays)
-    check_row_sizes(table, limits, _STRUCT_ROWS)
+    check_row_sizes(table, limits, _ROWS)
     return Batch(table, types)
-
-
-def _struct_columns(rows: Sequence[struct_pb2.Struct], limits: RowLimits) -> dict[str, list[Any]]:
-    """Column lists of Python values (None for null or absent, _Nested for objects/lists).
-
-    The hot loop of JSON ingest: upb field access dominates, so each value is touched once.
-    (Measured alternatives, C-level map() over keys and zip() transposition, were slower.)
-    A row with too many fields is refused before any of its values is touched, and the batch's
-    columns are bounded as they appear, so neither a wide row nor many rows of different fields
-    cost more than the limit allows.
-    """
-    n = len(rows)
-    columns: dict[str, list[Any]] = {}
-    scalar = _SCALAR_KINDS
-    nested = _NESTED_KINDS
-    max_fields = limits.max_fields
-    max_depth = limits.max_depth
-    for i, row in enumerate(rows):
-        fields = row.fields
-        if len(fields) > max_fields:
-            raise InvalidArgument(f"rows[{i}]", limits.too_many_fields(len(fields)))
-        for name in fields:
-            value = fields[name]
-            kind = value.WhichOneof("kind")
-            if kind in scalar:
-                item = getattr(value, kind)
-            elif kind in nested:
-                try:
-                    item = _Nested(_value_to_python(value, max_depth))
-                except _TooDeep:
-                    raise InvalidArgument(f"rows[{i}].{name}", limits.too_deep()) from None
-                except _UndefinedNull as exc:
-                    raise InvalidArgument(
-                        f"rows[{i}].{name}", _undefined_null(exc.args[0])
-                    ) from None
-            else:
-                if kind == "null_value" and value.null_value:
-                    raise InvalidArgument(f"rows[{i}].{name}", _undefined_null(value.null_value))
-                item = None  # null: the field still belongs to the schema
-            col = columns.get(name)
-            if col is None:
-                if len(columns) >= max_fields:
-                    raise InvalidArgument(
-                        f"rows[{i}].{name}",
-                        f"is field {len(columns) + 1} of this batch, over the limit of "
-                        f"{max_fields} fields (FUSOU_MAX_FIELDS)",
-                    )
-                col = columns[name] = [None] * n
-            col[i] = item
-    return columns
 
 
 def _first_index(values: list[Any], predicate: Any) -> int:
@@ -227,7 +142,7 @@ def _column_from_python(
         doubles = pa.array(values, pa.float64())
         if time_limits is not None:
             # Before the conversion to integers, which a time past 64 bits would not survive.
-            check_times(doubles, time_limits, _STRUCT_ROWS, name)
+            check_times(doubles, time_limits, _ROWS, name)
         as_long = _integral_doubles_to_long(doubles)
         if as_long is not None:
             return as_long, FieldType.LONG
@@ -262,7 +177,7 @@ def _integral_doubles_to_long(doubles: pa.Array) -> pa.Array | None:
 
 
 def _describe(value: Any) -> str:
-    if isinstance(value, _Nested):
+    if isinstance(value, Nested):
         return "object" if isinstance(value.value, dict) else "list"
     return {float: "number", str: "string", bool: "boolean"}.get(type(value), "null")
 

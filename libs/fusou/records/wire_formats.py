@@ -1,12 +1,8 @@
-"""Client-side encodings of rows for Ingest: Arrow IPC streams and protobuf Structs."""
+"""Arrow IPC streams as clients send rows to Ingest (Structs are built in the API layer)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
-
 import pyarrow as pa
-from google.protobuf import struct_pb2
 
 
 def write_ipc_stream(sink: pa.NativeFile, data: pa.Table | pa.RecordBatch) -> None:
@@ -23,13 +19,3 @@ def arrow_ipc_bytes(data: pa.Table | pa.RecordBatch) -> bytes:
     sink = pa.BufferOutputStream()
     write_ipc_stream(sink, data)
     return bytes(sink.getvalue().to_pybytes())
-
-
-def structs(rows: Iterable[Mapping[str, Any]]) -> list[struct_pb2.Struct]:
-    """JSON-like dicts as protobuf Structs (what IngestRequest.rows carries)."""
-    out = []
-    for row in rows:
-        s = struct_pb2.Struct()
-        s.update(row)
-        out.append(s)
-    return out

@@ -1,12 +1,14 @@
 """Hosting any set of servicers on one grpc.aio server, with health, readiness, reflection,
 TLS, bearer tokens, and graceful shutdown (SIGTERM: health goes NOT_SERVING; after the drain
-delay new calls are refused, and in-flight calls get the grace period to finish)."""
+delay new calls are refused, and in-flight calls get the grace period to finish).
+
+The server receives what it hosts (``HostedService``) and knows no service: ``fusou.app``
+builds one from the services named."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -17,14 +19,13 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
-from fusou.auth.policy import AccessControl
+from fusou.api.access import AccessControl
 from fusou.auth.tokens import configured_tokens
 from fusou.config import ConfigError, Settings
-from fusou.runtime import Runtime
 from fusou.server import metrics
 from fusou.server.interceptor import ErrorMappingInterceptor
 from fusou.server.observing import ObservingInterceptor
-from fusou.server.readiness import READINESS, Check, dependency_check, watch
+from fusou.server.readiness import READINESS, Check, watch
 from fusou.server.reflection import enable_reflection
 from fusou.server.tls import server_credentials
 
@@ -67,22 +68,6 @@ class FusouServer:
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: asyncio.Future[None] | None = None
     _drain_cut: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @classmethod
-    def for_runtime(cls, runtime: Runtime, names: Sequence[str]) -> FusouServer:
-        """The services ``names`` over ``runtime``, ready when their dependencies answer."""
-        from fusou.services import SERVICES
-
-        return cls(
-            runtime.settings,
-            [SERVICES[n](runtime) for n in names],
-            readiness=dependency_check(runtime),
-            # The buffer's gauges scan it: one exporter per deployment is enough, and the
-            # archiver (one replica, the buffer's consumer) is the natural one.
-            gauges=functools.partial(metrics.refresh_buffer, runtime.pool)
-            if "archiver" in names
-            else None,
-        )
 
     async def start(self) -> int:
         limit = self.settings.server.grpc_max_message_bytes

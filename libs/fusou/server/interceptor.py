@@ -1,19 +1,20 @@
-"""The interceptor that admits calls (``fusou.auth.policy``) and turns every exception into a
+"""The interceptor that admits calls (``fusou.api.access``) and turns every exception into a
 proper status (see ``status``): refusals are exceptions like any other, mapped in one place."""
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import grpc
 from grpc import aio
 
-from fusou.auth.policy import OPEN, AccessControl, Grant
+from fusou.api.access import OPEN, AccessControl, Grant
+from fusou.api.decoding import Undecodable, lenient_deserializer
 from fusou.logs import CURRENT_CALL
-from fusou.server.decoding import Undecodable, lenient_deserializer
+from fusou.server.handlers import Behavior, Found, RewrappingInterceptor
 from fusou.server.status import map_exception
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,52 @@ def _serialized_as_is(serialize: Callable[[Any], bytes] | None) -> Callable[[Any
     return serialize_or_pass
 
 
-class ErrorMappingInterceptor(aio.ServerInterceptor):
+class _MappedErrors:
+    """Around a call's handler: any exception but an abort becomes the call's status."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: aio.ServicerContext[Any, Any]) -> None:
+        self._context = context
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> bool:
+        # BaseExceptions (cancellation, a closed response stream) pass, as do aborts.
+        if not isinstance(exc, Exception) or isinstance(exc, aio.AbortError):
+            return False
+        await _abort(self._context, exc)  # this is the mapping point
+        return True
+
+
+def _awaited(behavior: Behavior, admitted: Callable[[Any], Any]) -> Behavior:
+    """A handler whose one response (or, writer style, none) the coroutine returns."""
+
+    async def call(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        async with _MappedErrors(context):
+            return await behavior(admitted(request), context)
+
+    return call
+
+
+def _responding(behavior: Behavior, admitted: Callable[[Any], Any]) -> Behavior:
+    """A streaming response: from an async generator, or written by the coroutine itself
+    (``context.write``, e.g. grpc's own health Watch)."""
+    if inspect.iscoroutinefunction(behavior):
+        return _awaited(behavior, admitted)
+
+    async def responses(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        async with _MappedErrors(context):
+            async for response in behavior(admitted(request), context):
+                yield response
+
+    return responses
+
+
+class ErrorMappingInterceptor(RewrappingInterceptor):
     def __init__(
         self,
         request_types: Mapping[str, Any] | None = None,
@@ -66,26 +112,17 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):
         # None: no tokens are configured, every call is admitted.
         self._access = access
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        # grpc's handler type describes sync behaviors; under grpc.aio they are coroutines.
-        handler: Any = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        override = self._request_types.get(handler_call_details.method)
+    def rewrap(self, found: Found) -> grpc.RpcMethodHandler[Any, Any]:
+        handler, details, shape, behavior = found
+        override = self._request_types.get(details.method)
         parse = override.FromString if override is not None else handler.request_deserializer
         deserializer = (
             lenient_deserializer(parse, getattr(parse, "__self__", None)) if parse else None
         )
         serializer = _serialized_as_is(handler.response_serializer)
         access = self._access
-        method = handler_call_details.method
-        metadata = handler_call_details.invocation_metadata
+        method = details.method
+        metadata = details.invocation_metadata
 
         def admit() -> Grant:
             # Called on the call's task, where a refusal is mapped like any error.
@@ -97,85 +134,10 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):
                 call.principal = grant.principal
             return grant
 
-        if handler.unary_unary:
-            unary_unary = handler.unary_unary
+        take: Callable[[Any, Grant], Any] = _requests if shape.streamed_requests else _checked
 
-            async def uu(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-                try:
-                    return await unary_unary(_checked(request, admit()), context)
-                except aio.AbortError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - this is the mapping point
-                    await _abort(context, exc)
+        def admitted(request: Any) -> Any:
+            return take(request, admit())
 
-            return grpc.unary_unary_rpc_method_handler(uu, deserializer, serializer)
-
-        if handler.unary_stream:
-            unary_stream = handler.unary_stream
-            if inspect.iscoroutinefunction(unary_stream):
-                # Writer style (context.write), e.g. grpc's own health Watch.
-                async def us_writer(request: Any, context: aio.ServicerContext[Any, Any]) -> None:
-                    try:
-                        await unary_stream(_checked(request, admit()), context)
-                    except aio.AbortError:
-                        raise
-                    except Exception as exc:  # noqa: BLE001
-                        await _abort(context, exc)
-
-                return grpc.unary_stream_rpc_method_handler(us_writer, deserializer, serializer)
-
-            async def us(
-                request: Any, context: aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
-                try:
-                    async for response in unary_stream(_checked(request, admit()), context):
-                        yield response
-                except aio.AbortError:
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    await _abort(context, exc)
-
-            return grpc.unary_stream_rpc_method_handler(us, deserializer, serializer)
-
-        if handler.stream_unary:
-            stream_unary = handler.stream_unary
-
-            async def su(
-                iterator: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]
-            ) -> Any:
-                try:
-                    return await stream_unary(_requests(iterator, admit()), context)
-                except aio.AbortError:
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    await _abort(context, exc)
-
-            return grpc.stream_unary_rpc_method_handler(su, deserializer, serializer)
-
-        stream_stream = handler.stream_stream
-        if inspect.iscoroutinefunction(stream_stream):
-
-            async def ss_writer(
-                iterator: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]
-            ) -> None:
-                try:
-                    await stream_stream(_requests(iterator, admit()), context)
-                except aio.AbortError:
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    await _abort(context, exc)
-
-            return grpc.stream_stream_rpc_method_handler(ss_writer, deserializer, serializer)
-
-        async def ss(
-            iterator: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
-            try:
-                async for response in stream_stream(_requests(iterator, admit()), context):
-                    yield response
-            except aio.AbortError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                await _abort(context, exc)
-
-        return grpc.stream_stream_rpc_method_handler(ss, deserializer, serializer)
+        respond = _responding if shape.streamed_responses else _awaited
+        return shape.build(respond(behavior, admitted), deserializer, serializer)

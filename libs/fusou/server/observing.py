@@ -9,49 +9,25 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from grpc import aio
 
 from fusou.logs import CURRENT_CALL, REQUEST_ID_HEADER, CallInfo, request_id_of
+from fusou.server.handlers import Found, RewrappingInterceptor
 from fusou.server.metrics import RPC_SECONDS, RPCS
 
 log = logging.getLogger(__name__)
 
 Context = aio.ServicerContext[Any, Any]
 
-_BUILDERS: dict[str, Any] = {
-    "unary_unary": grpc.unary_unary_rpc_method_handler,
-    "unary_stream": grpc.unary_stream_rpc_method_handler,
-    "stream_unary": grpc.stream_unary_rpc_method_handler,
-    "stream_stream": grpc.stream_stream_rpc_method_handler,
-}
 
-
-class ObservingInterceptor(aio.ServerInterceptor):
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler: Any = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        metadata = handler_call_details.invocation_metadata
-        for kind, build in _BUILDERS.items():
-            behavior = getattr(handler, kind)
-            if behavior is not None:
-                wrapped = _observed(behavior, method, metadata)
-                observed: grpc.RpcMethodHandler[Any, Any] = build(
-                    wrapped, handler.request_deserializer, handler.response_serializer
-                )
-                return observed
-        return None
+class ObservingInterceptor(RewrappingInterceptor):
+    def rewrap(self, found: Found) -> grpc.RpcMethodHandler[Any, Any]:
+        handler, details, shape, behavior = found
+        wrapped = _observed(behavior, details.method, details.invocation_metadata)
+        return shape.build(wrapped, handler.request_deserializer, handler.response_serializer)
 
 
 async def _begin(context: Context, method: str, metadata: Any) -> None:

@@ -14,7 +14,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from fusou.runtime import Runtime
+import asyncpg
+
+from fusou.objectstore.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -24,15 +26,14 @@ READINESS = "readiness"
 Check = Callable[[], Awaitable[list[str]]]
 
 
-def dependency_check(runtime: Runtime) -> Check:
+def dependency_check(pool: asyncpg.Pool, object_store: ObjectStore, timeout: float) -> Check:
     """PostgreSQL answers ``SELECT 1`` and the object store its ``check`` (the bucket or root
-    directory exists and answers)."""
-    timeout = runtime.settings.server.readiness_timeout_s
+    directory exists and answers), each within ``timeout`` seconds."""
 
     async def database() -> str | None:
         try:
             async with asyncio.timeout(timeout):
-                await runtime.pool.fetchval("SELECT 1")
+                await pool.fetchval("SELECT 1")
         except Exception as exc:  # noqa: BLE001 - any failure means not ready; say which
             return f"PostgreSQL: {_describe(exc)}"
         return None
@@ -40,7 +41,7 @@ def dependency_check(runtime: Runtime) -> Check:
     async def store() -> str | None:
         try:
             async with asyncio.timeout(timeout):
-                await runtime.store.check()
+                await object_store.check()
         except Exception as exc:  # noqa: BLE001 - as above
             return f"object store: {_describe(exc)}"
         return None

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from fusou.app import build_server
 from fusou.clock import ManualClock
 from fusou.config import Settings
 from fusou.runtime import Runtime, open_runtime
@@ -31,7 +32,7 @@ async def running_services(
     settings = settings.replace(grpc_host="127.0.0.1", grpc_port=0, metrics_port=0)
     clock = clock or ManualClock()
     runtime = await open_runtime(settings, clock)
-    server = FusouServer.for_runtime(runtime, names)
+    server = build_server(runtime, names)
     try:
         await server.start()
         yield ServicesUnderTest(runtime, server, clock)

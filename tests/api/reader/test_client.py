@@ -6,9 +6,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
+from fusou.api.reader.answers import arrow_ipc_message
+from fusou.api.reader.client import arrow_of, parse_response, stats_of
 from fusou.api.reader.v1 import reader_pb2
-from fusou.read.client import arrow_of, parse_response, stats_of
-from fusou.read.output import arrow_ipc_message
 
 ARROW_FIELD = reader_pb2.ReadRangeResponse.DESCRIPTOR.fields_by_name["arrow_ipc"].number
 

@@ -2,15 +2,20 @@
 
 Parsing a request of Struct rows costs as much as everything else the main process does for
 it, so the main process reads only the small header (names and request id) with a message
-type that lacks the row fields; protobuf skips those in C. The worker parses the whole request.
+type that lacks the row fields; protobuf skips those in C. The worker parses the whole request
+(``fusou.api.ingest.request.parse_rows``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
+from fusou.api.ingest.request import parse_rows
 from fusou.api.ingest.v1 import ingest_pb2
+from fusou.ingest.request import IngestRequest
 
 
 def _header_class() -> type[Message]:
@@ -37,26 +42,23 @@ _Header = _header_class()
 
 
 class RawIngestRequest:
-    """The request's bytes plus its header fields. Stands in for IngestRequest in the servicer."""
+    """Stands in for IngestRequest's parser: ``FromString`` reads the header only and answers
+    the domain's request, whose rows ``parse_rows`` reads in a worker process."""
 
     # The interceptor names bad fields using the real request type's descriptor.
     DESCRIPTOR = ingest_pb2.IngestRequest.DESCRIPTOR
 
-    __slots__ = ("data", "dataset_id", "request_id", "table")
-
-    def __init__(self, data: bytes, dataset_id: str, table: str, request_id: str) -> None:
-        self.data = data
-        self.dataset_id = dataset_id
-        self.table = table
-        self.request_id = request_id
+    @classmethod
+    def FromString(cls, data: bytes) -> IngestRequest:
+        header: Any = _Header.FromString(data)
+        return IngestRequest(header.dataset_id, header.table, header.request_id, data, parse_rows)
 
     @classmethod
-    def FromString(cls, data: bytes) -> RawIngestRequest:
-        header = _Header.FromString(data)
-        return cls(data, header.dataset_id, header.table, header.request_id)  # type: ignore[attr-defined]
-
-    @classmethod
-    def of(cls, request: ingest_pb2.IngestRequest) -> RawIngestRequest:
-        return cls(
-            request.SerializeToString(), request.dataset_id, request.table, request.request_id
+    def of(cls, request: ingest_pb2.IngestRequest) -> IngestRequest:
+        return IngestRequest(
+            request.dataset_id,
+            request.table,
+            request.request_id,
+            request.SerializeToString(),
+            parse_rows,
         )

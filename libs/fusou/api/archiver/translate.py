@@ -1,0 +1,55 @@
+"""ArchiverService messages to and from the Archiver's values."""
+
+from __future__ import annotations
+
+from fusou.api.archiver.v1 import archiver_pb2
+from fusou.archive.archiver import ArchiveOptions, ArchiveReport, TableStatus
+
+_STATUS = {
+    TableStatus.ARCHIVED: archiver_pb2.TABLE_ARCHIVE_STATUS_ARCHIVED,
+    TableStatus.NOTHING_TO_DO: archiver_pb2.TABLE_ARCHIVE_STATUS_NOTHING_TO_DO,
+    TableStatus.PARTIAL: archiver_pb2.TABLE_ARCHIVE_STATUS_PARTIAL,
+    TableStatus.SKIPPED_BUSY: archiver_pb2.TABLE_ARCHIVE_STATUS_SKIPPED_BUSY,
+    TableStatus.FAILED: archiver_pb2.TABLE_ARCHIVE_STATUS_FAILED,
+}
+
+
+def archive_options(request: archiver_pb2.ArchiveRequest) -> ArchiveOptions:
+    return ArchiveOptions(
+        dataset_id=request.dataset_id,
+        table=request.table,
+        min_age_s=request.min_age_seconds if request.HasField("min_age_seconds") else None,
+        max_rows_per_table=request.max_rows_per_table,
+        max_tables=request.max_tables,
+    )
+
+
+def archive_response(report: ArchiveReport) -> archiver_pb2.ArchiveResponse:
+    tables = [
+        archiver_pb2.TableArchiveResult(
+            dataset_id=t.dataset_id,
+            table=t.table,
+            rows=t.rows,
+            files=t.files,
+            blocks=t.blocks,
+            bytes=t.bytes,
+            uncompressed_bytes=t.uncompressed_bytes,
+            compression_ratio=t.compression_ratio,
+            more_remaining=t.more_remaining,
+            skipped_busy=t.skipped_busy,
+            status=_STATUS[t.status],
+            error=t.error,
+            rows_quarantined=t.rows_quarantined,
+        )
+        for t in report.tables
+    ]
+    return archiver_pb2.ArchiveResponse(
+        tables=tables,
+        total_rows=sum(t.rows for t in report.tables),
+        total_files=sum(t.files for t in report.tables),
+        total_bytes=sum(t.bytes for t in report.tables),
+        orphans_deleted=report.orphans_deleted,
+        failed_tables=report.failed_tables,
+        total_rows_quarantined=report.rows_quarantined,
+        sweep_error=report.sweep_error,
+    )

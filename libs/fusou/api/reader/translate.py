@@ -1,0 +1,147 @@
+"""ReaderService messages to and from the Reader's values: the read a ReadRangeRequest asks
+for, the messages answering it, and the tables' stats."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Iterable
+
+from google.protobuf import timestamp_pb2
+
+from fusou.api.reader.answers import (
+    ARROW_FIELD,
+    JSON_ROWS_PER_MESSAGE,
+    MESSAGES_PER_CPU_CALL,
+    arrow_ipc_message,
+    arrow_messages,
+    arrow_rows_per_message,
+    mark_json_fields,
+    to_structs,
+)
+from fusou.api.reader.v1 import reader_pb2
+from fusou.api.timestamps import timestamp_violations
+from fusou.catalog.stats import TableStats
+from fusou.cpu import run_cpu, run_cpu_unless_small
+from fusou.errors import FieldViolation, InvalidArgument
+from fusou.read.reader import SMALL_RESULT_ROWS, ReadRequest, ReadResult, ReadStats
+
+
+def _millis(ts: timestamp_pb2.Timestamp) -> int:
+    # Rounded up: for whole-millisecond times t, start <= t < end holds in nanoseconds exactly
+    # when ceil(start) <= t < ceil(end) holds in milliseconds.
+    return ts.seconds * 1000 + -(-ts.nanos // 1_000_000)
+
+
+def read_request(request: reader_pb2.ReadRangeRequest) -> ReadRequest:
+    """The read ``request`` asks for; INVALID_ARGUMENT naming each missing or unplaceable time
+    (the Reader checks the rest)."""
+    violations: list[FieldViolation] = []
+    for name in ("start_time", "end_time"):
+        if not request.HasField(name):
+            violations.append(FieldViolation(name, "is required"))
+        else:
+            violations.extend(timestamp_violations(name, getattr(request, name)))
+    if violations:
+        raise InvalidArgument.many(violations)
+    start_ns = request.start_time.seconds * 10**9 + request.start_time.nanos
+    end_ns = request.end_time.seconds * 10**9 + request.end_time.nanos
+    return ReadRequest(
+        dataset_id=request.dataset_id,
+        table=request.table,
+        start=_millis(request.start_time),
+        end=_millis(request.end_time),
+        columns=list(dict.fromkeys(request.columns)),
+        limit=request.limit,
+        ordered=end_ns > start_ns,
+    )
+
+
+def read_stats(s: ReadStats) -> reader_pb2.ReadStats:
+    return reader_pb2.ReadStats(
+        rows_returned=s.rows_returned,
+        hot_rows=s.hot_rows,
+        cold_rows=s.cold_rows,
+        blocks_fetched=s.blocks_fetched,
+        bytes_fetched=s.bytes_fetched,
+        get_requests=s.get_requests,
+        cache_hits=s.cache_hits,
+        duplicates_removed=s.duplicates_removed,
+        replans=s.replans,
+    )
+
+
+def get_stats_response(stats: Iterable[TableStats]) -> reader_pb2.GetStatsResponse:
+    return reader_pb2.GetStatsResponse(
+        tables=[
+            reader_pb2.TableStats(
+                dataset_id=s.dataset_id,
+                table=s.table,
+                schema_version=s.schema_version,
+                hot_rows=s.hot_rows,
+                hot_bytes=s.hot_bytes,
+                oldest_hot_row_age_seconds=s.oldest_hot_row_age_s,
+                cold_files=s.cold_files,
+                cold_rows=s.cold_rows,
+                cold_bytes=s.cold_bytes,
+                compression_ratio=s.compression_ratio,
+                raw_fragments=s.raw_fragments,
+                raw_bytes=s.raw_bytes,
+                optimized_files=s.optimized_files,
+                optimized_bytes=s.optimized_bytes,
+                quarantined_rows=s.quarantined_rows,
+            )
+            for s in stats
+        ]
+    )
+
+
+async def read_range_answers(
+    result: ReadResult, output_format: reader_pb2.OutputFormat.ValueType
+) -> AsyncGenerator[reader_pb2.ReadRangeResponse | bytes, None]:
+    """The messages answering a read: its rows in ``output_format``, then its stats.
+
+    Arrow messages come already serialized (see ``arrow_ipc_message``): the server's interceptor
+    passes bytes through. Close the generator when leaving it early (``contextlib.aclosing``):
+    that cancels the encoding in flight.
+    """
+    table = result.table
+    schema = result.info.latest
+    if output_format == reader_pb2.OUTPUT_FORMAT_ARROW_IPC:
+        table = mark_json_fields(table, schema)
+        if table.num_rows == 0:
+            # No rows still tells the client the columns and their types.
+            yield arrow_ipc_message(table, ARROW_FIELD)
+        per_message = arrow_rows_per_message(table)
+        starts = list(range(0, table.num_rows, per_message))
+        # The first message alone, so that bytes leave as soon as one is encoded.
+        groups = [
+            starts[i : i + MESSAGES_PER_CPU_CALL]
+            for i in range(1, len(starts), MESSAGES_PER_CPU_CALL)
+        ]
+        if starts:
+            groups.insert(0, starts[:1])
+        small = table.num_rows < SMALL_RESULT_ROWS
+
+        def encode(i: int) -> asyncio.Future[list[bytes]]:
+            return asyncio.ensure_future(
+                run_cpu_unless_small(small, arrow_messages, table, groups[i], per_message)
+            )
+
+        # The next group is encoded on the CPU thread while this one is written.
+        pending = encode(0) if groups else None
+        try:
+            for i in range(len(groups)):
+                assert pending is not None
+                messages = await pending
+                pending = encode(i + 1) if i + 1 < len(groups) else None
+                for message in messages:
+                    yield message  # a serialized ReadRangeResponse
+        finally:
+            if pending is not None:
+                pending.cancel()
+    else:
+        for start in range(0, table.num_rows, JSON_ROWS_PER_MESSAGE):
+            chunk = table.slice(start, JSON_ROWS_PER_MESSAGE)
+            rows = await run_cpu(to_structs, chunk, schema)
+            yield reader_pb2.ReadRangeResponse(rows=rows)
+    yield reader_pb2.ReadRangeResponse(stats=read_stats(result.stats))
