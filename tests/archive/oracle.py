@@ -8,6 +8,7 @@ active cold file registered in the catalog is fetched from the object store and 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import json
 from collections import Counter
@@ -144,12 +145,23 @@ async def cold_files(url: str, store: ObjectStore) -> list[ColdFile]:
 
 
 def read_avro(data: bytes) -> list[dict[str, Any]]:
-    """The records of an Avro object container file, read by fastavro."""
+    """The records of an Avro object container file, read by fastavro, with the time field
+    (a ``timestamp-millis``, which fastavro hands back as a datetime) as epoch milliseconds,
+    as FUSOU's rows hold it."""
     rows = []
     for record in fastavro.reader(io.BytesIO(data)):
         assert isinstance(record, dict)
-        rows.append(dict(record))
+        rows.append(
+            {k: epoch_ms(v) if isinstance(v, dt.datetime) else v for k, v in record.items()}
+        )
     return rows
+
+
+def epoch_ms(value: dt.datetime) -> int:
+    """A UTC datetime as epoch milliseconds, exactly (no float on the way)."""
+    assert value.tzinfo is not None, "timestamp-millis reads as an aware datetime"
+    delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
 async def cold_rows(url: str, store: ObjectStore, table: str | None = None) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from fusou.objectstore import S3ObjectStore
 from fusou.objectstore.base import MiB
 from fusou.testing import running_services
 from tests.archive.oracle import (
+    T0,
     Crash,
     CrashAt,
     Hold,
@@ -183,9 +184,12 @@ async def test_crash_mid_multipart_upload_s3(settings: Settings, s3: S3Server) -
         archive_block_bytes=1024 * 1024,
         archive_max_file_bytes=64 * 1024 * 1024,
     )
-    # About 6.5 MB of datums: more than one 5 MiB part.
+    # About 6.5 MB of datums: more than one 5 MiB part, all of one day (a cold file holds one).
     batches = [
-        [battle(i, payload=os.urandom(512).hex()) for i in range(k * 2000, (k + 1) * 2000)]
+        [
+            battle(i, payload=os.urandom(512).hex(), timestamp=T0 + i)
+            for i in range(k * 2000, (k + 1) * 2000)
+        ]
         for k in range(3)
     ]
     pending_at_crash: list[int] = []

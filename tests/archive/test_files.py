@@ -3,7 +3,9 @@ alone from one ranged GET, and statistics that follow the rows."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import json
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -17,8 +19,11 @@ from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.api.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.api.structs import structs
+from fusou.api.timestamps import timestamp_of_ms
 from fusou.config import Settings
+from fusou.storage.partitions import DAY_MS
 from fusou.testing import ServicesUnderTest, running_services
+from tests.archive.oracle import read_avro
 from tests.ingest.helpers import buffer_rows
 
 pytestmark = pytest.mark.integration
@@ -84,7 +89,7 @@ async def _files(url: str) -> list[dict[str, Any]]:
 
 
 def _avro_rows(data: bytes) -> list[dict[str, Any]]:
-    return [cast(dict[str, Any], r) for r in fastavro.reader(io.BytesIO(data))]
+    return read_avro(data)
 
 
 def _without_meta(row: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +117,11 @@ async def test_cold_files_hold_exactly_the_rows_that_left_the_buffer(
             rows = _avro_rows(data)
             assert len(rows) == f["row_count"]
             if codec != "zstandard":
-                assert pl.read_avro(io.BytesIO(data)).to_dicts() == rows
+                # polars reads the timestamp-millis time field as a datetime too.
+                frame = pl.read_avro(io.BytesIO(data))
+                assert frame.schema["timestamp"] == pl.Datetime("ms", "UTC")
+                frame = frame.with_columns(pl.col("timestamp").cast(pl.Int64))
+                assert frame.to_dicts() == rows
             for row in rows:
                 seen[row["_fusou_seq"]] = row
             # Blocks tile the file after the header and each one decodes alone.
@@ -196,7 +205,9 @@ async def test_blocks_and_files_respect_their_bounds(settings: Settings, databas
 async def test_stats_follow_the_rows_and_report_compression(
     archiving: ServicesUnderTest, database_url: str
 ) -> None:
-    await _ingest(archiving.target, "u1", "battle", [battle(i) for i in range(500)])
+    # Rows of one day: one cold file, large enough for its header not to outweigh the gain.
+    one_day = [battle(i) | {"timestamp": T0 + i * 1000} for i in range(500)]
+    await _ingest(archiving.target, "u1", "battle", one_day)
     await _ingest(archiving.target, "u2", "sortie", [battle(i) for i in range(50)])
     async with grpc.aio.insecure_channel(archiving.target) as ch:
         stats = reader_pb2_grpc.ReaderServiceStub(ch)
@@ -240,3 +251,75 @@ async def test_stats_follow_the_rows_and_report_compression(
 async def test_archive_with_nothing_to_do(archiving: ServicesUnderTest) -> None:
     result = await _archive(archiving.target)
     assert result.total_rows == 0 and list(result.tables) == []
+
+
+# Rows are fetched two blocks at a time: 64-row blocks make fetches that cross midnight, 36-row
+# ones fetches that end exactly at it (72 rows a day), so the next file starts a fetched batch.
+@pytest.mark.parametrize("block_rows", [64, 36])
+async def test_cold_files_describe_themselves_and_hold_one_day(
+    settings: Settings, database_url: str, block_rows: int
+) -> None:
+    """An engine reading a cold file without FUSOU learns the time field's type, the table, the
+    dedup key and the sort order; and the ``date=`` folder holds rows of that day only, even
+    when one archive run (and one fetched batch) crosses midnight."""
+    tuned = settings.replace(archive_min_age_s=0, archive_block_rows=block_rows)
+    async with running_services(tuned, ["ingest", "archiver", "reader"]) as archiving:
+        await _check_self_describing_days(archiving, database_url)
+
+
+async def _check_self_describing_days(archiving: ServicesUnderTest, database_url: str) -> None:
+    async with grpc.aio.insecure_channel(archiving.target) as ch:
+        await ingest_pb2_grpc.IngestServiceStub(ch).DeclareTable(
+            ingest_pb2.DeclareTableRequest(dataset_id="u1", table="keyed", key_fields=["api_no"])
+        )
+    midnight = T0 - T0 % DAY_MS + DAY_MS
+    # Every 20 minutes across three midnights, in one run.
+    rows = [battle(i) | {"timestamp": midnight - DAY_MS + i * 1_200_000} for i in range(250)]
+    await _ingest(archiving.target, "u1", "keyed", rows)
+    await _archive(archiving.target)
+    files = await _files(database_url)
+    days = {f["object_key"].split("/")[3] for f in files}
+    assert len(files) == len(days) == 4, [f["object_key"] for f in files]
+    seen = 0
+    for f in files:
+        folder_day = f["object_key"].split("/")[3].removeprefix("date=")
+        data = await archiving.runtime.store.get(f["object_key"])
+        reader = fastavro.reader(io.BytesIO(data))
+        records = [cast(dict[str, Any], r) for r in reader]
+        seen += len(records)
+        # fastavro reads the time field as a UTC instant, each one of the folder's day.
+        assert {r["timestamp"].date().isoformat() for r in records} == {folder_day}
+        assert all(r["timestamp"].tzinfo == dt.UTC for r in records)
+        schema = reader.writer_schema
+        assert isinstance(schema, dict)
+        (time_field,) = [x for x in schema["fields"] if x["name"] == "timestamp"]
+        assert time_field["type"] == {"type": "long", "logicalType": "timestamp-millis"}
+        meta = reader.metadata
+        assert meta["fusou.dataset"] == "u1" and meta["fusou.table"] == "keyed"
+        assert meta["fusou.schema_version"] == str(f["schema_version"])
+        assert json.loads(meta["fusou.key_fields"]) == ["api_no"]
+        assert meta["fusou.time_field"] == "timestamp"
+        assert meta["fusou.seq_field"] == "_fusou_seq"
+        assert json.loads(meta["fusou.sort_order"]) == ["timestamp", "_fusou_seq"]
+        # polars too sees a UTC millisecond timestamp.
+        frame = pl.read_avro(io.BytesIO(data))
+        assert frame.schema["timestamp"] == pl.Datetime("ms", "UTC")
+        assert frame["timestamp"].dt.date().cast(pl.String).unique().to_list() == [folder_day]
+        # Sorted as declared.
+        order = [(r["timestamp"], r["_fusou_seq"]) for r in records]
+        assert order == sorted(order)
+    assert seen == len(rows)
+    # And FUSOU's reads still hand the time back as epoch milliseconds.
+    async with grpc.aio.insecure_channel(archiving.target) as ch:
+        reader_stub = reader_pb2_grpc.ReaderServiceStub(ch)
+        times = []
+        async for message in reader_stub.ReadRange(
+            reader_pb2.ReadRangeRequest(
+                dataset_id="u1",
+                table="keyed",
+                start_time=timestamp_of_ms(midnight - DAY_MS),
+                end_time=timestamp_of_ms(midnight + 3 * DAY_MS),
+            )
+        ):
+            times += [int(r.fields["timestamp"].number_value) for r in message.rows]
+    assert times == [r["timestamp"] for r in rows]

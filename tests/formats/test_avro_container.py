@@ -7,16 +7,20 @@ import os
 
 import fastavro
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from fusou.formats.avro_container import (
     CODECS,
+    cold_schema,
     compress,
     container_header,
     decompress,
     encode_block,
     zigzag_varint,
 )
+from fusou.formats.avro_decoder import layout_of
+from fusou.schema.model import FieldType, SchemaField, TableSchema
 from tests.formats.helpers import fastavro_datums
 
 SCHEMA = {
@@ -71,3 +75,31 @@ def test_bad_codec_and_sync_are_refused() -> None:
         container_header(SCHEMA, "lz4", os.urandom(16))
     with pytest.raises(ValueError):
         container_header(SCHEMA, "null", b"short")
+
+
+def test_header_metadata_is_read_back_and_avro_keys_are_reserved() -> None:
+    sync = os.urandom(16)
+    rows = [{"t": i, "s": None} for i in range(3)]
+    data = container_header(
+        SCHEMA, "null", sync, {"fusou.table": "battle", "fusou.key_fields": "[]"}
+    ) + encode_block(len(rows), fastavro_datums(SCHEMA, rows), "null", sync)
+    reader = fastavro.reader(io.BytesIO(data))
+    assert list(reader) == rows
+    assert reader.metadata["fusou.table"] == "battle"
+    assert reader.metadata["fusou.key_fields"] == "[]"
+    with pytest.raises(ValueError, match="reserved"):
+        container_header(SCHEMA, "null", sync, {"avro.codec": "deflate"})
+
+
+def test_cold_schema_types_the_time_field_and_still_decodes_as_long() -> None:
+    schema = TableSchema(
+        "t", (SchemaField("t", FieldType.LONG), SchemaField("s", FieldType.STRING)), 1
+    )
+    written = cold_schema(schema)
+    (time_field,) = [f for f in written["fields"] if f["name"] == "t"]
+    assert time_field["type"] == {"type": "long", "logicalType": "timestamp-millis"}
+    layout = layout_of(written)
+    assert layout is not None
+    assert layout.names[0] == "t" and layout.types[0] == pa.int64()
+    # The stored schema of the table is untouched: only cold files carry the logical type.
+    assert all(f["type"] != time_field["type"] for f in schema.to_avro()["fields"])

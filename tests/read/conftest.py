@@ -20,7 +20,7 @@ from fusou.testing import ServicesUnderTest, running_services
 SMALL_BLOCKS = {
     "archive_min_age_s": 0.0,
     "archive_block_rows": 20,
-    "archive_max_file_bytes": 900,
+    "archive_max_file_bytes": 1150,
 }
 
 

@@ -17,8 +17,8 @@ table gets that table's error as its own. Rows no cold file can hold are set asi
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
-import datetime as dt
 import logging
 import os
 from collections.abc import AsyncGenerator
@@ -34,13 +34,15 @@ from fusou.archive.quarantine import quarantine_message, quarantine_unplaceable
 from fusou.catalog.files import BlockEntry, FileEntry, register_file
 from fusou.cpu import run_cpu
 from fusou.errors import Aborted, InvalidArgument, NotFound
-from fusou.formats.avro_container import cold_schema, container_header
+from fusou.formats.avro_container import SEQ_FIELD, cold_schema, container_header
+from fusou.formats.file_metadata import file_metadata
 from fusou.jobs import StorageJob, describe_failure
 from fusou.names import check_name
 from fusou.schema.model import TableSchema
 from fusou.schema.time_bounds import MAX_SPAN_S
 from fusou.storage.keys import COLD, cold_key
 from fusou.storage.locks import ARCHIVE_LOCK, try_pool_lock
+from fusou.storage.partitions import DAY_MS, day_name, day_start
 from fusou.storage.sweep import sweep_orphans
 
 log = logging.getLogger(__name__)
@@ -120,6 +122,7 @@ class _Table:
     table_id: int
     dataset_id: str
     name: str
+    key_fields: tuple[str, ...]
 
 
 @dataclass
@@ -135,6 +138,10 @@ _ROWS_QUERY = (
     "WHERE table_id = $1 AND schema_version = $2 AND ingested_at < $3 "
     "ORDER BY event_time, seq"
 )
+
+
+def _event_time(row: Any) -> int:
+    return int(row["event_time"])
 
 
 async def _delete_rows(conn: asyncpg.Connection, table_id: int, seqs: np.ndarray) -> int:
@@ -224,7 +231,7 @@ class Archiver(StorageJob):
     async def _candidates(self, options: ArchiveOptions, cutoff: int) -> list[_Table]:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT t.table_id, t.dataset_id, t.table_name FROM fusou_tables t "
+                "SELECT t.table_id, t.dataset_id, t.table_name, t.key_fields FROM fusou_tables t "
                 "WHERE ($1 = '' OR t.dataset_id = $1) AND ($2 = '' OR t.table_name = $2) "
                 "AND EXISTS (SELECT 1 FROM fusou_buffer b "
                 "            WHERE b.table_id = t.table_id AND b.ingested_at < $3) "
@@ -233,7 +240,10 @@ class Archiver(StorageJob):
                 options.table,
                 cutoff,
             )
-        return [_Table(r["table_id"], r["dataset_id"], r["table_name"]) for r in rows]
+        return [
+            _Table(r["table_id"], r["dataset_id"], r["table_name"], tuple(r["key_fields"]))
+            for r in rows
+        ]
 
     async def _archive_table(
         self, table: _Table, cutoff: int, max_rows: int, outcome: TableOutcome, *, single: bool
@@ -338,12 +348,25 @@ class Archiver(StorageJob):
             return None, []
         codec = s.archive.codec
         sync = os.urandom(16)
-        header = container_header(cold_schema(schema), codec, sync)
+        header = container_header(
+            cold_schema(schema),
+            codec,
+            sync,
+            file_metadata(
+                dataset_id=table.dataset_id,
+                table=table.name,
+                schema_version=schema.version,
+                key_fields=table.key_fields,
+                time_field=schema.time_field,
+                seq_field=SEQ_FIELD,
+            ),
+        )
         index: list[BlockEntry] = []
         sizes = {"rows": 0, "uncompressed": 0, "bytes": len(header)}
         leftover: list[Any] = []
-        day = dt.datetime.fromtimestamp(first[0]["event_time"] / 1000, dt.UTC).date().isoformat()
-        key = cold_key(table.dataset_id, table.name, day)
+        # One file holds one UTC day (rows come in time order): its date= folder is the truth.
+        day_end = day_start(first[0]["event_time"]) + DAY_MS
+        key = cold_key(table.dataset_id, table.name, day_name(first[0]["event_time"]))
 
         async with self._pool.acquire() as write_conn, write_conn.transaction():
             inflight: dict[str, asyncio.Future[Any]] = {}
@@ -355,7 +378,13 @@ class Archiver(StorageJob):
                     batch = first
                     taken = len(batch)
                     while batch:
-                        more = fetch_size(taken)
+                        cut = bisect.bisect_left(batch, day_end, key=_event_time)
+                        beyond, batch = batch[cut:], batch[:cut]
+                        if not batch:
+                            leftover = beyond
+                            break
+                        # Rows of the next day end the file: nothing more to read ahead for it.
+                        more = 0 if beyond else fetch_size(taken)
                         if more > 0:  # read ahead while this batch compresses
                             inflight["fetch"] = asyncio.ensure_future(cursor.fetch(more))
                         blocks = await run_cpu(
@@ -390,9 +419,13 @@ class Archiver(StorageJob):
                             )
                         await self._checkpoint("upload")
                         fetched = await inflight.pop("fetch") if "fetch" in inflight else []
-                        if used < len(batch) or sizes["bytes"] >= s.archive.max_file_bytes:
+                        if (
+                            beyond
+                            or used < len(batch)
+                            or sizes["bytes"] >= s.archive.max_file_bytes
+                        ):
                             # The rest starts the next file.
-                            leftover = [*batch[used:], *fetched]
+                            leftover = [*batch[used:], *beyond, *fetched]
                             break
                         batch = fetched
                         taken += len(batch)

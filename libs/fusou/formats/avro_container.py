@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import cramjam
@@ -30,6 +30,9 @@ SYNC_SIZE = 16
 SEQ_FIELD = "_fusou_seq"
 INGESTED_AT_FIELD = "_fusou_ingested_at"
 CODECS = ("null", "deflate", "snappy", "zstandard")
+# The time field's type in cold files: still a long of epoch milliseconds (the stored datums are
+# unchanged), annotated so that engines read it as a UTC instant.
+TIMESTAMP_MILLIS: dict[str, str] = {"type": "long", "logicalType": "timestamp-millis"}
 
 
 def zigzag_varint(value: int) -> bytes:
@@ -50,15 +53,21 @@ def _avro_bytes(value: bytes) -> bytes:
 
 
 def cold_schema(schema: TableSchema) -> dict[str, Any]:
-    """The writer schema of a cold file: the table version's fields, then the metadata that
-    keeps the dedup rule working after the rows left the buffer (appended last, so a stored
-    datum plus two varints is a datum of this schema)."""
-    return schema.to_avro(
+    """The writer schema of a cold file: the table version's fields (the time field typed as
+    ``timestamp-millis``), then the metadata that keeps the dedup rule working after the rows
+    left the buffer (appended last, so a stored datum plus two varints is a datum of this
+    schema)."""
+    written = schema.to_avro(
         extra_fields=[
             {"name": SEQ_FIELD, "type": "long"},
             {"name": INGESTED_AT_FIELD, "type": "long"},
         ]
     ) | {"fusou.schema_version": schema.version}
+    written["fields"] = [
+        f | {"type": dict(TIMESTAMP_MILLIS)} if f["name"] == schema.time_field else f
+        for f in written["fields"]
+    ]
+    return written
 
 
 def cold_datums(
@@ -70,7 +79,14 @@ def cold_datums(
     return join_rows([records, varints(zigzag(seqs)), varints(zigzag(ingested_at))], n)
 
 
-def container_header(writer_schema: dict[str, Any], codec: str, sync: bytes) -> bytes:
+def container_header(
+    writer_schema: dict[str, Any],
+    codec: str,
+    sync: bytes,
+    metadata: Mapping[str, str] | None = None,
+) -> bytes:
+    """A container file's header; ``metadata`` adds keys of FUSOU's own (never ``avro.*``,
+    which the format reserves) beside the schema and codec."""
     if codec not in CODECS:
         raise ValueError(f"unsupported Avro codec {codec!r}")
     if len(sync) != SYNC_SIZE:
@@ -79,6 +95,10 @@ def container_header(writer_schema: dict[str, Any], codec: str, sync: bytes) -> 
         b"avro.schema": json.dumps(writer_schema, separators=(",", ":")).encode(),
         b"avro.codec": codec.encode(),
     }
+    for name, text in (metadata or {}).items():
+        if name.startswith("avro."):
+            raise ValueError(f"metadata key {name!r} is reserved by Avro")
+        meta[name.encode()] = text.encode()
     out = bytearray(MAGIC)
     out += zigzag_varint(len(meta))
     for key, value in meta.items():

@@ -78,6 +78,14 @@ def _layout_cached(fields: tuple[tuple[str, str, bool], ...]) -> Layout:
     )
 
 
+def _plain(t: Any) -> Any:
+    """A type with its logical annotation dropped: a ``timestamp-millis`` long (the time field
+    of cold files) decodes as the long it is stored as."""
+    if isinstance(t, dict) and t.get("logicalType") == "timestamp-millis":
+        return t.get("type")
+    return t
+
+
 def layout_of(writer_schema: dict[str, Any]) -> Layout | None:
     """The layout of a record schema, or None when it uses anything this decoder does not
     handle (shapes FUSOU never writes)."""
@@ -85,7 +93,7 @@ def layout_of(writer_schema: dict[str, Any]) -> Layout | None:
         return None
     fields: list[tuple[str, str, bool]] = []
     for f in writer_schema.get("fields", []):
-        t = f.get("type")
+        t = _plain(f.get("type"))
         if isinstance(t, str) and t in _KINDS:
             fields.append((f["name"], t, False))
         elif (
