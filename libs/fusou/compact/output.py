@@ -11,6 +11,11 @@ one by one, so it holds one decoded input at a time instead of all of them.
 Strings read from Parquet inputs arrive dictionary-encoded. Each row group's chunks get one
 shared dictionary and are written through it, so the writer neither materializes nor hashes
 their values; a file whose strings arrive plain (from Avro) is written from plain strings.
+
+The files describe themselves to other engines (``fusou.formats.parquet_file``): the time is
+stored as a UTC millisecond timestamp, the footer carries the table's description, and every
+row group declares its (time, seq) order, which the writer checks rather than trusts: an
+engine that believes a false order returns wrong answers.
 """
 
 from __future__ import annotations
@@ -25,7 +30,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fusou.catalog.files import BlockEntry
-from fusou.formats.parquet_file import footer_of, metadata_of, row_group_spans
+from fusou.formats.parquet_file import (
+    FileDescription,
+    footer_of,
+    metadata_of,
+    row_group_spans,
+    stored_times,
+)
 from fusou.records.string_dictionaries import (
     STRING_DICTIONARY,
     plain_strings,
@@ -68,7 +79,7 @@ def _delta_columns(schema: pa.Schema) -> dict[str, str]:
 class _Group:
     """One row group, ready to encode."""
 
-    table: pa.Table
+    table: pa.Table  # as stored: the time a timestamp
     times: npt.NDArray[np.int64]
     decoded_bytes: int
 
@@ -81,9 +92,14 @@ def _statistics_columns(schema: pa.Schema) -> list[str]:
     return [f.name for f in schema if f.name not in skipped]
 
 
+class OutOfOrder(ValueError):
+    """Rows reached the writer out of (time, seq) order, the order its files declare."""
+
+
 class ParquetFilesWriter:
-    """Rows in (time, seq) order in; Parquet files of about ``target_bytes`` out, in row
-    groups of ``row_group_rows`` rows (the last one of the run may be shorter).
+    """Rows in (time, seq) order in (the time as int64 epoch milliseconds); Parquet files of
+    about ``target_bytes`` out, in row groups of ``row_group_rows`` rows (the last one of the
+    run may be shorter), described by ``description``.
 
     Row groups are cut and their strings prepared on the calling thread; with an ``encoder``
     (a one-thread executor) they are encoded there, so that the Python work of preparing the
@@ -93,13 +109,20 @@ class ParquetFilesWriter:
     def __init__(
         self,
         schema: pa.Schema,
-        time_field: str,
+        description: FileDescription,
         target_bytes: int,
         row_group_rows: int,
         encoder: Executor | None = None,
     ) -> None:
+        for name in (description.time_field, description.seq_field):
+            if schema.get_field_index(name) < 0:
+                raise ValueError(f"the rows to write have no column {name!r}")
         self._schema = schema
-        self._time_field = time_field
+        self._description = description
+        self._time_field = description.time_field
+        self._seq_field = description.seq_field
+        # The (time, seq) of the last row cut into a group: the next group must follow it.
+        self._last: tuple[int, int] | None = None
         self._target_bytes = target_bytes
         self._group_rows = row_group_rows
         self._encoder = encoder
@@ -192,7 +215,23 @@ class ParquetFilesWriter:
             self._dictionaries -= too_large
             table, plain_bytes, _ = self._group_table(parts, self._dictionaries)
         times = np.asarray(table.column(self._time_field).to_numpy(), np.int64)
+        self._check_order(times, np.asarray(table.column(self._seq_field).to_numpy(), np.int64))
+        i = table.schema.get_field_index(self._time_field)
+        stored = stored_times(table.column(i))
+        table = table.set_column(i, pa.field(self._time_field, stored.type), stored)
         return _Group(table, times, plain_bytes)
+
+    def _check_order(self, times: npt.NDArray[np.int64], seqs: npt.NDArray[np.int64]) -> None:
+        """Refuse rows out of (time, seq) order, within this group and after the last one."""
+        if self._last is not None:
+            times = np.concatenate(([self._last[0]], times))
+            seqs = np.concatenate(([self._last[1]], seqs))
+        step = np.diff(times)
+        if not ((step >= 0).all() and (np.diff(seqs)[step == 0] >= 0).all()):
+            raise OutOfOrder(
+                f"rows to write are not in ({self._time_field}, {self._seq_field}) order"
+            )
+        self._last = (int(times[-1]), int(seqs[-1]))
 
     def _submit(self, group: _Group) -> None:
         if self._encoder is None:
@@ -223,7 +262,13 @@ class ParquetFilesWriter:
                 # Without the Arrow schema, strings read back as plain (not large) strings,
                 # and dictionary-encoded ones as plain too.
                 store_schema=False,
+                sorting_columns=[
+                    pq.SortingColumn(table.schema.get_field_index(self._time_field)),
+                    pq.SortingColumn(table.schema.get_field_index(self._seq_field)),
+                ],
             )
+            # Not the schema's metadata: without store_schema, pyarrow leaves that out.
+            self._writer.add_key_value_metadata(self._description.key_value_metadata())
         assert self._sink is not None
         self._writer.write_table(table, row_group_size=table.num_rows)
         self._times.append(group.times)

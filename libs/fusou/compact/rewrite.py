@@ -18,6 +18,8 @@ import pyarrow as pa
 from fusou.catalog.tables import TableInfo
 from fusou.compact.inputs import InputFile, in_time_order
 from fusou.compact.output import OutputFile, ParquetFilesWriter
+from fusou.formats.avro_container import SEQ_FIELD
+from fusou.formats.parquet_file import FileDescription
 from fusou.read.fetch import Span
 from fusou.read.files import decode_file_blocks, decode_whole_parquet, whole_file_span
 from fusou.read.merge import merge, read_schema
@@ -95,6 +97,20 @@ def compaction_keys(info: TableInfo) -> tuple[str, ...]:
     return (*info.key_fields, info.time_field)
 
 
+def describe(info: TableInfo) -> FileDescription:
+    """What the table's compacted files say about themselves: they hold its latest schema
+    version (every input is conformed to it), and its declared key fields, not the
+    compaction's keys (which add the time for a reason of compaction's own)."""
+    return FileDescription(
+        dataset=info.dataset_id,
+        table=info.name,
+        schema_version=info.latest.version,
+        key_fields=info.key_fields,
+        time_field=info.time_field,
+        seq_field=SEQ_FIELD,
+    )
+
+
 def rewrite(
     inputs: list[InputFile],
     fetched: dict[Span, bytes],
@@ -114,7 +130,7 @@ def rewrite(
     latest = info.latest
     keys = compaction_keys(info)
     writer = ParquetFilesWriter(
-        read_schema(latest), info.time_field, target_bytes, row_group_rows, encode_thread
+        read_schema(latest), describe(info), target_bytes, row_group_rows, encode_thread
     )
 
     def decode(f: InputFile) -> list[pa.Table]:

@@ -1,14 +1,21 @@
-"""Parquet files read one row group at a time, with the footer kept in the catalog.
+"""Parquet files read one row group at a time, with the footer kept in the catalog; and what
+FUSOU's own (compacted) Parquet files say about themselves.
 
 A Parquet file ends with its footer (Thrift metadata, its 4-byte length, ``PAR1``). The catalog
 keeps those tail bytes, so reading a row group costs one ranged GET of the row group's column
 chunks: pyarrow is handed the stored metadata and a sparse file that holds only the bytes
 fetched, and reads nothing else.
+
+Compacted files are meant to be read by other engines too (an open lake): the time field is
+stored as a UTC millisecond timestamp, and the footer names the dataset, table, schema version,
+dedup key, time and seq fields. FUSOU itself works on the time as int64 epoch milliseconds:
+``times_as_int64`` turns the stored timestamp back into those, whichever form a file has.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,9 +28,64 @@ MAGIC = b"PAR1"
 # Magic at the start, then at least the footer length and the closing magic.
 MIN_FILE_BYTES = 12
 
+# The time field as compacted files store it: Parquet TIMESTAMP(MILLIS, isAdjustedToUTC=true),
+# the same int64 values under a logical type that engines show as an instant. Files written
+# before it was adopted hold plain int64; both read back through ``times_as_int64``.
+TIME_TYPE = pa.timestamp("ms", tz="UTC")
+
+# Footer key-value metadata of compacted files.
+DATASET_KEY = "fusou.dataset"
+TABLE_KEY = "fusou.table"
+SCHEMA_VERSION_KEY = "fusou.schema_version"
+KEY_FIELDS_KEY = "fusou.key_fields"
+TIME_FIELD_KEY = "fusou.time_field"
+SEQ_FIELD_KEY = "fusou.seq_field"
+
 
 class NotParquet(ValueError):
     """The bytes are not a readable Parquet file."""
+
+
+@dataclass(frozen=True)
+class FileDescription:
+    """What a compacted file tells an engine that knows nothing of FUSOU's catalog: whose rows
+    it holds, in which schema version, and how to apply the dedup rule to them (among rows of
+    equal key, the highest seq wins; no key fields means the whole record is the key)."""
+
+    dataset: str
+    table: str
+    schema_version: int
+    key_fields: tuple[str, ...]
+    time_field: str
+    seq_field: str
+
+    def key_value_metadata(self) -> dict[str, str]:
+        return {
+            DATASET_KEY: self.dataset,
+            TABLE_KEY: self.table,
+            SCHEMA_VERSION_KEY: str(self.schema_version),
+            KEY_FIELDS_KEY: json.dumps(list(self.key_fields)),
+            TIME_FIELD_KEY: self.time_field,
+            SEQ_FIELD_KEY: self.seq_field,
+        }
+
+
+def stored_times(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Int64 epoch milliseconds as ``TIME_TYPE`` (a reinterpretation: no values are copied)."""
+    return column.cast(TIME_TYPE)
+
+
+def times_as_int64(table: pa.Table, time_field: str) -> pa.Table:
+    """``table`` with its time field as int64 epoch milliseconds when a file stored it as a
+    millisecond timestamp (the cast only relabels the values); unchanged otherwise, as for
+    files written before timestamps were stored, whose times already are int64."""
+    i = table.schema.get_field_index(time_field)
+    if i < 0:
+        return table
+    column = table.column(i)
+    if not (pa.types.is_timestamp(column.type) and column.type.unit == "ms"):
+        return table
+    return table.set_column(i, pa.field(time_field, pa.int64()), column.cast(pa.int64()))
 
 
 def footer_of(data: bytes | memoryview) -> bytes:

@@ -25,7 +25,7 @@ from fusou.formats.avro_container import (
     decompress,
 )
 from fusou.formats.avro_decoder import Layout, decode_datums, layout_of
-from fusou.formats.parquet_file import read_row_group, read_whole
+from fusou.formats.parquet_file import read_row_group, read_whole, times_as_int64
 from fusou.records.batch import batch_from_arrow, is_normalized
 from fusou.schema.model import TableSchema
 
@@ -138,8 +138,8 @@ def row_group_rows(
     raw: RawRows | None,
 ) -> pa.Table:
     """One Parquet row group with its seq and ingest time: stored as columns in compacted
-    files, derived from the catalog for raw fragments (whose columns are normalized to FUSOU's
-    types, as at upload)."""
+    files (whose time, stored as a timestamp, comes back as int64), derived from the catalog
+    for raw fragments (whose columns are normalized to FUSOU's types, as at upload)."""
     return _with_metadata(
         read_row_group(footer, file_length, number, offset, data), time_field, raw
     )
@@ -158,7 +158,7 @@ def _with_metadata(
     table: pa.Table, time_field: str, raw: RawRows | None, string_dictionaries: bool = False
 ) -> pa.Table:
     if raw is None:
-        return table
+        return times_as_int64(table, time_field)
     # Raw fragments were checked whole at upload; most need no normalizing either.
     if not is_normalized(table, time_field, string_dictionaries=string_dictionaries):
         table = batch_from_arrow(
