@@ -77,6 +77,7 @@ def expected_metadata(
         "fusou.key_fields": json.dumps(list(key_fields)),
         "fusou.time_field": time_field,
         "fusou.seq_field": SEQ_FIELD,
+        "fusou.sort_order": json.dumps([time_field, SEQ_FIELD]),
     }
 
 

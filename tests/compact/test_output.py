@@ -14,9 +14,9 @@ import pytest
 
 from fusou.compact import output
 from fusou.compact.output import OutOfOrder, OutputFile, ParquetFilesWriter
+from fusou.formats.file_metadata import FileDescription
 from fusou.formats.parquet_file import (
     TIME_TYPE,
-    FileDescription,
     read_row_group,
     times_as_int64,
 )
@@ -258,6 +258,7 @@ def test_the_footer_describes_the_table(key_fields: tuple[str, ...]) -> None:
         b"fusou.key_fields": b'["name", "n"]' if key_fields else b"[]",
         b"fusou.time_field": b"t",
         b"fusou.seq_field": SEQ.encode(),
+        b"fusou.sort_order": f'["t", "{SEQ}"]'.encode(),
     }
     assert pq.read_metadata(pa.BufferReader(f.data)).metadata == expected
     # The footer the catalog keeps is the file's own, metadata included.

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pyarrow as pa
 
 from fusou.formats.parquet_file import (
     TIME_TYPE,
-    FileDescription,
     stored_times,
     times_as_int64,
 )
@@ -47,19 +44,3 @@ def test_only_millisecond_timestamps_are_read_as_epoch_milliseconds() -> None:
     # Whatever the zone, the stored instant is the same number of milliseconds.
     naive = pa.table({"timestamp": _times(3).cast(pa.timestamp("ms"))})
     assert times_as_int64(naive, "timestamp").column(0).equals(_times(3))
-
-
-def test_the_description_as_footer_metadata() -> None:
-    described = FileDescription("u1", "fleet", 4, ("ship_id", "slot"), "at", "_fusou_seq")
-    meta = described.key_value_metadata()
-    assert meta == {
-        "fusou.dataset": "u1",
-        "fusou.table": "fleet",
-        "fusou.schema_version": "4",
-        "fusou.key_fields": '["ship_id", "slot"]',
-        "fusou.time_field": "at",
-        "fusou.seq_field": "_fusou_seq",
-    }
-    assert json.loads(meta["fusou.key_fields"]) == ["ship_id", "slot"]
-    whole_record = FileDescription("u1", "battle", 1, (), "timestamp", "_fusou_seq")
-    assert json.loads(whole_record.key_value_metadata()["fusou.key_fields"]) == []

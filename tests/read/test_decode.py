@@ -12,9 +12,9 @@ import pytest
 
 from fusou.compact.output import OutputFile, ParquetFilesWriter
 from fusou.formats.avro_container import INGESTED_AT_FIELD, SEQ_FIELD
+from fusou.formats.file_metadata import FileDescription
 from fusou.formats.parquet_file import (
     TIME_TYPE,
-    FileDescription,
     footer_of,
     metadata_of,
     row_group_spans,

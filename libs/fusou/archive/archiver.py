@@ -35,7 +35,7 @@ from fusou.catalog.files import BlockEntry, FileEntry, register_file
 from fusou.cpu import run_cpu
 from fusou.errors import Aborted, InvalidArgument, NotFound
 from fusou.formats.avro_container import SEQ_FIELD, cold_schema, container_header
-from fusou.formats.file_metadata import file_metadata
+from fusou.formats.file_metadata import FileDescription
 from fusou.jobs import StorageJob, describe_failure
 from fusou.names import check_name
 from fusou.schema.model import TableSchema
@@ -352,14 +352,14 @@ class Archiver(StorageJob):
             cold_schema(schema),
             codec,
             sync,
-            file_metadata(
-                dataset_id=table.dataset_id,
+            FileDescription(
+                dataset=table.dataset_id,
                 table=table.name,
                 schema_version=schema.version,
                 key_fields=table.key_fields,
                 time_field=schema.time_field,
                 seq_field=SEQ_FIELD,
-            ),
+            ).key_value_metadata(),
         )
         index: list[BlockEntry] = []
         sizes = {"rows": 0, "uncompressed": 0, "bytes": len(header)}

@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fusou.catalog.files import BlockEntry
+from fusou.formats.file_metadata import FileDescription
 from fusou.formats.parquet_file import (
-    FileDescription,
     footer_of,
     metadata_of,
     row_group_spans,

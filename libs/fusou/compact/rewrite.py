@@ -19,7 +19,7 @@ from fusou.catalog.tables import TableInfo
 from fusou.compact.inputs import InputFile, in_time_order
 from fusou.compact.output import OutputFile, ParquetFilesWriter
 from fusou.formats.avro_container import SEQ_FIELD
-from fusou.formats.parquet_file import FileDescription
+from fusou.formats.file_metadata import FileDescription
 from fusou.read.fetch import Span
 from fusou.read.files import decode_file_blocks, decode_whole_parquet, whole_file_span
 from fusou.read.merge import merge, read_schema

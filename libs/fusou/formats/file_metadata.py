@@ -10,7 +10,7 @@ dedup rule orders by, and how the rows are sorted.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 DATASET: Final = "fusou.dataset"
@@ -22,23 +22,28 @@ SEQ_FIELD_KEY: Final = "fusou.seq_field"
 SORT_ORDER: Final = "fusou.sort_order"
 
 
-def file_metadata(
-    *,
-    dataset_id: str,
-    table: str,
-    schema_version: int,
-    key_fields: Sequence[str],
-    time_field: str,
-    seq_field: str,
-) -> dict[str, str]:
-    """The self-description of one file's rows (string values: both formats store bytes)."""
-    return {
-        DATASET: dataset_id,
-        TABLE: table,
-        SCHEMA_VERSION: str(schema_version),
-        KEY_FIELDS: json.dumps(list(key_fields)),
-        TIME_FIELD: time_field,
-        SEQ_FIELD_KEY: seq_field,
-        # Rows are in (time, seq) order: the order the dedup rule and range reads rely on.
-        SORT_ORDER: json.dumps([time_field, seq_field]),
-    }
+@dataclass(frozen=True)
+class FileDescription:
+    """What a file tells an engine that knows nothing of FUSOU's catalog: whose rows it holds,
+    in which schema version, and how to apply the dedup rule to them (among rows of equal key,
+    the highest seq wins; no key fields means the whole record is the key)."""
+
+    dataset: str
+    table: str
+    schema_version: int
+    key_fields: tuple[str, ...]
+    time_field: str
+    seq_field: str
+
+    def key_value_metadata(self) -> dict[str, str]:
+        """The description as string pairs: both formats store bytes."""
+        return {
+            DATASET: self.dataset,
+            TABLE: self.table,
+            SCHEMA_VERSION: str(self.schema_version),
+            KEY_FIELDS: json.dumps(list(self.key_fields)),
+            TIME_FIELD: self.time_field,
+            SEQ_FIELD_KEY: self.seq_field,
+            # Rows are in (time, seq) order: the order the dedup rule and range reads rely on.
+            SORT_ORDER: json.dumps([self.time_field, self.seq_field]),
+        }

@@ -15,7 +15,6 @@ dedup key, time and seq fields. FUSOU itself works on the time as int64 epoch mi
 from __future__ import annotations
 
 import io
-import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,41 +32,9 @@ MIN_FILE_BYTES = 12
 # before it was adopted hold plain int64; both read back through ``times_as_int64``.
 TIME_TYPE = pa.timestamp("ms", tz="UTC")
 
-# Footer key-value metadata of compacted files.
-DATASET_KEY = "fusou.dataset"
-TABLE_KEY = "fusou.table"
-SCHEMA_VERSION_KEY = "fusou.schema_version"
-KEY_FIELDS_KEY = "fusou.key_fields"
-TIME_FIELD_KEY = "fusou.time_field"
-SEQ_FIELD_KEY = "fusou.seq_field"
-
 
 class NotParquet(ValueError):
     """The bytes are not a readable Parquet file."""
-
-
-@dataclass(frozen=True)
-class FileDescription:
-    """What a compacted file tells an engine that knows nothing of FUSOU's catalog: whose rows
-    it holds, in which schema version, and how to apply the dedup rule to them (among rows of
-    equal key, the highest seq wins; no key fields means the whole record is the key)."""
-
-    dataset: str
-    table: str
-    schema_version: int
-    key_fields: tuple[str, ...]
-    time_field: str
-    seq_field: str
-
-    def key_value_metadata(self) -> dict[str, str]:
-        return {
-            DATASET_KEY: self.dataset,
-            TABLE_KEY: self.table,
-            SCHEMA_VERSION_KEY: str(self.schema_version),
-            KEY_FIELDS_KEY: json.dumps(list(self.key_fields)),
-            TIME_FIELD_KEY: self.time_field,
-            SEQ_FIELD_KEY: self.seq_field,
-        }
 
 
 def stored_times(column: pa.ChunkedArray) -> pa.ChunkedArray:
