@@ -37,6 +37,7 @@ from fusou.formats.parquet_file import (
     row_group_spans,
     stored_times,
 )
+from fusou.records.order import in_time_seq_order
 from fusou.records.string_dictionaries import (
     STRING_DICTIONARY,
     plain_strings,
@@ -226,8 +227,7 @@ class ParquetFilesWriter:
         if self._last is not None:
             times = np.concatenate(([self._last[0]], times))
             seqs = np.concatenate(([self._last[1]], seqs))
-        step = np.diff(times)
-        if not ((step >= 0).all() and (np.diff(seqs)[step == 0] >= 0).all()):
+        if not in_time_seq_order(times, seqs, strict_seqs=False):
             raise OutOfOrder(
                 f"rows to write are not in ({self._time_field}, {self._seq_field}) order"
             )

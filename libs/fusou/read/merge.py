@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from fusou.formats.avro_container import INGESTED_AT_FIELD, SEQ_FIELD
 from fusou.records.batch import ARROW_TYPES
+from fusou.records.order import in_time_seq_order
 from fusou.records.string_dictionaries import decode_dictionaries, is_string_like
 from fusou.schema.model import FieldType, TableSchema
 
@@ -103,8 +104,7 @@ def merge(
         return table, 0
     times = np.concatenate(kept_times)
     seqs = _numpy(table.column(SEQ_FIELD))
-    step = np.diff(times)
-    if not ((step >= 0).all() and (np.diff(seqs)[step == 0] > 0).all()):
+    if not in_time_seq_order(times, seqs, strict_seqs=True):
         order = np.lexsort((seqs, times))
         table = table.take(pa.array(order))
         times, seqs = times[order], seqs[order]
