@@ -37,6 +37,7 @@ from fusou.errors import Aborted, InvalidArgument, NotFound
 from fusou.formats.avro_container import SEQ_FIELD, cold_schema, container_header
 from fusou.formats.file_metadata import FileDescription
 from fusou.jobs import StorageJob, describe_failure
+from fusou.lake.publisher import LakePublisher, LakeReport
 from fusou.names import check_name
 from fusou.schema.model import TableSchema
 from fusou.schema.time_bounds import MAX_SPAN_S
@@ -107,6 +108,9 @@ class ArchiveReport:
     orphans_deleted: int = 0
     # Why the orphan sweep failed, when it did; the tables' results stand.
     sweep_error: str = ""
+    # The Iceberg tables brought in step with what this call archived (and what earlier runs
+    # left unpublished); a failure there leaves the archived rows archived.
+    lake: LakeReport = field(default_factory=LakeReport)
 
     @property
     def failed_tables(self) -> int:
@@ -200,6 +204,14 @@ class Archiver(StorageJob):
                 log.exception("archiving %s/%s failed", table.dataset_id, table.name)
                 outcome.failed(describe_failure(exc))
             report.tables.append(outcome)
+        report.lake = await LakePublisher(
+            self._settings,
+            self._pool,
+            self._store,
+            self._registry,
+            clock=self._clock,
+            checkpoint=self._checkpoint,
+        ).publish(options.dataset_id, options.table)
         try:
             report.orphans_deleted = await self.sweep_orphans(options.dataset_id or None)
         except Exception as exc:

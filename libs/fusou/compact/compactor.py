@@ -56,6 +56,7 @@ from fusou.compact.inputs import InputFile, candidates, select
 from fusou.compact.rewrite import RewriteThreads
 from fusou.errors import Aborted, InvalidArgument, NotFound
 from fusou.jobs import StorageJob, describe_failure
+from fusou.lake.publisher import LakePublisher, LakeUnpublished
 from fusou.names import check_name
 from fusou.objectstore.retry import with_retries
 from fusou.read.fetch import FetchStats, Span, fetch_spans
@@ -203,6 +204,12 @@ class Compactor(StorageJob):
                         raise
                     self._table_failed(dataset_id, result, exc)
                 outcome.tables.append(result)
+            await self._chore(
+                "publishing to the lake",
+                functools.partial(self._publish_lake, only_table=only_table),
+                dataset_id,
+                chores,
+            )
             await self._chore("sweeping orphans", self._sweep_orphans, dataset_id, chores)
         except BaseException as exc:
             await self._lease.release(dataset_id, succeeded=False, more=True)
@@ -361,6 +368,21 @@ class Compactor(StorageJob):
         return await delete_retired(
             self._pool, self._store, dataset_id, self._settings.store.delete_grace_s
         )
+
+    async def _publish_lake(self, dataset_id: str, *, only_table: str) -> int:
+        """Bring the dataset's Iceberg tables in step with what compaction committed (and
+        delete the lake files replaced longer than the grace period ago)."""
+        report = await LakePublisher(
+            self._settings,
+            self._pool,
+            self._store,
+            self._registry,
+            clock=self._clock,
+            checkpoint=self._checkpoint,
+        ).publish(dataset_id, only_table)
+        if report.error:
+            raise LakeUnpublished(report.error)
+        return report.published
 
     async def _sweep_orphans(self, dataset_id: str) -> int:
         return await sweep_dataset_orphans(

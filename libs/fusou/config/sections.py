@@ -410,6 +410,26 @@ class CompactSettings:
 
 
 @dataclass(frozen=True)
+class LakeSettings:
+    """Publishing cold and compacted data as Apache Iceberg tables (``fusou.lake``)."""
+
+    publish: bool = setting(
+        "FUSOU_LAKE_PUBLISH",
+        True,
+        boolean,
+        "Publish each table as an Iceberg table after every archive, upload and compaction run "
+        "(`false`: the lake stays as it is until publication is turned on again).",
+    )
+    catalog: str = setting(
+        "FUSOU_LAKE_CATALOG",
+        "fusou",
+        str,
+        "Name of the Iceberg catalog (in the database's `iceberg_tables`) the tables are "
+        "published in.",
+    )
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """Logs on standard error, of servers and client commands alike."""
 
@@ -474,6 +494,7 @@ class Settings:
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
     reader: ReaderSettings = field(default_factory=ReaderSettings)
     compact: CompactSettings = field(default_factory=CompactSettings)
+    lake: LakeSettings = field(default_factory=LakeSettings)
     log: LogSettings = field(default_factory=LogSettings)
     client: ClientSettings = field(default_factory=ClientSettings)
 

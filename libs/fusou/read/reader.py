@@ -23,6 +23,7 @@ from fusou.catalog.tables import TableInfo, TableRegistry
 from fusou.config import Settings
 from fusou.cpu import run_cpu, run_cpu_unless_small
 from fusou.errors import FieldViolation, InvalidArgument, NotFound, Unavailable
+from fusou.formats.avro_container import INGESTED_AT_FIELD
 from fusou.names import name_problem
 from fusou.objectstore.base import ObjectNotFound, ObjectStore
 from fusou.read.cache import BlockCache
@@ -52,6 +53,10 @@ class ReadRequest:
     # False when the client's end is not after its start at the client's precision (the
     # millisecond bounds alone may be equal for a sub-millisecond range, which is just empty).
     ordered: bool = True
+    # Not on the wire: the lake publishes archived rows only, and tells a day's rows by their
+    # seqs (kept as the ``SEQ_FIELD`` column when ``with_seqs``).
+    cold_only: bool = False
+    with_seqs: bool = False
 
 
 @dataclass
@@ -86,7 +91,7 @@ FROM (SELECT array_agg(schema_version) AS hot_versions, array_agg(seq) AS hot_se
              array_agg(ingested_at) AS hot_ingested, array_agg(length(record)) AS hot_lengths,
              string_agg(record, ''::bytea) AS hot_records
       FROM (SELECT schema_version, seq, ingested_at, record FROM fusou_buffer
-            WHERE table_id = $1 AND event_time >= $2 AND event_time < $3
+            WHERE table_id = $1 AND event_time >= $2 AND event_time < $3 AND $4
             ORDER BY schema_version, seq) sorted) h,
      (SELECT array_agg(f.file_id) AS file_ids, array_agg(o.object_key) AS file_keys,
              array_agg(f.header) AS file_headers, array_agg(f.schema_version) AS file_versions,
@@ -154,6 +159,8 @@ def _merge_and_project(
     parts: list[pa.Table], info: TableInfo, req: ReadRequest
 ) -> tuple[pa.Table, int]:
     merged, duplicates = merge(parts, info.latest, info.key_fields, req.start, req.end)
+    if req.with_seqs:
+        return merged.drop_columns([INGESTED_AT_FIELD]), duplicates
     return project(merged, info.latest, req.columns, req.limit), duplicates
 
 
@@ -225,7 +232,9 @@ class Reader:
         self, info: TableInfo, req: ReadRequest, stats: ReadStats
     ) -> tuple[TableInfo, list[pa.Table]]:
         async with self._pool.acquire() as conn:
-            snapshot = await conn.fetchrow(_SNAPSHOT, info.table_id, req.start, req.end)
+            snapshot = await conn.fetchrow(
+                _SNAPSHOT, info.table_id, req.start, req.end, not req.cold_only
+            )
         assert snapshot is not None
         hot = _HotRows.from_snapshot(snapshot)
         files = {

@@ -3,6 +3,8 @@
     raw/{dataset}/{uuid}.bin                                    uploaded bundles (UploadRaw)
     cold/{dataset}/{table}/date={yyyy-mm-dd}/{uuid}.avro        archived buffer rows
     optimized/{dataset}/{table}-{uuid}.parquet                  compacted files
+    lake/{dataset}/{table}/data/{time}_day={yyyy-mm-dd}/{uuid}.parquet   Iceberg data files
+    lake/{dataset}/{table}/metadata/...                         Iceberg metadata (pyiceberg's)
 
 Every key of a dataset lies under one of ``dataset_prefixes(dataset_id)``: what a run for one
 dataset sweeps. Names cannot hold ``/`` (``fusou.names``) and a uuid's hex has no ``-``, so a
@@ -17,8 +19,11 @@ from typing import Final
 RAW: Final = "raw"
 COLD: Final = "cold"
 OPTIMIZED: Final = "optimized"
-# The top-level folders, one per kind of object.
+# The top-level folders, one per kind of object the catalog's fusou_objects registers.
 KINDS: Final = (RAW, COLD, OPTIMIZED)
+# The Iceberg tables' folder: its data files are registered in fusou_lake_files, its metadata
+# by the Iceberg catalog, so the orphan sweep of KINDS never lists it.
+LAKE: Final = "lake"
 
 
 def raw_key(dataset_id: str) -> str:
@@ -35,6 +40,12 @@ def cold_key(dataset_id: str, table: str, day: str) -> str:
 def optimized_key(dataset_id: str, table: str) -> str:
     """A fresh key for a compacted Parquet file of the table."""
     return f"{OPTIMIZED}/{dataset_id}/{table}-{uuid.uuid4().hex}.parquet"
+
+
+def lake_data_key(dataset_id: str, table: str, time_field: str, day: str) -> str:
+    """A fresh key for the Iceberg data file of the table's rows of ``day`` (ISO date); the
+    folder is named as Iceberg's day partition of the time field."""
+    return f"{LAKE}/{dataset_id}/{table}/data/{time_field}_day={day}/{uuid.uuid4().hex}.parquet"
 
 
 def kind_prefix(kind: str, dataset_id: str | None = None) -> str:

@@ -20,6 +20,8 @@ MIGRATION_LOCK: Final = 7239011
 ARCHIVE_LOCK: Final = 7239012
 # Compacting table N (the key is the table id); also shields its new outputs from the sweep.
 COMPACT_LOCK: Final = 7239013
+# Publishing table N's Iceberg table (the key is the table id): one commit at a time per table.
+LAKE_LOCK: Final = 7239014
 
 
 @contextlib.asynccontextmanager

@@ -21,6 +21,7 @@ from fusou.catalog.tables import DEFAULT_TIME_FIELD, TableInfo
 from fusou.cpu import run_cpu
 from fusou.errors import FieldViolation, InvalidArgument
 from fusou.jobs import StorageJob
+from fusou.lake.publisher import LakePublisher
 from fusou.names import name_problem
 from fusou.records.limits import RowLimits
 from fusou.schema.evolve import merge_batch_schema
@@ -259,11 +260,31 @@ class RawUploader(StorageJob):
             await stream.aclose()
         await self._checkpoint("uploaded")
         try:
-            return await self._register(manifest, key, stored.size, collector)
+            result = await self._register(manifest, key, stored.size, collector)
         except InvalidArgument:
             # The table changed under the upload (a concurrent schema): nothing is registered.
             await self._store.delete(key)
             raise
+        await self._publish(manifest.dataset_id, sorted(tables))
+        return result
+
+    async def _publish(self, dataset_id: str, tables: list[str]) -> None:
+        """Publish the uploaded tables to the lake. The upload is committed whatever happens
+        here, and its dataset flagged for compaction, whose run publishes what this missed."""
+        publisher = LakePublisher(
+            self._settings,
+            self._pool,
+            self._store,
+            self._registry,
+            clock=self._clock,
+            checkpoint=self._checkpoint,
+        )
+        for table in tables:
+            report = await publisher.publish(dataset_id, table)
+            if report.error:
+                log.error(
+                    "the upload is stored; publishing it to the lake failed: %s", report.error
+                )
 
     async def _previous(self, manifest: Manifest) -> UploadResult | None:
         async with self._pool.acquire() as conn:

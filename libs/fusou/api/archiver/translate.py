@@ -52,4 +52,6 @@ def archive_response(report: ArchiveReport) -> archiver_pb2.ArchiveResponse:
         failed_tables=report.failed_tables,
         total_rows_quarantined=report.rows_quarantined,
         sweep_error=report.sweep_error,
+        lake_tables_published=report.lake.published,
+        lake_error=report.lake.error,
     )

@@ -106,6 +106,8 @@ class ArchiveResponse(_message.Message):
     FAILED_TABLES_FIELD_NUMBER: _builtins.int
     TOTAL_ROWS_QUARANTINED_FIELD_NUMBER: _builtins.int
     SWEEP_ERROR_FIELD_NUMBER: _builtins.int
+    LAKE_TABLES_PUBLISHED_FIELD_NUMBER: _builtins.int
+    LAKE_ERROR_FIELD_NUMBER: _builtins.int
     total_rows: _builtins.int
     total_files: _builtins.int
     total_bytes: _builtins.int
@@ -119,6 +121,14 @@ class ArchiveResponse(_message.Message):
     """Rows this call set aside in the quarantine, over all tables."""
     sweep_error: _builtins.str
     """Why the sweep of orphaned objects failed, when it did (the tables' results stand)."""
+    lake_tables_published: _builtins.int
+    """Iceberg tables of the open lake that this call committed a new snapshot to (tables whose
+    archived rows changed, or that an earlier run left behind).
+    """
+    lake_error: _builtins.str
+    """Why publishing to the lake failed, when it did (the archived rows stay archived; the next
+    Archive or Compact call publishes them).
+    """
     @_builtins.property
     def tables(self) -> _containers.RepeatedCompositeFieldContainer[Global___TableArchiveResult]: ...
     def __init__(
@@ -132,10 +142,12 @@ class ArchiveResponse(_message.Message):
         failed_tables: _builtins.int = ...,
         total_rows_quarantined: _builtins.int = ...,
         sweep_error: _builtins.str = ...,
+        lake_tables_published: _builtins.int = ...,
+        lake_error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed_tables", b"failed_tables", "orphans_deleted", b"orphans_deleted", "sweep_error", b"sweep_error", "tables", b"tables", "total_bytes", b"total_bytes", "total_files", b"total_files", "total_rows", b"total_rows", "total_rows_quarantined", b"total_rows_quarantined"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed_tables", b"failed_tables", "lake_error", b"lake_error", "lake_tables_published", b"lake_tables_published", "orphans_deleted", b"orphans_deleted", "sweep_error", b"sweep_error", "tables", b"tables", "total_bytes", b"total_bytes", "total_files", b"total_files", "total_rows", b"total_rows", "total_rows_quarantined", b"total_rows_quarantined"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
