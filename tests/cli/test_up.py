@@ -311,6 +311,19 @@ def test_the_compaction_example_works(fusou_up: UpProcess, tmp_path: Path) -> No
     assert result.returncode == 0, result.explain()
     (dataset,) = result.json()["datasets"]
     assert dataset["status"] == "COMPACT_STATUS_COMPACTED", dataset
+    # Beside a running `fusou up`, with nothing configured, `fusou lake` finds its database and
+    # store, and the uploaded rows are published.
+    lake = subprocess.run(
+        [FUSOU, "lake", "--json", "--dataset", "readme"],
+        capture_output=True,
+        text=True,
+        env=clean_env(FUSOU_DATA_DIR=str(fusou_up.data_dir)),
+        timeout=60,
+        check=False,
+    )
+    assert lake.returncode == 0, lake.stderr
+    (table,) = json.loads(lake.stdout)["tables"]
+    assert table["identifier"] == "readme.battle" and table["rows"] == 5
 
 
 def test_printed_grpcurl_example_works(fusou_up: UpProcess) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from fusou.app import PLANNED, SERVICES, build_server
 from fusou.auth.tokens import configured_tokens
+from fusou.cli.lake import UP_STATE
 from fusou.config import Settings
 from fusou.memory import keep_freed_memory
 from fusou.runtime import open_runtime
@@ -102,14 +104,22 @@ def up(settings: Settings) -> int:
             "try:",
             f"  grpcurl {flags} {target} list",
             f"  grpcurl {flags} -d '{body}' {target} fusou.ingest.v1.IngestService/Ingest",
+            "  fusou lake    (the Iceberg tables, and how pyiceberg, DuckDB, Spark, Trino read them)",
             "",
             "Ctrl-C stops it.",
         ]
         print("\n".join(lines), flush=True)
 
+    # What commands run beside it (`fusou lake`) read when the variables are unset.
+    state = data_dir / UP_STATE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    state.write_text(
+        json.dumps({"database_url": settings.database.url, "object_store_url": settings.store.url})
+    )
     try:
         asyncio.run(serve(settings, names, on_started=announce))
     finally:
+        state.unlink(missing_ok=True)
         if embedded is not None:
             embedded.stop()
     return 0

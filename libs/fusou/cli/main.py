@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="apply database migrations to FUSOU_DATABASE_URL")
 
+    from fusou.cli import lake
+
+    lake.add_parser(sub)
+
     token = sub.add_parser(
         "token",
         help="make a new bearer token and the entry that configures it (FUSOU_AUTH_TOKENS)",
@@ -212,6 +216,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "token":
         return _token(args)
+    if args.command == "lake":
+        from fusou.cli import lake
+        from fusou.cli.hosting import default_data_dir
+
+        return lake.run(args, settings, default_data_dir(settings))
     return _client(args, settings)
 
 
