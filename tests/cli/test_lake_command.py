@@ -29,7 +29,7 @@ def _readme_python() -> str:
     section = section.split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
     assert len(blocks) == 1, "the analysts' section has one Python example"
-    return blocks[0]
+    return str(blocks[0])
 
 
 def _readme_commands() -> list[list[str]]:
