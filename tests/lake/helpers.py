@@ -56,7 +56,10 @@ def duckdb_rows(settings: Settings, dataset: str, table: str, time_field: str) -
 
 
 async def readrange_rows(stubs: Stubs, dataset: str, table: str, time_field: str) -> list[Any]:
-    answer = await read(stubs.reader, read_request(dataset, table, *EVERYTHING))
+    request = read_request(dataset, table, *EVERYTHING)
+    # The last instant a Timestamp holds: rounded up, the end is one past the last millisecond.
+    request.end_time.seconds, request.end_time.nanos = MAX_TIME_MS // 1000, 999_999_999
+    answer = await read(stubs.reader, request)
     if answer.table is None:
         return []
     return _canonical(answer.table, time_field)
@@ -101,3 +104,18 @@ async def assert_snapshot_agrees(
             await store.head(r["object_key"])
         except ObjectNotFound:
             raise AssertionError(f"the snapshot names {r['object_key']}, which is gone") from None
+
+
+async def assert_snapshot_files_stored(
+    settings: Settings, store: ObjectStore, dataset: str, table: str
+) -> None:
+    """Every file the current snapshot names is in the store (what holds at every moment,
+    crashes and failures included)."""
+    assert settings.store.url is not None
+    prefix = settings.store.url.rstrip("/") + "/"
+    for task in lake_table(settings, dataset, table).scan().plan_files():
+        key = task.file.file_path.removeprefix(prefix)
+        try:
+            await store.head(key)
+        except ObjectNotFound:
+            raise AssertionError(f"the snapshot names {key}, which is not stored") from None

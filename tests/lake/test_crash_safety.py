@@ -12,13 +12,13 @@ import pytest
 from fusou.archive.archiver import ArchiveOptions, Archiver
 from fusou.compact.compactor import CompactOptions, Compactor
 from fusou.config import Settings
-from fusou.objectstore.base import ObjectNotFound
 from fusou.upload.uploader import Fragment, Manifest, RawUploader
 from tests.archive.oracle import Crash, CrashAt, fetch
 from tests.compact.oracle import compact_until_done
 from tests.lake.helpers import (
     assert_lake_is_readrange,
     assert_snapshot_agrees,
+    assert_snapshot_files_stored,
     lake_table,
 )
 from tests.read.conftest import SMALL_BLOCKS, Stubs, open_stubs
@@ -40,14 +40,7 @@ async def _chunks(data: bytes) -> AsyncIterator[bytes]:
 
 async def _snapshot_files_are_stored(stubs: Stubs) -> None:
     rt = stubs.services.runtime
-    table = lake_table(rt.settings, DS, TABLE)
-    prefix = rt.settings.store.url.rstrip("/") + "/"  # type: ignore[union-attr]
-    for task in table.scan().plan_files():
-        key = task.file.file_path.removeprefix(prefix)
-        try:
-            await rt.store.head(key)
-        except ObjectNotFound:
-            raise AssertionError(f"the snapshot names {key}, which is not stored") from None
+    await assert_snapshot_files_stored(rt.settings, rt.store, DS, TABLE)
 
 
 async def _agree(stubs: Stubs) -> int:

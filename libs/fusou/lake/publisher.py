@@ -67,6 +67,7 @@ from fusou.lake.schema import (
     sort_order,
 )
 from fusou.objectstore.base import ObjectStore
+from fusou.objectstore.retry import with_retries
 from fusou.read.reader import Reader, ReadRequest
 from fusou.storage.keys import lake_data_key
 from fusou.storage.locks import LAKE_LOCK, wait_lock
@@ -385,7 +386,7 @@ class LakePublisher:
             SEQ_FIELD,
         )
         data = await run_cpu(_day_bytes, rows, schema, description)
-        await self._store.put(key, data)
+        await with_retries(lambda: self._store.put(key, data), f"writing {key}")
         return lake_file_id, await run_cpu(data_file, metadata, location, data)
 
 
