@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -140,3 +141,26 @@ async def test_archive_of_an_unknown_dataset_or_table_fails(system: ServicesUnde
     )
     assert done.returncode == 0, done.explain()
     assert int(done.json()["total_rows"]) == 3
+
+
+async def test_a_failed_publication_fails_the_command_and_the_next_run_publishes(
+    system: ServicesUnderTest, settings_objects: Path
+) -> None:
+    """The rows are archived either way; the CronJob hears that the lake is behind."""
+    await _ingest(system.target, 10)
+    # A file where the lake's folder goes: nothing can be written under lake/.
+    (settings_objects / "lake").write_text("in the way")
+    failed = await arun(
+        [FUSOU, "archive", "--target", system.target, "--dataset", "u1", "--min-age-seconds", "0"]
+    )
+    assert failed.returncode == 1, failed.explain()
+    summary = failed.json()
+    assert int(summary["total_rows"]) == 10 and summary["failed_tables"] == 0
+    assert summary["lake_error"].startswith("u1/battle: ")
+    assert "failed: publishing to the lake: u1/battle: " in failed.stderr
+    (settings_objects / "lake").unlink()
+    again = await arun(
+        [FUSOU, "archive", "--target", system.target, "--dataset", "u1", "--min-age-seconds", "0"]
+    )
+    assert again.returncode == 0, again.explain()
+    assert again.json()["lake_tables_published"] == 1 and again.json()["lake_error"] == ""

@@ -78,6 +78,8 @@ def run_archive(
     ]
     if response.sweep_error:
         failures.append(f"sweeping orphans: {response.sweep_error}")
+    if response.lake_error:
+        failures.append(f"publishing to the lake: {response.lake_error}")
     return as_json(response), failures
 
 
