@@ -119,3 +119,20 @@ async def assert_snapshot_files_stored(
             await store.head(key)
         except ObjectNotFound:
             raise AssertionError(f"the snapshot names {key}, which is not stored") from None
+
+
+async def metadata_files(
+    settings: Settings, store: ObjectStore, dataset: str, table: str
+) -> tuple[set[str], set[str]]:
+    """The table's metadata files in the store, and those its metadata still reaches."""
+    assert settings.store.url is not None
+    root = settings.store.url.rstrip("/")
+    t = lake_table(settings, dataset, table)
+    reached = {t.metadata_location, *(e.metadata_file for e in t.metadata.metadata_log)}
+    for snapshot in t.snapshots():
+        reached.add(snapshot.manifest_list)
+        reached.update(m.manifest_path for m in snapshot.manifests(t.io))
+    stored = {
+        f"{root}/{info.key}" async for info in store.list(f"lake/{dataset}/{table}/metadata/")
+    }
+    return stored, reached

@@ -20,6 +20,7 @@ from tests.lake.helpers import (
     assert_snapshot_agrees,
     assert_snapshot_files_stored,
     lake_table,
+    metadata_files,
 )
 from tests.read.conftest import SMALL_BLOCKS, Stubs, open_stubs
 from tests.read.oracle import Oracle, archive, ingest
@@ -72,6 +73,9 @@ async def _retired_files_go_after_the_grace(stubs: Stubs) -> None:
     table = lake_table(rt.settings, DS, TABLE)
     assert len(table.snapshots()) == 1
     await _snapshot_files_are_stored(stubs)
+    # The expired snapshots' manifests went with them; what is reached is all stored.
+    stored, reached = await metadata_files(rt.settings, rt.store, DS, TABLE)
+    assert reached <= stored and stored - reached == set()
     await _agree(stubs)
 
 

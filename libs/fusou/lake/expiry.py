@@ -1,27 +1,90 @@
-"""Deleting the lake's replaced files once the grace period has passed.
+"""Deleting what the lake no longer needs, once the grace period has passed.
 
-A replaced file stays in the snapshots taken before its replacement; engines may still be
-reading one of those. After the grace period (FUSOU_DELETE_GRACE_S, as for the catalog's
+A replaced data file stays in the snapshots taken before its replacement, and engines may still
+be reading one of those. After the grace period (FUSOU_DELETE_GRACE_S, as for the catalog's
 replaced objects) the table's snapshots older than it are expired first, then the files go:
-every snapshot left was taken after the files were replaced, so none names a deleted file.
-A crash in between leaves retired rows whose objects may be gone; deleting again is harmless.
+every snapshot left was taken after the files were replaced, so none names a deleted file. The
+same expiry leaves manifest lists and manifests that no remaining snapshot reaches; those older
+than the grace period go too (pyiceberg expires snapshots but leaves their files). A crash in
+between leaves retired rows whose objects may be gone, or unreferenced metadata: deleting again
+is harmless.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 
 import asyncpg
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.table import Table
 
 from fusou.clock import Clock
 from fusou.config import Settings
 from fusou.lake import ledger
-from fusou.lake.catalog import open_catalog
+from fusou.lake.catalog import LakeLocation, open_catalog
 from fusou.objectstore.base import ObjectStore
+from fusou.storage.keys import LAKE
 from fusou.storage.locks import LAKE_LOCK, wait_lock
+
+log = logging.getLogger(__name__)
+
+
+def grace_cutoff(settings: Settings, clock: Clock) -> dt.datetime:
+    return clock.now() - dt.timedelta(seconds=settings.store.delete_grace_s)
+
+
+def expire_snapshots(table: Table, cutoff: dt.datetime) -> set[str]:
+    """Expire the table's snapshots older than ``cutoff`` (never the current one; a commit only
+    when there is one to expire). Returns every metadata file the table still references.
+    Blocking: call it from a thread."""
+    cutoff_ms = int(cutoff.timestamp() * 1000)
+    current = table.current_snapshot()
+    if any(
+        s.timestamp_ms < cutoff_ms and (current is None or s.snapshot_id != current.snapshot_id)
+        for s in table.snapshots()
+    ):
+        table.maintenance.expire_snapshots().older_than(cutoff).commit()
+    files = {table.metadata_location, *(e.metadata_file for e in table.metadata.metadata_log)}
+    for snapshot in table.snapshots():
+        files.add(snapshot.manifest_list)
+        files.update(m.manifest_path for m in snapshot.manifests(table.io))
+    return files
+
+
+async def sweep_metadata(
+    store: ObjectStore,
+    location: LakeLocation,
+    dataset_id: str,
+    table: str,
+    referenced: set[str],
+    cutoff: dt.datetime,
+) -> int:
+    """Delete the table's metadata files no snapshot reaches, once older than ``cutoff``."""
+    prefix = f"{LAKE}/{dataset_id}/{table}/metadata/"
+    stale = [
+        info.key
+        async for info in store.list(prefix)
+        if location.uri(info.key) not in referenced and info.last_modified < cutoff
+    ]
+    if stale:
+        await store.delete_many(stale)
+    return len(stale)
+
+
+async def tidy(
+    table: Table,
+    store: ObjectStore,
+    location: LakeLocation,
+    dataset_id: str,
+    name: str,
+    cutoff: dt.datetime,
+) -> int:
+    """Expire the table's old snapshots and delete the metadata they alone reached."""
+    referenced = await asyncio.to_thread(expire_snapshots, table, cutoff)
+    return await sweep_metadata(store, location, dataset_id, name, referenced, cutoff)
 
 
 async def delete_retired(
@@ -31,21 +94,24 @@ async def delete_retired(
     dataset_id: str | None,
     clock: Clock,
 ) -> int:
-    """Expire old snapshots and delete the retired files past the grace period; returns how
-    many files were deleted."""
-    cutoff_ms = clock.now_ms() - int(settings.store.delete_grace_s * 1000)
+    """Expire old snapshots and delete the retired data files past the grace period; returns
+    how many data files were deleted."""
+    cutoff = grace_cutoff(settings, clock)
     async with pool.acquire() as conn:
-        retired = await ledger.retired_before(conn, dataset_id, cutoff_ms)
+        retired = await ledger.retired_before(conn, dataset_id, int(cutoff.timestamp() * 1000))
     if not retired:
         return 0
-    cutoff = dt.datetime.fromtimestamp(cutoff_ms / 1000, dt.UTC)
+    assert settings.store.url is not None
+    location = LakeLocation.of(settings.store.url)
     catalog = await asyncio.to_thread(open_catalog, settings)
     try:
         for table_id in sorted({r.table_id for r in retired}):
             files = [r for r in retired if r.table_id == table_id]
             async with pool.acquire() as lock_conn, wait_lock(lock_conn, LAKE_LOCK, table_id):
-                ident = await _identifier(pool, table_id)
-                await asyncio.to_thread(_expire, catalog, ident, cutoff)
+                ds, name = await _identifier(pool, table_id)
+                table = await asyncio.to_thread(_load, catalog, (ds, name))
+                if table is not None:
+                    await tidy(table, store, location, ds, name, cutoff)
                 await store.delete_many([r.object_key for r in files])
                 async with pool.acquire() as conn:
                     await ledger.forget(conn, [r.lake_file_id for r in files])
@@ -63,10 +129,8 @@ async def _identifier(pool: asyncpg.Pool, table_id: int) -> tuple[str, str]:
     return (row["dataset_id"], row["table_name"])
 
 
-def _expire(catalog: SqlCatalog, ident: tuple[str, str], cutoff: dt.datetime) -> None:
-
+def _load(catalog: SqlCatalog, ident: tuple[str, str]) -> Table | None:
     try:
-        table = catalog.load_table(ident)
+        return catalog.load_table(ident)
     except NoSuchTableError:
-        return  # never created, or dropped by hand: nothing names the files
-    table.maintenance.expire_snapshots().older_than(cutoff).commit()
+        return None  # never created, or dropped by hand: nothing names the files

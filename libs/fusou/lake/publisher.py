@@ -57,7 +57,7 @@ from fusou.lake import ledger
 from fusou.lake.catalog import LakeLocation, open_catalog
 from fusou.lake.datafile import data_file, day_table, parquet_bytes
 from fusou.lake.days import DayPlan, digest, split_by_day
-from fusou.lake.expiry import delete_retired
+from fusou.lake.expiry import delete_retired, grace_cutoff, tidy
 from fusou.lake.schema import (
     SchemaChange,
     apply_change,
@@ -266,7 +266,7 @@ class LakePublisher:
         await self._checkpoint("lake-written")
         removed = [named[f.location] for f in rebuild.replaced] + foreign
         if rebuild.written or removed or change:
-            await asyncio.to_thread(
+            table = await asyncio.to_thread(
                 _commit,
                 tx,
                 removed,
@@ -284,6 +284,25 @@ class LakePublisher:
                 now_ms=self._clock.now_ms(),
             )
             await ledger.set_published_version(conn, info.table_id, info.latest.version)
+        if outcome.committed:
+            try:
+                await tidy(
+                    table,
+                    self._store,
+                    self._location,
+                    info.dataset_id,
+                    info.name,
+                    grace_cutoff(self._settings, self._clock),
+                )
+            except Exception:
+                # What is left is only older snapshots and their metadata: the next commit
+                # or deletion run tidies again.
+                log.warning(
+                    "tidying %s/%s's old snapshots failed",
+                    info.dataset_id,
+                    info.name,
+                    exc_info=True,
+                )
         outcome.days_written = len(rebuild.written)
         outcome.days_removed = len(rebuild.replaced) - len(rebuild.written)
         outcome.rows_written = rebuild.rows
@@ -421,7 +440,7 @@ def _evolve(tx: Transaction, change: SchemaChange, info: TableInfo) -> None:
 
 def _commit(
     tx: Transaction, removed: list[DataFile], added: list[DataFile], properties: dict[str, Any]
-) -> None:
+) -> Table:
     if removed:
         with tx.update_snapshot(snapshot_properties=properties).overwrite() as overwrite:
             for df in removed:
@@ -433,4 +452,4 @@ def _commit(
             for df in added:
                 append.append_data_file(df)
     tx.set_properties({SCHEMA_VERSION_PROPERTY: properties[SCHEMA_VERSION_PROPERTY]})
-    tx.commit_transaction()
+    return tx.commit_transaction()
