@@ -30,4 +30,7 @@ class ArchiverServicer(archiver_pb2_grpc.ArchiverServiceServicer):
         metrics.ARCHIVED_BYTES.inc(sum(t.bytes for t in report.tables))
         metrics.QUARANTINED_ROWS.inc(report.rows_quarantined)
         metrics.ARCHIVE_FAILED_TABLES.inc(report.failed_tables)
+        metrics.LAKE_PUBLISHED_TABLES.inc(report.lake.published)
+        if report.lake.error:
+            metrics.LAKE_FAILED_PUBLICATIONS.inc()
         return archive_response(report)

@@ -30,6 +30,7 @@ from tests.lake.helpers import (
 from tests.read.conftest import Stubs
 from tests.read.oracle import Oracle, archive, ingest
 from tests.read.test_equivalence import battle
+from tests.server.test_metrics import scrape, value
 from tests.upload.helpers import parquet_bytes
 
 pytestmark = pytest.mark.integration
@@ -60,24 +61,25 @@ async def _agree(stubs: Stubs) -> int:
 
 
 async def test_archive_reports_a_failed_publication_and_the_next_run_publishes(
-    stubs: Stubs,
+    stubs: Stubs, settings_objects: Path
 ) -> None:
     rt = stubs.services.runtime
     await ingest(stubs.ingest, Oracle(), DS, TABLE, [battle(i) for i in range(30)])
     await archive(stubs.archiver, stubs.services.clock, DS, TABLE)
     await ingest(stubs.ingest, Oracle(), DS, TABLE, [battle(i) for i in range(30, 50)])
     stubs.services.clock.advance(60)
-    failing = Archiver(
-        rt.settings.replace(archive_min_age_s=0.0),
-        rt.pool,
-        LakeWritesFail(rt.store),
-        rt.registry,
-        clock=stubs.services.clock,
+    before = await scrape(stubs)
+    # The lake's data folder cannot be made: the table's files cannot be written.
+    (settings_objects / "lake" / DS / TABLE / "data").rename(settings_objects / "data-aside")
+    (settings_objects / "lake" / DS / TABLE / "data").write_text("in the way")
+    failed = await stubs.archiver.Archive(
+        archiver_pb2.ArchiveRequest(dataset_id=DS, min_age_seconds=0)
     )
-    report = await failing.archive(ArchiveOptions(dataset_id=DS))
-    assert report.tables[0].rows == 20 and not report.tables[0].error
-    assert report.lake.published == 0 and "injected: no writes" in report.lake.error
+    assert failed.total_rows == 20 and failed.failed_tables == 0
+    assert failed.lake_tables_published == 0 and failed.lake_error.startswith(f"{DS}/{TABLE}: ")
     # The old snapshot stands: it names stored files and holds what was published before.
+    (settings_objects / "lake" / DS / TABLE / "data").unlink()
+    (settings_objects / "data-aside").rename(settings_objects / "lake" / DS / TABLE / "data")
     await assert_snapshot_files_stored(rt.settings, rt.store, DS, TABLE)
     assert lake_table(rt.settings, DS, TABLE).scan().to_arrow().num_rows == 30
     answer = await stubs.archiver.Archive(
@@ -85,6 +87,12 @@ async def test_archive_reports_a_failed_publication_and_the_next_run_publishes(
     )
     assert answer.lake_tables_published == 1 and not answer.lake_error
     assert await _agree(stubs) == 50
+    after = await scrape(stubs)
+    for name, delta in (
+        ("fusou_lake_failed_publications_total", 1),
+        ("fusou_lake_published_tables_total", 1),
+    ):
+        assert value(after, name) - value(before, name) == delta, name
 
 
 async def test_compaction_fails_its_dataset_when_publication_fails(stubs: Stubs) -> None:

@@ -74,6 +74,16 @@ ARCHIVE_FAILED_TABLES = Counter(
     "Tables whose archive failed (quarantined rows included) in a call that went on.",
     registry=REGISTRY,
 )
+LAKE_PUBLISHED_TABLES = Counter(
+    "fusou_lake_published_tables",
+    "Iceberg snapshots committed by Archive calls (one per table whose archived rows changed).",
+    registry=REGISTRY,
+)
+LAKE_FAILED_PUBLICATIONS = Counter(
+    "fusou_lake_failed_publications",
+    "Archive calls whose publication to the lake failed (the next run publishes).",
+    registry=REGISTRY,
+)
 ARCHIVE_SECONDS = Histogram(
     "fusou_archive_duration_seconds",
     "Duration of Archive calls.",
