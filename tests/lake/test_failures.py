@@ -150,6 +150,21 @@ async def test_a_file_another_writer_added_is_dropped_at_the_next_commit(
     pq.write_table(rows.cast(schema_to_pyarrow(table.schema(), include_field_ids=True)), foreign)
     table.add_files([f"file://{foreign}"])
     assert lake_table(rt.settings, DS, TABLE).scan().to_arrow().num_rows == 35
-    await ingest(stubs.ingest, Oracle(), DS, TABLE, [battle(i) for i in range(30, 40)])
+    # The next run, with nothing new to archive, sees the catalog moved under it.
+    answer = await stubs.archiver.Archive(
+        archiver_pb2.ArchiveRequest(dataset_id=DS, min_age_seconds=0)
+    )
+    assert answer.total_rows == 0 and answer.lake_tables_published == 1
+    assert await _agree(stubs) == 30
+
+
+async def test_a_table_dropped_by_hand_is_published_again(stubs: Stubs) -> None:
+    rt = stubs.services.runtime
+    await ingest(stubs.ingest, Oracle(), DS, TABLE, [battle(i) for i in range(30)])
     await archive(stubs.archiver, stubs.services.clock, DS, TABLE)
-    assert await _agree(stubs) == 40
+    catalog(rt.settings).drop_table((DS, TABLE))
+    answer = await stubs.archiver.Archive(
+        archiver_pb2.ArchiveRequest(dataset_id=DS, min_age_seconds=0)
+    )
+    assert answer.total_rows == 0 and answer.lake_tables_published == 1
+    assert await _agree(stubs) == 30

@@ -81,10 +81,12 @@ async def tidy(
     dataset_id: str,
     name: str,
     cutoff: dt.datetime,
-) -> int:
-    """Expire the table's old snapshots and delete the metadata they alone reached."""
+) -> Table:
+    """Expire the table's old snapshots and delete the metadata they alone reached; returns
+    the table as the expiry left it."""
     referenced = await asyncio.to_thread(expire_snapshots, table, cutoff)
-    return await sweep_metadata(store, location, dataset_id, name, referenced, cutoff)
+    await sweep_metadata(store, location, dataset_id, name, referenced, cutoff)
+    return table
 
 
 async def delete_retired(
@@ -111,10 +113,12 @@ async def delete_retired(
                 ds, name = await _identifier(pool, table_id)
                 table = await asyncio.to_thread(_load, catalog, (ds, name))
                 if table is not None:
-                    await tidy(table, store, location, ds, name, cutoff)
+                    table = await tidy(table, store, location, ds, name, cutoff)
                 await store.delete_many([r.object_key for r in files])
                 async with pool.acquire() as conn:
                     await ledger.forget(conn, [r.lake_file_id for r in files])
+                    if table is not None:
+                        await ledger.set_metadata_location(conn, table_id, table.metadata_location)
     finally:
         await asyncio.to_thread(catalog.engine.dispose)
     return len(retired)

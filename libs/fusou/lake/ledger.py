@@ -71,11 +71,37 @@ async def current_files(conn: asyncpg.Connection, table_id: int) -> list[LakeFil
     ]
 
 
-async def published_version(conn: asyncpg.Connection, table_id: int) -> int | None:
-    value = await conn.fetchval(
-        "SELECT schema_version FROM fusou_lake_tables WHERE table_id = $1", table_id
+@dataclass(frozen=True)
+class Published:
+    """What FUSOU last left the table's Iceberg table at, and where the catalog says it is."""
+
+    schema_version: int | None
+    metadata_location: str | None
+    catalog_location: str | None
+
+    def current(self, version: int) -> bool:
+        return (
+            self.schema_version == version
+            and self.catalog_location is not None
+            and self.catalog_location == self.metadata_location
+        )
+
+
+async def published(
+    conn: asyncpg.Connection, catalog: str, table_id: int, dataset_id: str, table: str
+) -> Published:
+    row = await conn.fetchrow(
+        "SELECT (SELECT schema_version FROM fusou_lake_tables WHERE table_id = $1) AS version, "
+        "       (SELECT metadata_location FROM fusou_lake_tables WHERE table_id = $1) AS ours, "
+        "       (SELECT metadata_location FROM iceberg_tables WHERE catalog_name = $2 "
+        "          AND table_namespace = $3 AND table_name = $4) AS theirs",
+        table_id,
+        catalog,
+        dataset_id,
+        table,
     )
-    return None if value is None else int(value)
+    assert row is not None
+    return Published(row["version"], row["ours"], row["theirs"])
 
 
 async def add_written(
@@ -132,12 +158,26 @@ async def settle(
             )
 
 
-async def set_published_version(conn: asyncpg.Connection, table_id: int, version: int) -> None:
+async def set_published(
+    conn: asyncpg.Connection, table_id: int, version: int, metadata_location: str
+) -> None:
     await conn.execute(
-        "INSERT INTO fusou_lake_tables (table_id, schema_version) VALUES ($1, $2) "
-        "ON CONFLICT (table_id) DO UPDATE SET schema_version = $2, published_at = now()",
+        "INSERT INTO fusou_lake_tables (table_id, schema_version, metadata_location) "
+        "VALUES ($1, $2, $3) ON CONFLICT (table_id) DO UPDATE "
+        "SET schema_version = $2, metadata_location = $3, published_at = now()",
         table_id,
         version,
+        metadata_location,
+    )
+
+
+async def set_metadata_location(
+    conn: asyncpg.Connection, table_id: int, metadata_location: str
+) -> None:
+    await conn.execute(
+        "UPDATE fusou_lake_tables SET metadata_location = $2 WHERE table_id = $1",
+        table_id,
+        metadata_location,
     )
 
 

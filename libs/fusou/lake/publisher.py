@@ -207,10 +207,12 @@ class LakePublisher:
             async with self._pool.acquire() as conn:
                 live = await ledger.live_files(conn, info.table_id, DAY_MS)
                 current = await ledger.current_files(conn, info.table_id)
-                version = await ledger.published_version(conn, info.table_id)
+                last = await ledger.published(
+                    conn, self._settings.lake.catalog, info.table_id, info.dataset_id, info.name
+                )
             plan = DayPlan.of(live, [f for f in current if f.state == ledger.PUBLISHED])
             pending = any(f.state == ledger.WRITTEN for f in current)
-            if not plan.stale() and not pending and version == info.latest.version:
+            if not plan.stale() and not pending and last.current(info.latest.version):
                 return
             catalog = await asyncio.to_thread(open_catalog, self._settings)
             try:
@@ -283,10 +285,9 @@ class LakePublisher:
                 sources=rebuild.sources,
                 now_ms=self._clock.now_ms(),
             )
-            await ledger.set_published_version(conn, info.table_id, info.latest.version)
         if outcome.committed:
             try:
-                await tidy(
+                table = await tidy(
                     table,
                     self._store,
                     self._location,
@@ -303,6 +304,10 @@ class LakePublisher:
                     info.name,
                     exc_info=True,
                 )
+        async with self._pool.acquire() as conn:
+            await ledger.set_published(
+                conn, info.table_id, info.latest.version, table.metadata_location
+            )
         outcome.days_written = len(rebuild.written)
         outcome.days_removed = len(rebuild.replaced) - len(rebuild.written)
         outcome.rows_written = rebuild.rows

@@ -44,9 +44,12 @@ CREATE TABLE fusou_lake_files (
 CREATE INDEX fusou_lake_files_table ON fusou_lake_files (table_id) WHERE state <> 'retired';
 CREATE INDEX fusou_lake_files_retired ON fusou_lake_files (retired_at) WHERE state = 'retired';
 
--- Which schema version of each table its Iceberg table was last brought to.
+-- Which schema version each table's Iceberg table was last brought to, and the metadata file
+-- FUSOU last left it at: a catalog that names another one (a commit by someone else, a table
+-- dropped by hand) sends the next run to the snapshot to set it right.
 CREATE TABLE fusou_lake_tables (
-    table_id        integer PRIMARY KEY REFERENCES fusou_tables (table_id),
-    schema_version  integer NOT NULL,
-    published_at    timestamptz NOT NULL DEFAULT now()
+    table_id            integer PRIMARY KEY REFERENCES fusou_tables (table_id),
+    schema_version      integer NOT NULL,
+    metadata_location   text NOT NULL,
+    published_at        timestamptz NOT NULL DEFAULT now()
 );
