@@ -89,7 +89,8 @@ async def assert_snapshot_agrees(
         rows = await conn.fetch(
             "SELECT l.location, l.object_key, l.day, l.state FROM fusou_lake_files l "
             "JOIN fusou_tables t USING (table_id) "
-            "WHERE t.dataset_id = $1 AND t.table_name = $2 AND l.state <> 'retired'",
+            "WHERE t.dataset_id = $1 AND t.table_name = $2 AND l.state <> 'retired' "
+            "AND l.location IS NOT NULL",
             dataset,
             table,
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import logging
 
 import asyncpg
@@ -27,7 +28,7 @@ from fusou.lake import ledger
 from fusou.lake.catalog import LakeLocation, open_catalog
 from fusou.objectstore.base import ObjectStore
 from fusou.storage.keys import LAKE
-from fusou.storage.locks import LAKE_LOCK, wait_lock
+from fusou.storage.locks import LAKE_LOCK, wait_pool_lock
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +38,40 @@ def grace_cutoff(settings: Settings, clock: Clock) -> dt.datetime:
 
 
 def expire_snapshots(table: Table, cutoff: dt.datetime) -> set[str]:
-    """Expire the table's snapshots older than ``cutoff`` (never the current one; a commit only
-    when there is one to expire). Returns every metadata file the table still references.
-    Blocking: call it from a thread."""
+    """Expire the table's snapshots that stopped being current before ``cutoff`` (an engine
+    may have planned against one up to then; a commit only when there is one to expire).
+    Returns every metadata file the table still references. Blocking: call it from a thread."""
     cutoff_ms = int(cutoff.timestamp() * 1000)
     current = table.current_snapshot()
-    if any(
-        s.timestamp_ms < cutoff_ms and (current is None or s.snapshot_id != current.snapshot_id)
+    history = table.metadata.snapshot_log
+    # When each snapshot stopped being current: when the next one in the history became so.
+    replaced_at = {
+        before.snapshot_id: after.timestamp_ms for before, after in itertools.pairwise(history)
+    }
+    expired = [
+        s.snapshot_id
         for s in table.snapshots()
-    ):
-        table.maintenance.expire_snapshots().older_than(cutoff).commit()
+        if (current is None or s.snapshot_id != current.snapshot_id)
+        and replaced_at.get(s.snapshot_id, s.timestamp_ms) < cutoff_ms
+    ]
+    if expired:
+        table.maintenance.expire_snapshots().by_ids(expired).commit()
     files = {table.metadata_location, *(e.metadata_file for e in table.metadata.metadata_log)}
     for snapshot in table.snapshots():
         files.add(snapshot.manifest_list)
         files.update(m.manifest_path for m in snapshot.manifests(table.io))
+    return files
+
+
+def reachable_data_files(table: Table) -> set[str]:
+    """The data files some remaining snapshot names. Blocking: call it from a thread."""
+    files: set[str] = set()
+    for snapshot in table.snapshots():
+        for manifest in snapshot.manifests(table.io):
+            files.update(
+                entry.data_file.file_path
+                for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
+            )
     return files
 
 
@@ -103,25 +124,30 @@ async def delete_retired(
         retired = await ledger.retired_before(conn, dataset_id, int(cutoff.timestamp() * 1000))
     if not retired:
         return 0
+    deleted = 0
     assert settings.store.url is not None
     location = LakeLocation.of(settings.store.url)
     catalog = await asyncio.to_thread(open_catalog, settings)
     try:
         for table_id in sorted({r.table_id for r in retired}):
             files = [r for r in retired if r.table_id == table_id]
-            async with pool.acquire() as lock_conn, wait_lock(lock_conn, LAKE_LOCK, table_id):
+            async with wait_pool_lock(pool, LAKE_LOCK, table_id):
                 ds, name = await _identifier(pool, table_id)
                 table = await asyncio.to_thread(_load, catalog, (ds, name))
                 if table is not None:
                     table = await tidy(table, store, location, ds, name, cutoff)
+                    # Clocks differ between hosts: a file a snapshot left still names waits.
+                    named = await asyncio.to_thread(reachable_data_files, table)
+                    files = [r for r in files if location.uri(r.object_key) not in named]
                 await store.delete_many([r.object_key for r in files])
                 async with pool.acquire() as conn:
                     await ledger.forget(conn, [r.lake_file_id for r in files])
                     if table is not None:
                         await ledger.set_metadata_location(conn, table_id, table.metadata_location)
+                deleted += len(files)
     finally:
         await asyncio.to_thread(catalog.engine.dispose)
-    return len(retired)
+    return deleted
 
 
 async def _identifier(pool: asyncpg.Pool, table_id: int) -> tuple[str, str]:

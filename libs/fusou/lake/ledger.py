@@ -22,8 +22,8 @@ RETIRED = "retired"
 class LakeFile:
     lake_file_id: int
     day: int
-    object_key: str
-    location: str
+    object_key: str | None  # None: the day holds no row, and has no file
+    location: str | None
     source_files: tuple[int, ...]
     row_count: int
     digest: bytes
@@ -137,10 +137,25 @@ async def settle(
     retired: Iterable[int],
     sources: dict[int, Sequence[int]],
     now_ms: int,
+    table_id: int = 0,
+    empty: Sequence[tuple[int, Sequence[int], bytes]] = (),
 ) -> None:
     """After a commit (or after reading what the snapshot names): mark files published and
-    retired, and record the sources of days whose rows did not change. One transaction."""
+    retired, record the sources of days whose rows did not change, and the (day, sources,
+    digest) of days found empty. One transaction."""
     async with conn.transaction():
+        # An empty day's row names no object: retired, it simply goes.
+        await conn.execute(
+            "DELETE FROM fusou_lake_files WHERE lake_file_id = ANY($1) AND object_key IS NULL",
+            list(retired),
+        )
+        if empty:
+            await conn.executemany(
+                "INSERT INTO fusou_lake_files "
+                "(table_id, day, source_files, row_count, digest, state) "
+                "VALUES ($1, $2, $3, 0, $4, 'published')",
+                [(table_id, day, list(srcs), digest) for day, srcs, digest in empty],
+            )
         await conn.execute(
             "UPDATE fusou_lake_files SET state = 'published' WHERE lake_file_id = ANY($1)",
             list(published),

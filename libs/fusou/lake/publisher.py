@@ -70,7 +70,7 @@ from fusou.objectstore.base import ObjectStore
 from fusou.objectstore.retry import with_retries
 from fusou.read.reader import Reader, ReadRequest
 from fusou.storage.keys import lake_data_key
-from fusou.storage.locks import LAKE_LOCK, wait_lock
+from fusou.storage.locks import LAKE_LOCK, wait_pool_lock
 from fusou.storage.partitions import DAY_MS, day_name
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,16 @@ class LakeReport:
         return self.cleanup_error
 
 
+# Runs of one table that meet a newer schema than they started with before giving up (each is
+# cheap to abandon: nothing is committed before the reading ends).
+_SCHEMA_ATTEMPTS = 3
+
+
+class _SchemaMoved(Exception):
+    """The reader met rows of a schema newer than the one the run writes: writing them would
+    drop their new fields, and the run starts over with the newer schema."""
+
+
 @dataclass(frozen=True)
 class _Target:
     table_id: int
@@ -126,10 +136,17 @@ class _Target:
 
 @dataclass
 class _Rebuild:
-    written: list[tuple[int, DataFile]] = field(default_factory=list)
+    written: list[tuple[int, int, DataFile]] = field(default_factory=list)  # (id, day, file)
     replaced: list[ledger.LakeFile] = field(default_factory=list)
     sources: dict[int, Sequence[int]] = field(default_factory=dict)
+    empty: list[tuple[int, Sequence[int], bytes]] = field(default_factory=list)
     rows: int = 0
+
+    @property
+    def days_removed(self) -> int:
+        """Days that had rows in the lake and have none now."""
+        had = {f.day for f in self.replaced if f.row_count}
+        return len(had - {day for _, day, _ in self.written})
 
 
 def _keys_span_days(info: TableInfo) -> bool:
@@ -197,28 +214,40 @@ class LakePublisher:
         return [_Target(r["table_id"], r["dataset_id"], r["table_name"]) for r in rows]
 
     async def _publish_table(self, target: _Target, outcome: TablePublication) -> None:
-        async with (
-            self._pool.acquire() as lock_conn,
-            wait_lock(lock_conn, LAKE_LOCK, target.table_id),
-        ):
-            info = await self._registry.get(target.dataset_id, target.name, refresh=True)
-            if info is None:
-                return
-            async with self._pool.acquire() as conn:
-                live = await ledger.live_files(conn, info.table_id, DAY_MS)
-                current = await ledger.current_files(conn, info.table_id)
-                last = await ledger.published(
-                    conn, self._settings.lake.catalog, info.table_id, info.dataset_id, info.name
-                )
-            plan = DayPlan.of(live, [f for f in current if f.state == ledger.PUBLISHED])
-            pending = any(f.state == ledger.WRITTEN for f in current)
-            if not plan.stale() and not pending and last.current(info.latest.version):
-                return
-            catalog = await asyncio.to_thread(open_catalog, self._settings)
-            try:
-                await self._publish_locked(catalog, info, live, current, outcome)
-            finally:
-                await asyncio.to_thread(catalog.engine.dispose)
+        async with wait_pool_lock(self._pool, LAKE_LOCK, target.table_id):
+            for attempt in range(_SCHEMA_ATTEMPTS):
+                try:
+                    await self._publish_once(target, outcome)
+                    return
+                except _SchemaMoved:
+                    # Its files are written, not committed: the next attempt retires them.
+                    if attempt == _SCHEMA_ATTEMPTS - 1:
+                        raise
+                    log.info(
+                        "%s/%s's schema moved while publishing; again",
+                        target.dataset_id,
+                        target.name,
+                    )
+
+    async def _publish_once(self, target: _Target, outcome: TablePublication) -> None:
+        info = await self._registry.get(target.dataset_id, target.name, refresh=True)
+        if info is None:
+            return
+        async with self._pool.acquire() as conn:
+            live = await ledger.live_files(conn, info.table_id, DAY_MS)
+            current = await ledger.current_files(conn, info.table_id)
+            last = await ledger.published(
+                conn, self._settings.lake.catalog, info.table_id, info.dataset_id, info.name
+            )
+        plan = DayPlan.of(live, [f for f in current if f.state == ledger.PUBLISHED])
+        pending = any(f.state == ledger.WRITTEN for f in current)
+        if not plan.stale() and not pending and last.current(info.latest.version):
+            return
+        catalog = await asyncio.to_thread(open_catalog, self._settings)
+        try:
+            await self._publish_locked(catalog, info, live, current, outcome)
+        finally:
+            await asyncio.to_thread(catalog.engine.dispose)
 
     async def _publish_locked(
         self,
@@ -233,8 +262,11 @@ class LakePublisher:
         # The snapshot decides what a crashed run left: files it names are published, the rest
         # (written but never committed, or replaced by a commit not yet settled) retired.
         known = {f.location for f in current}
-        kept = [f for f in current if f.location in named]
-        gone = [f.lake_file_id for f in current if f.location not in named]
+        # Empty days have no file for a snapshot to name.
+        kept = [f for f in current if f.location is None or f.location in named]
+        gone = [
+            f.lake_file_id for f in current if f.location is not None and f.location not in named
+        ]
         async with self._pool.acquire() as conn:
             await ledger.settle(
                 conn,
@@ -266,13 +298,14 @@ class LakePublisher:
             force=bool(change.retyped),
         )
         await self._checkpoint("lake-written")
-        removed = [named[f.location] for f in rebuild.replaced] + foreign
+        removed = [named[f.location] for f in rebuild.replaced if f.location is not None]
+        removed += foreign
         if rebuild.written or removed or change:
             table = await asyncio.to_thread(
                 _commit,
                 tx,
                 removed,
-                [df for _, df in rebuild.written],
+                [df for _, _, df in rebuild.written],
                 {SCHEMA_VERSION_PROPERTY: str(info.latest.version)},
             )
             outcome.committed = True
@@ -280,10 +313,12 @@ class LakePublisher:
         async with self._pool.acquire() as conn:
             await ledger.settle(
                 conn,
-                published=[i for i, _ in rebuild.written],
+                published=[i for i, _, _ in rebuild.written],
                 retired=[f.lake_file_id for f in rebuild.replaced],
                 sources=rebuild.sources,
                 now_ms=self._clock.now_ms(),
+                table_id=info.table_id,
+                empty=rebuild.empty,
             )
         if outcome.committed:
             try:
@@ -309,7 +344,7 @@ class LakePublisher:
                 conn, info.table_id, info.latest.version, table.metadata_location
             )
         outcome.days_written = len(rebuild.written)
-        outcome.days_removed = len(rebuild.replaced) - len(rebuild.written)
+        outcome.days_removed = rebuild.days_removed
         outcome.rows_written = rebuild.rows
 
     def _load_or_create(self, catalog: SqlCatalog, info: TableInfo) -> Table:
@@ -318,7 +353,13 @@ class LakePublisher:
             return catalog.load_table(ident)
         except NoSuchTableError:
             pass
-        catalog.create_namespace_if_not_exists(info.dataset_id)
+        try:
+            catalog.create_namespace_if_not_exists(info.dataset_id)
+        except Exception:
+            # Another table of a new dataset, publishing at the same moment, made it first
+            # (pyiceberg looks, then inserts).
+            if not catalog.namespace_exists(info.dataset_id):
+                raise
         schema = initial_schema(info.latest)
         try:
             return catalog.create_table(
@@ -356,19 +397,25 @@ class LakePublisher:
         for day in ordered:
             day_rows = by_day[day] if whole else await self._read(info, day, day + 1)
             previous = plan.published.get(day, [])
-            if not day_rows.num_rows:
-                out.replaced.extend(previous)
+            sources = plan.live.get(day, ())
+            if not day_rows.num_rows and not sources:
+                out.replaced.extend(previous)  # no file reaches the day any more
                 continue
             seqs = digest(day_rows)
-            if len(previous) == 1 and previous[0].digest == seqs and not force:
-                if previous[0].source_files != plan.live.get(day, ()):
-                    out.sources[previous[0].lake_file_id] = plan.live.get(day, ())
+            same = len(previous) == 1 and previous[0].digest == seqs
+            if same and (not force or previous[0].location is None):
+                if previous[0].source_files != sources:
+                    out.sources[previous[0].lake_file_id] = sources
+                continue
+            out.replaced.extend(previous)
+            if not day_rows.num_rows:
+                # Remembered as empty, so that it is not read again until its sources change.
+                out.empty.append((day, sources, seqs))
                 continue
             lake_file_id, df = await self._write_day(
-                info, day, day_rows, plan.live.get(day, ()), seqs, schema, metadata
+                info, day, day_rows, sources, seqs, schema, metadata
             )
-            out.written.append((lake_file_id, df))
-            out.replaced.extend(previous)
+            out.written.append((lake_file_id, day, df))
             out.rows += day_rows.num_rows
         return out
 
@@ -383,6 +430,8 @@ class LakePublisher:
                 with_seqs=True,
             )
         )
+        if result.info.latest.version != info.latest.version:
+            raise _SchemaMoved
         return result.table
 
     async def _write_day(

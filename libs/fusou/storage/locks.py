@@ -7,7 +7,9 @@ the transactions taken under them, and a crashed holder's lock goes away with it
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator
 from typing import Final
 
@@ -51,3 +53,28 @@ async def try_pool_lock(pool: asyncpg.Pool, lock: int, key: int) -> AsyncIterato
     """``try_lock`` on a connection of its own, held (and kept from the pool) while locked."""
     async with pool.acquire() as conn, try_lock(conn, lock, key) as locked:
         yield locked
+
+
+# Per (lock, key), this process's turn: waiters queue here, holding no connection.
+_LOCAL: weakref.WeakValueDictionary[tuple[int, int], asyncio.Lock] = weakref.WeakValueDictionary()
+# How long a waiter for another process's holder sleeps between tries, at most.
+_MAX_POLL_S = 0.5
+
+
+@contextlib.asynccontextmanager
+async def wait_pool_lock(pool: asyncpg.Pool, lock: int, key: int) -> AsyncIterator[None]:
+    """Take the lock on a connection of its own, waiting for its holder without keeping a
+    connection from the pool meanwhile (the holder may need several): waiters in this process
+    queue on an asyncio lock, and the first polls the advisory lock."""
+    local = _LOCAL.get((lock, key))
+    if local is None:
+        local = _LOCAL[(lock, key)] = asyncio.Lock()
+    async with local:
+        delay = 0.02
+        while True:
+            async with try_pool_lock(pool, lock, key) as locked:
+                if locked:
+                    yield
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_POLL_S)

@@ -26,13 +26,16 @@ CREATE TABLE IF NOT EXISTS iceberg_namespace_properties (
 -- commit, so a crash leaves no file FUSOU does not know of; the Iceberg snapshot decides
 -- whether a written file was published. source_files are the fusou_files the day was built
 -- from, and digest the seqs of the rows it holds: a day is rebuilt when its sources change,
--- and its file replaced when its rows do.
+-- and its file replaced when its rows do. A day that live files reach but that holds no row
+-- (a gap inside a file's time range, every row superseded by versions on other days) is a
+-- row without an object (object_key and location NULL), so that it is not read again until
+-- its sources change.
 CREATE TABLE fusou_lake_files (
     lake_file_id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     table_id        integer NOT NULL REFERENCES fusou_tables (table_id),
     day             integer NOT NULL,  -- days since 1970-01-01, UTC
-    object_key      text NOT NULL UNIQUE,
-    location        text NOT NULL,  -- the URI Iceberg names the file by
+    object_key      text UNIQUE,
+    location        text,  -- the URI Iceberg names the file by
     source_files    bigint[] NOT NULL,
     row_count       bigint NOT NULL,
     digest          bytea NOT NULL,
