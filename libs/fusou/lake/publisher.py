@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,6 +118,8 @@ class LakeReport:
         return self.cleanup_error
 
 
+# Days encoded at once: one per core.
+_ENCODERS = max(1, min(4, os.cpu_count() or 1))
 # Runs of one table that meet a newer schema than they started with before giving up (each is
 # cheap to abandon: nothing is committed before the reading ends).
 _SCHEMA_ATTEMPTS = 3
@@ -394,30 +397,73 @@ class LakePublisher:
         if whole:
             rows = await self._read(info, ordered[0], ordered[-1] + 1)
             by_day = split_by_day(rows, info.time_field, ordered)
-        for day in ordered:
-            day_rows = by_day[day] if whole else await self._read(info, day, day + 1)
-            previous = plan.published.get(day, [])
-            sources = plan.live.get(day, ())
-            if not day_rows.num_rows and not sources:
-                out.replaced.extend(previous)  # no file reaches the day any more
-                continue
-            seqs = digest(day_rows)
-            same = len(previous) == 1 and previous[0].digest == seqs
-            if same and (not force or previous[0].location is None):
-                if previous[0].source_files != sources:
-                    out.sources[previous[0].lake_file_id] = sources
-                continue
-            out.replaced.extend(previous)
-            if not day_rows.num_rows:
-                # Remembered as empty, so that it is not read again until its sources change.
-                out.empty.append((day, sources, seqs))
-                continue
-            lake_file_id, df = await self._write_day(
-                info, day, day_rows, sources, seqs, schema, metadata
-            )
-            out.written.append((lake_file_id, day, df))
-            out.rows += day_rows.num_rows
+
+        async def rows_of(day: int) -> pa.Table:
+            return by_day[day] if whole else await self._read(info, day, day + 1)
+
+        # Days are read one after another, the next while earlier ones are written, and
+        # written ENCODERS at a time: Parquet encoding holds one core per file and releases the
+        # GIL, as the reader's decoding does. At most ENCODERS + 1 days are in memory.
+        writing: set[asyncio.Task[None]] = set()
+        room = asyncio.Semaphore(_ENCODERS)
+
+        async def write(day: int, day_rows: pa.Table) -> None:
+            try:
+                await self._rebuild_day(info, plan, day, day_rows, out, schema, metadata, force)
+            finally:
+                room.release()
+
+        try:
+            for day in ordered:
+                day_rows = await rows_of(day)
+                await room.acquire()
+                writing.add(asyncio.create_task(write(day, day_rows)))
+                done = {t for t in writing if t.done()}
+                writing -= done
+                for task in done:
+                    task.result()  # a failed day fails the run now
+            if writing:
+                await asyncio.gather(*writing)
+                writing.clear()
+        finally:
+            for task in writing:
+                task.cancel()
+            if writing:
+                await asyncio.gather(*writing, return_exceptions=True)
         return out
+
+    async def _rebuild_day(
+        self,
+        info: TableInfo,
+        plan: DayPlan,
+        day: int,
+        day_rows: pa.Table,
+        out: _Rebuild,
+        schema: Schema,
+        metadata: TableMetadata,
+        force: bool,
+    ) -> None:
+        previous = plan.published.get(day, [])
+        sources = plan.live.get(day, ())
+        if not day_rows.num_rows and not sources:
+            out.replaced.extend(previous)  # no file reaches the day any more
+            return
+        seqs = digest(day_rows)
+        same = len(previous) == 1 and previous[0].digest == seqs
+        if same and (not force or previous[0].location is None):
+            if previous[0].source_files != sources:
+                out.sources[previous[0].lake_file_id] = sources
+            return
+        out.replaced.extend(previous)
+        if not day_rows.num_rows:
+            # Remembered as empty, so that it is not read again until its sources change.
+            out.empty.append((day, sources, seqs))
+            return
+        lake_file_id, df = await self._write_day(
+            info, day, day_rows, sources, seqs, schema, metadata
+        )
+        out.written.append((lake_file_id, day, df))
+        out.rows += day_rows.num_rows
 
     async def _read(self, info: TableInfo, first_day: int, end_day: int) -> pa.Table:
         result = await self._reader.read(
@@ -458,7 +504,8 @@ class LakePublisher:
             info.time_field,
             SEQ_FIELD,
         )
-        data = await run_cpu(_day_bytes, rows, schema, description)
+        # A thread of its own per day (not the one CPU thread): days encode side by side.
+        data = await asyncio.to_thread(_day_bytes, rows, schema, description)
         await with_retries(lambda: self._store.put(key, data), f"writing {key}")
         return lake_file_id, await run_cpu(data_file, metadata, location, data)
 
