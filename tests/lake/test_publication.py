@@ -14,7 +14,7 @@ from fusou.api.ingest.v1 import ingest_pb2
 from fusou.config import Settings
 from tests.compact.oracle import PARTIAL
 from tests.lake.helpers import assert_lake_is_readrange, assert_snapshot_agrees, lake_table
-from tests.read.conftest import Stubs
+from tests.read.conftest import SMALL_BLOCKS, Stubs, open_stubs
 from tests.read.oracle import DAY, Oracle, archive, ingest
 from tests.read.test_equivalence import battle, battle_v2, minute
 from tests.upload.helpers import upload
@@ -115,3 +115,28 @@ async def test_a_run_with_nothing_new_commits_nothing(stubs: Stubs, settings: Se
     after = lake_table(settings, DS, table).current_snapshot()
     assert after is not None and after.snapshot_id == before.snapshot_id
     assert await _agrees(stubs, settings, table) == 30
+
+
+async def test_a_day_larger_than_a_file_is_written_in_slices(settings: Settings) -> None:
+    # 20-row blocks, at most about 1000 rows a file: a day of 3000 rows is several files.
+    async with open_stubs(settings, **SMALL_BLOCKS, lake_file_rows=1000) as stubs:
+        table = "big"
+        oracle = Oracle()
+        rows = [battle(i, timestamp=minute(0) + i * 20_000) for i in range(3000)]
+        for k in range(0, 3000, 500):
+            await ingest(stubs.ingest, oracle, DS, table, rows[k : k + 500])
+        await archive(stubs.archiver, stubs.services.clock, DS, table)
+        rt = stubs.services.runtime
+        files = list(lake_table(rt.settings, DS, table).scan().plan_files())
+        assert len(files) >= 3 and max(f.file.record_count for f in files) <= 1100
+        assert len({f.file.partition[0] for f in files}) == 1
+        await assert_snapshot_agrees(rt.settings, rt.store, stubs.url, DS, table)
+        assert await assert_lake_is_readrange(stubs, rt.settings, DS, table) == 3000
+        # Whole-record duplicates (newer seqs) of rows all over the day, with equal times.
+        await ingest(stubs.ingest, oracle, DS, table, rows[::7])
+        await archive(stubs.archiver, stubs.services.clock, DS, table)
+        await assert_snapshot_agrees(rt.settings, rt.store, stubs.url, DS, table)
+        assert await assert_lake_is_readrange(stubs, rt.settings, DS, table) == 3000
+        await _compact(stubs, table)
+        await assert_snapshot_agrees(rt.settings, rt.store, stubs.url, DS, table)
+        assert await assert_lake_is_readrange(stubs, rt.settings, DS, table) == 3000

@@ -420,6 +420,14 @@ class LakeSettings:
         "Publish each table as an Iceberg table after every archive, upload and compaction run "
         "(`false`: the lake stays as it is until publication is turned on again).",
     )
+    file_rows: int = setting(
+        "FUSOU_LAKE_FILE_ROWS",
+        500_000,
+        integer(1_000),
+        "Most rows per Iceberg data file, about: a day with more is written as several files, "
+        "a slice at a time, which bounds a publication's memory (tables whose key fields leave "
+        "out the time field are read whole, whatever this says).",
+    )
     catalog: str = setting(
         "FUSOU_LAKE_CATALOG",
         "fusou",

@@ -3,7 +3,8 @@ sources each published day was built from."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,11 +39,14 @@ class DayPlan:
         return set(self.live) | set(self.published)
 
     def stale(self) -> set[int]:
-        """Days whose live files are not those their published file was built from."""
+        """Days whose live files are not those their published files were built from."""
         out = set()
         for day in self.days:
             files = self.published.get(day, [])
-            if len(files) != 1 or files[0].source_files != self.live.get(day, ()):
+            live = self.live.get(day, ())
+            if not files or any(
+                f.source_files != live or f.digest != files[0].digest for f in files
+            ):
                 out.add(day)
         return out
 
@@ -57,8 +61,32 @@ def split_by_day(rows: pa.Table, time_field: str, days: Iterable[int]) -> dict[i
     return out
 
 
-def digest(rows: pa.Table) -> bytes:
+def digest(parts: Sequence[pa.Table]) -> bytes:
     """What tells one version of a day's rows from another: their seqs, which are unique and
     never reused, in order."""
-    seqs = np.sort(rows.column(SEQ_FIELD).to_numpy())
+    columns = [p.column(SEQ_FIELD).to_numpy() for p in parts]
+    seqs = np.sort(np.concatenate(columns) if columns else np.zeros(0, dtype=np.int64))
     return xxhash.xxh3_128_digest(seqs.astype(np.int64).tobytes())
+
+
+def day_slices(
+    blocks: Sequence[tuple[int, int, int]], day: int, max_rows: int
+) -> list[tuple[int, int]]:
+    """[start, end) time ranges covering ``day``, each reaching blocks of about ``max_rows``
+    rows at most (``blocks``: (min_time, max_time, rows) of the table's live blocks, by
+    min_time). Cuts fall on block starts, so rows of one time are never split between slices:
+    the dedup of rows sharing a time holds within each. A block crossing a cut is read by both
+    slices, each keeping its own rows."""
+    start, end = day * DAY_MS, (day + 1) * DAY_MS
+    cuts = [start]
+    held = 0
+    for first, last, rows in blocks:
+        if first >= end:
+            break
+        if last < start:
+            continue
+        if held and held + rows > max_rows and first > cuts[-1]:
+            cuts.append(first)
+            held = 0
+        held += rows
+    return list(itertools.pairwise([*cuts, end]))

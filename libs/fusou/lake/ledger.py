@@ -50,6 +50,22 @@ async def live_files(conn: asyncpg.Connection, table_id: int, day_ms: int) -> li
     return [LiveFile(r["file_id"], r["first_day"], r["last_day"]) for r in rows]
 
 
+async def block_times(
+    conn: asyncpg.Connection, table_id: int, start: int, end: int
+) -> list[tuple[int, int, int]]:
+    """(min_time, max_time, rows) of the live blocks reaching into [start, end), by min_time."""
+    rows = await conn.fetch(
+        "SELECT b.min_time, b.max_time, b.row_count FROM fusou_files f "
+        "JOIN fusou_blocks b USING (file_id) "
+        "WHERE f.table_id = $1 AND f.state = 'active' AND b.min_time < $3 AND b.max_time >= $2 "
+        "ORDER BY b.min_time",
+        table_id,
+        start,
+        end,
+    )
+    return [(r["min_time"], r["max_time"], r["row_count"]) for r in rows]
+
+
 async def current_files(conn: asyncpg.Connection, table_id: int) -> list[LakeFile]:
     rows = await conn.fetch(
         "SELECT lake_file_id, day, object_key, location, source_files, row_count, digest, state "

@@ -34,7 +34,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +57,7 @@ from fusou.jobs import Checkpoint, describe_failure, no_checkpoint
 from fusou.lake import ledger
 from fusou.lake.catalog import LakeLocation, open_catalog
 from fusou.lake.datafile import data_file, day_table, parquet_bytes
-from fusou.lake.days import DayPlan, digest, split_by_day
+from fusou.lake.days import DayPlan, day_slices, digest, split_by_day
 from fusou.lake.expiry import delete_retired, grace_cutoff, tidy
 from fusou.lake.schema import (
     SchemaChange,
@@ -118,7 +118,7 @@ class LakeReport:
         return self.cleanup_error
 
 
-# Days encoded at once: one per core.
+# Days rebuilt at once: one per core.
 _ENCODERS = max(1, min(4, os.cpu_count() or 1))
 # Runs of one table that meet a newer schema than they started with before giving up (each is
 # cheap to abandon: nothing is committed before the reading ends).
@@ -386,38 +386,50 @@ class LakePublisher:
         whole: bool,
         force: bool,
     ) -> _Rebuild:
-        """Read ``days`` (all at once when ``whole``) and write the files of those whose rows
-        changed (all of them when ``force``)."""
+        """Read ``days`` and write the files of those whose rows changed (all of them when
+        ``force``). ``whole``: the table is read at once (its keys span days). Otherwise each
+        day is read in slices of at most FUSOU_LAKE_FILE_ROWS rows (by the block index), one
+        file per slice, so that memory holds a few slices, never a whole day."""
         out = _Rebuild()
         if not days:
             return out
         metadata = tx.table_metadata
-        schema = metadata.schema()
         ordered = sorted(days)
         if whole:
-            rows = await self._read(info, ordered[0], ordered[-1] + 1)
+            rows = await self._read(info, ordered[0] * DAY_MS, (ordered[-1] + 1) * DAY_MS)
             by_day = split_by_day(rows, info.time_field, ordered)
+            slices = {day: [(day * DAY_MS, (day + 1) * DAY_MS)] for day in ordered}
+        else:
+            async with self._pool.acquire() as conn:
+                blocks = await ledger.block_times(
+                    conn, info.table_id, ordered[0] * DAY_MS, (ordered[-1] + 1) * DAY_MS
+                )
+            slices = {
+                day: day_slices(blocks, day, self._settings.lake.file_rows) for day in ordered
+            }
 
-        async def rows_of(day: int) -> pa.Table:
-            return by_day[day] if whole else await self._read(info, day, day + 1)
+        async def read_slice(day: int, start: int, end: int) -> pa.Table:
+            if whole:
+                return by_day[day]
+            return await self._read(info, start, end)
 
-        # Days are read one after another, the next while earlier ones are written, and
-        # written ENCODERS at a time: Parquet encoding holds one core per file and releases the
-        # GIL, as the reader's decoding does. At most ENCODERS + 1 days are in memory.
-        writing: set[asyncio.Task[None]] = set()
+        # Days are written ENCODERS at a time, each by a task of its own: Parquet encoding
+        # holds one core per file and releases the GIL, as the reader's decoding does.
         room = asyncio.Semaphore(_ENCODERS)
+        writing: set[asyncio.Task[None]] = set()
 
-        async def write(day: int, day_rows: pa.Table) -> None:
+        async def rebuild(day: int) -> None:
             try:
-                await self._rebuild_day(info, plan, day, day_rows, out, schema, metadata, force)
+                await self._rebuild_day(
+                    info, plan, day, slices[day], read_slice, out, metadata, force
+                )
             finally:
                 room.release()
 
         try:
             for day in ordered:
-                day_rows = await rows_of(day)
                 await room.acquire()
-                writing.add(asyncio.create_task(write(day, day_rows)))
+                writing.add(asyncio.create_task(rebuild(day)))
                 done = {t for t in writing if t.done()}
                 writing -= done
                 for task in done:
@@ -437,59 +449,67 @@ class LakePublisher:
         info: TableInfo,
         plan: DayPlan,
         day: int,
-        day_rows: pa.Table,
+        slices: list[tuple[int, int]],
+        read_slice: Callable[[int, int, int], Awaitable[pa.Table]],
         out: _Rebuild,
-        schema: Schema,
         metadata: TableMetadata,
         force: bool,
     ) -> None:
         previous = plan.published.get(day, [])
         sources = plan.live.get(day, ())
-        if not day_rows.num_rows and not sources:
+        if len(slices) == 1:
+            only = await read_slice(day, *slices[0])
+            seqs = digest([only])
+            count = only.num_rows
+        else:
+            # Two passes: the seqs first (a slice at a time), the files only if they changed.
+            only = None
+            parts = []
+            for start, end in slices:
+                part = await read_slice(day, start, end)
+                parts.append(part.select([SEQ_FIELD]))
+            seqs = digest(parts)
+            count = sum(p.num_rows for p in parts)
+            del parts
+        if not count and not sources:
             out.replaced.extend(previous)  # no file reaches the day any more
             return
-        seqs = digest(day_rows)
-        same = len(previous) == 1 and previous[0].digest == seqs
-        if same and (not force or previous[0].location is None):
-            if previous[0].source_files != sources:
-                out.sources[previous[0].lake_file_id] = sources
+        same = bool(previous) and all(p.digest == seqs for p in previous)
+        if same and (not force or not previous[0].row_count):
+            if any(p.source_files != sources for p in previous):
+                out.sources.update({p.lake_file_id: sources for p in previous})
             return
         out.replaced.extend(previous)
-        if not day_rows.num_rows:
+        if not count:
             # Remembered as empty, so that it is not read again until its sources change.
             out.empty.append((day, sources, seqs))
             return
-        lake_file_id, df = await self._write_day(
-            info, day, day_rows, sources, seqs, schema, metadata
-        )
-        out.written.append((lake_file_id, day, df))
-        out.rows += day_rows.num_rows
+        for start, end in slices:
+            rows = only if only is not None else await read_slice(day, start, end)
+            if not rows.num_rows:
+                continue
+            lake_file_id, df = await self._write_file(info, day, rows, sources, seqs, metadata)
+            out.written.append((lake_file_id, day, df))
+            out.rows += rows.num_rows
 
-    async def _read(self, info: TableInfo, first_day: int, end_day: int) -> pa.Table:
+    async def _read(self, info: TableInfo, start: int, end: int) -> pa.Table:
         result = await self._reader.read(
-            ReadRequest(
-                info.dataset_id,
-                info.name,
-                first_day * DAY_MS,
-                end_day * DAY_MS,
-                cold_only=True,
-                with_seqs=True,
-            )
+            ReadRequest(info.dataset_id, info.name, start, end, cold_only=True, with_seqs=True)
         )
         if result.info.latest.version != info.latest.version:
             raise _SchemaMoved
         return result.table
 
-    async def _write_day(
+    async def _write_file(
         self,
         info: TableInfo,
         day: int,
         rows: pa.Table,
         sources: Sequence[int],
         seqs: bytes,
-        schema: Schema,
         metadata: TableMetadata,
     ) -> tuple[int, DataFile]:
+        schema = metadata.schema()
         key = lake_data_key(info.dataset_id, info.name, info.time_field, day_name(day * DAY_MS))
         location = self._location.uri(key)
         async with self._pool.acquire() as conn:
@@ -504,7 +524,7 @@ class LakePublisher:
             info.time_field,
             SEQ_FIELD,
         )
-        # A thread of its own per day (not the one CPU thread): days encode side by side.
+        # A thread of its own per file (not the one CPU thread): days encode side by side.
         data = await asyncio.to_thread(_day_bytes, rows, schema, description)
         await with_retries(lambda: self._store.put(key, data), f"writing {key}")
         return lake_file_id, await run_cpu(data_file, metadata, location, data)

@@ -32,7 +32,7 @@ SELECT i.table_namespace, i.table_name, i.metadata_location, l.schema_version, l
 FROM iceberg_tables i
 LEFT JOIN fusou_tables t ON t.dataset_id = i.table_namespace AND t.table_name = i.table_name
 LEFT JOIN fusou_lake_tables l USING (table_id)
-LEFT JOIN (SELECT table_id, count(*) FILTER (WHERE row_count > 0) AS days,
+LEFT JOIN (SELECT table_id, count(DISTINCT day) FILTER (WHERE row_count > 0) AS days,
                   sum(row_count)::bigint AS rows
            FROM fusou_lake_files WHERE state = 'published' GROUP BY table_id) f USING (table_id)
 WHERE i.catalog_name = $1 AND ($2 = '' OR i.table_namespace = $2)
