@@ -6,7 +6,9 @@
    Ingest RPC (Arrow IPC, 10,000 rows per request, 4 concurrent clients) of a
    ``fusou serve ingest archiver`` process. Requests are generated in chunks on the fly, never
    all at once.
-2. Start a fresh ``fusou serve archiver`` process (FUSOU_ARCHIVE_MIN_AGE_S=0) and time one
+2. Start a fresh ``fusou serve archiver`` process (FUSOU_ARCHIVE_MIN_AGE_S=0; publication to
+   the lake off, so that the call measures the move alone, unless ``--lake``: then the call
+   also publishes the rows as Iceberg files, as Archive does by default) and time one
    Archive call through gRPC: rows/s from the buffer to the (local file://) object store.
    (The buffer is ANALYZEd and a CHECKPOINT taken before, untimed: see ``settle``.)
    Afterwards the buffer must be empty and the catalog must hold every row as cold rows.
@@ -184,8 +186,11 @@ class ArchiveResult:
     peaks: list[ProcessPeak]
 
 
-async def archive_once(url: str) -> ArchiveResult:
-    async with server_process(url, "archiver", FUSOU_ARCHIVE_MIN_AGE_S="0") as server:
+async def archive_once(url: str, lake: bool = False) -> ArchiveResult:
+    publish = "true" if lake else "false"
+    async with server_process(
+        url, "archiver", FUSOU_ARCHIVE_MIN_AGE_S="0", FUSOU_LAKE_PUBLISH=publish
+    ) as server:
         before_rss = {p.pid: _status_kb(p.pid, "VmRSS") for p in _tree(server.pid)}
         meter = CpuMeter(server.pid)
         async with grpc.aio.insecure_channel(server.target) as channel:
@@ -308,6 +313,11 @@ async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--lake",
+        action="store_true",
+        help="publish to the lake in the timed call too (FUSOU_LAKE_PUBLISH=true)",
+    )
     args = parser.parse_args(argv)
     n: int = args.rows
     if n < 1:
@@ -319,7 +329,7 @@ async def main(argv: list[str] | None = None) -> int:
             load = await load_buffer(server, n, args.clients)
         await settle(url)
         print(f"archiving {n:,} rows ...", file=sys.stderr)
-        archived = await archive_once(url)
+        archived = await archive_once(url, lake=args.lake)
         schema = await check_catalog(url, n)
     print(f"fastavro.writer on the same {n:,} rows ...", file=sys.stderr)
     peer = fastavro_peer(n, schema)

@@ -37,7 +37,8 @@ from fusou.errors import Aborted, InvalidArgument, NotFound
 from fusou.formats.avro_container import SEQ_FIELD, cold_schema, container_header
 from fusou.formats.file_metadata import FileDescription
 from fusou.jobs import StorageJob, describe_failure
-from fusou.lake.publisher import LakePublisher, LakeReport
+from fusou.lake.report import LakeReport
+from fusou.lake.run import publish
 from fusou.names import check_name
 from fusou.schema.model import TableSchema
 from fusou.schema.time_bounds import MAX_SPAN_S
@@ -204,14 +205,16 @@ class Archiver(StorageJob):
                 log.exception("archiving %s/%s failed", table.dataset_id, table.name)
                 outcome.failed(describe_failure(exc))
             report.tables.append(outcome)
-        report.lake = await LakePublisher(
+        report.lake = await publish(
             self._settings,
             self._pool,
             self._store,
             self._registry,
-            clock=self._clock,
-            checkpoint=self._checkpoint,
-        ).publish(options.dataset_id, options.table)
+            self._clock,
+            self._checkpoint,
+            options.dataset_id,
+            options.table,
+        )
         try:
             report.orphans_deleted = await self.sweep_orphans(options.dataset_id or None)
         except Exception as exc:

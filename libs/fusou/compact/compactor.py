@@ -56,7 +56,8 @@ from fusou.compact.inputs import InputFile, candidates, select
 from fusou.compact.rewrite import RewriteThreads
 from fusou.errors import Aborted, InvalidArgument, NotFound
 from fusou.jobs import StorageJob, describe_failure
-from fusou.lake.publisher import LakePublisher, LakeUnpublished
+from fusou.lake.report import LakeUnpublished
+from fusou.lake.run import publish
 from fusou.names import check_name
 from fusou.objectstore.retry import with_retries
 from fusou.read.fetch import FetchStats, Span, fetch_spans
@@ -372,14 +373,16 @@ class Compactor(StorageJob):
     async def _publish_lake(self, dataset_id: str, *, only_table: str) -> int:
         """Bring the dataset's Iceberg tables in step with what compaction committed (and
         delete the lake files replaced longer than the grace period ago)."""
-        report = await LakePublisher(
+        report = await publish(
             self._settings,
             self._pool,
             self._store,
             self._registry,
-            clock=self._clock,
-            checkpoint=self._checkpoint,
-        ).publish(dataset_id, only_table)
+            self._clock,
+            self._checkpoint,
+            dataset_id,
+            only_table,
+        )
         if report.error:
             raise LakeUnpublished(report.error)
         return report.published

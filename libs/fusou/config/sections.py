@@ -422,7 +422,7 @@ class LakeSettings:
     )
     file_rows: int = setting(
         "FUSOU_LAKE_FILE_ROWS",
-        500_000,
+        250_000,
         integer(1_000),
         "Most rows per Iceberg data file, about: a day with more is written as several files, "
         "a slice at a time, which bounds a publication's memory (tables whose key fields leave "

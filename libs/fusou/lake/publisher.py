@@ -59,6 +59,7 @@ from fusou.lake.catalog import LakeLocation, open_catalog
 from fusou.lake.datafile import data_file, day_table, parquet_bytes
 from fusou.lake.days import DayPlan, day_slices, digest, split_by_day
 from fusou.lake.expiry import delete_retired, grace_cutoff, tidy
+from fusou.lake.report import LakeReport, TablePublication
 from fusou.lake.schema import (
     SchemaChange,
     apply_change,
@@ -80,46 +81,8 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION_PROPERTY = "fusou.schema-version"
 
 
-class LakeUnpublished(Exception):
-    """A run's publication failed; what it moved stays moved, and the next run publishes it."""
-
-
-@dataclass
-class TablePublication:
-    dataset_id: str
-    table: str
-    days_written: int = 0
-    days_removed: int = 0
-    rows_written: int = 0
-    committed: bool = False
-    error: str = ""
-
-
-@dataclass
-class LakeReport:
-    tables: list[TablePublication] = field(default_factory=list)
-    files_deleted: int = 0
-    cleanup_error: str = ""
-
-    @property
-    def published(self) -> int:
-        return sum(t.committed for t in self.tables)
-
-    @property
-    def failed(self) -> int:
-        return sum(bool(t.error) for t in self.tables)
-
-    @property
-    def error(self) -> str:
-        """The first problem, for a run's answer ("" when there was none)."""
-        for t in self.tables:
-            if t.error:
-                return f"{t.dataset_id}/{t.table}: {t.error}"
-        return self.cleanup_error
-
-
 # Days rebuilt at once: one per core.
-_ENCODERS = max(1, min(4, os.cpu_count() or 1))
+_ENCODERS = max(1, min(2, os.cpu_count() or 1))
 # Runs of one table that meet a newer schema than they started with before giving up (each is
 # cheap to abandon: nothing is committed before the reading ends).
 _SCHEMA_ATTEMPTS = 3

@@ -21,7 +21,7 @@ from fusou.catalog.tables import DEFAULT_TIME_FIELD, TableInfo
 from fusou.cpu import run_cpu
 from fusou.errors import FieldViolation, InvalidArgument
 from fusou.jobs import StorageJob
-from fusou.lake.publisher import LakePublisher
+from fusou.lake.run import publish
 from fusou.names import name_problem
 from fusou.records.limits import RowLimits
 from fusou.schema.evolve import merge_batch_schema
@@ -271,16 +271,17 @@ class RawUploader(StorageJob):
     async def _publish(self, dataset_id: str, tables: list[str]) -> None:
         """Publish the uploaded tables to the lake. The upload is committed whatever happens
         here, and its dataset flagged for compaction, whose run publishes what this missed."""
-        publisher = LakePublisher(
-            self._settings,
-            self._pool,
-            self._store,
-            self._registry,
-            clock=self._clock,
-            checkpoint=self._checkpoint,
-        )
         for table in tables:
-            report = await publisher.publish(dataset_id, table)
+            report = await publish(
+                self._settings,
+                self._pool,
+                self._store,
+                self._registry,
+                self._clock,
+                self._checkpoint,
+                dataset_id,
+                table,
+            )
             if report.error:
                 log.error(
                     "the upload is stored; publishing it to the lake failed: %s", report.error
