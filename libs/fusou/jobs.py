@@ -6,6 +6,7 @@ which fail or hold a run at a named step)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import asyncpg
 
@@ -20,6 +21,9 @@ Checkpoint = Callable[[str], Awaitable[None]]
 
 async def no_checkpoint(_: str) -> None:
     return None
+
+
+J = TypeVar("J", bound="StorageJob")
 
 
 class StorageJob:
@@ -38,6 +42,17 @@ class StorageJob:
         self._registry = registry
         self._checkpoint = checkpoint or no_checkpoint
         self._clock = clock
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def sibling(self, kind: type[J]) -> J:
+        """Another kind of job on the same settings, pool, store, registry, checkpoint and
+        clock (a run that publishes what it moved, say)."""
+        return kind(
+            self._settings, self._pool, self._store, self._registry, self._checkpoint, self._clock
+        )
 
     async def sweep_incomplete_writes(self, dataset_id: str | None) -> int:
         """Delete what killed writes left in the store once older than the grace period

@@ -140,3 +140,10 @@ async def metadata_files(
         f"{root}/{info.key}" async for info in store.list(f"lake/{dataset}/{table}/metadata/")
     }
     return stored, reached
+
+
+async def lake_agrees(stubs: Stubs, dataset: str, table: str) -> int:
+    """The snapshot and the catalog agree, and the lake holds ReadRange's rows (how many)."""
+    rt = stubs.services.runtime
+    await assert_snapshot_agrees(rt.settings, rt.store, stubs.url, dataset, table)
+    return await assert_lake_is_readrange(stubs, rt.settings, dataset, table)

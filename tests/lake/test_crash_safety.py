@@ -16,9 +16,8 @@ from fusou.upload.uploader import Fragment, Manifest, RawUploader
 from tests.archive.oracle import Crash, CrashAt, fetch
 from tests.compact.oracle import compact_until_done
 from tests.lake.helpers import (
-    assert_lake_is_readrange,
-    assert_snapshot_agrees,
     assert_snapshot_files_stored,
+    lake_agrees,
     lake_table,
     metadata_files,
 )
@@ -45,9 +44,7 @@ async def _snapshot_files_are_stored(stubs: Stubs) -> None:
 
 
 async def _agree(stubs: Stubs) -> int:
-    rt = stubs.services.runtime
-    await assert_snapshot_agrees(rt.settings, rt.store, stubs.url, DS, TABLE)
-    return await assert_lake_is_readrange(stubs, rt.settings, DS, TABLE)
+    return await lake_agrees(stubs, DS, TABLE)
 
 
 async def _published(stubs: Stubs, oracle: Oracle) -> None:

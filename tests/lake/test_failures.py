@@ -21,10 +21,9 @@ from fusou.upload.uploader import Fragment, Manifest, RawUploader
 from tests.compact.oracle import active_kinds
 from tests.compact.test_runs import FlakyStore
 from tests.lake.helpers import (
-    assert_lake_is_readrange,
-    assert_snapshot_agrees,
     assert_snapshot_files_stored,
     catalog,
+    lake_agrees,
     lake_table,
 )
 from tests.read.conftest import Stubs
@@ -55,9 +54,7 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
 
 
 async def _agree(stubs: Stubs) -> int:
-    rt = stubs.services.runtime
-    await assert_snapshot_agrees(rt.settings, rt.store, stubs.url, DS, TABLE)
-    return await assert_lake_is_readrange(stubs, rt.settings, DS, TABLE)
+    return await lake_agrees(stubs, DS, TABLE)
 
 
 async def test_archive_reports_a_failed_publication_and_the_next_run_publishes(

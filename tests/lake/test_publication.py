@@ -13,7 +13,12 @@ from fusou.api.compactor.v1 import compactor_pb2
 from fusou.api.ingest.v1 import ingest_pb2
 from fusou.config import Settings
 from tests.compact.oracle import PARTIAL
-from tests.lake.helpers import assert_lake_is_readrange, assert_snapshot_agrees, lake_table
+from tests.lake.helpers import (
+    assert_lake_is_readrange,
+    assert_snapshot_agrees,
+    lake_agrees,
+    lake_table,
+)
 from tests.read.conftest import SMALL_BLOCKS, Stubs, open_stubs
 from tests.read.oracle import DAY, Oracle, archive, ingest
 from tests.read.test_equivalence import battle, battle_v2, minute
@@ -37,9 +42,7 @@ async def _compact(stubs: Stubs, table: str) -> None:
 
 
 async def _agrees(stubs: Stubs, settings: Settings, table: str) -> int:
-    rt = stubs.services.runtime
-    await assert_snapshot_agrees(rt.settings, rt.store, stubs.url, DS, table)
-    return await assert_lake_is_readrange(stubs, rt.settings, DS, table)
+    return await lake_agrees(stubs, DS, table)
 
 
 async def test_without_key_fields_through_archive_upload_evolution_and_compaction(

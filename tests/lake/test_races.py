@@ -16,7 +16,7 @@ from fusou.config import Settings
 from fusou.lake.catalog import open_catalog
 from fusou.lake.publisher import LakePublisher
 from tests.archive.oracle import fetch
-from tests.lake.helpers import assert_lake_is_readrange, assert_snapshot_agrees
+from tests.lake.helpers import lake_agrees
 from tests.read.conftest import SMALL_BLOCKS, Stubs, open_stubs
 from tests.read.oracle import DAY, Oracle, archive, ingest
 from tests.read.test_equivalence import battle
@@ -28,9 +28,7 @@ DS, TABLE = "u1", "battle"
 
 
 async def _agree(stubs: Stubs) -> int:
-    rt = stubs.services.runtime
-    await assert_snapshot_agrees(rt.settings, rt.store, stubs.url, DS, TABLE)
-    return await assert_lake_is_readrange(stubs, rt.settings, DS, TABLE)
+    return await lake_agrees(stubs, DS, TABLE)
 
 
 def _quiet_archiver(stubs: Stubs) -> Archiver:

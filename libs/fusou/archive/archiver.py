@@ -205,16 +205,7 @@ class Archiver(StorageJob):
                 log.exception("archiving %s/%s failed", table.dataset_id, table.name)
                 outcome.failed(describe_failure(exc))
             report.tables.append(outcome)
-        report.lake = await publish(
-            self._settings,
-            self._pool,
-            self._store,
-            self._registry,
-            self._clock,
-            self._checkpoint,
-            options.dataset_id,
-            options.table,
-        )
+        report.lake = await publish(self, options.dataset_id, options.table)
         try:
             report.orphans_deleted = await self.sweep_orphans(options.dataset_id or None)
         except Exception as exc:

@@ -373,16 +373,7 @@ class Compactor(StorageJob):
     async def _publish_lake(self, dataset_id: str, *, only_table: str) -> int:
         """Bring the dataset's Iceberg tables in step with what compaction committed (and
         delete the lake files replaced longer than the grace period ago)."""
-        report = await publish(
-            self._settings,
-            self._pool,
-            self._store,
-            self._registry,
-            self._clock,
-            self._checkpoint,
-            dataset_id,
-            only_table,
-        )
+        report = await publish(self, dataset_id, only_table)
         if report.error:
             raise LakeUnpublished(report.error)
         return report.published

@@ -53,7 +53,7 @@ from fusou.config import Settings
 from fusou.cpu import run_cpu
 from fusou.formats.avro_container import SEQ_FIELD
 from fusou.formats.file_metadata import FileDescription
-from fusou.jobs import Checkpoint, describe_failure, no_checkpoint
+from fusou.jobs import Checkpoint, StorageJob, describe_failure
 from fusou.lake import ledger
 from fusou.lake.catalog import LakeLocation, open_catalog
 from fusou.lake.datafile import data_file, day_table, parquet_bytes
@@ -119,23 +119,17 @@ def _keys_span_days(info: TableInfo) -> bool:
     return bool(info.key_fields) and info.time_field not in info.key_fields
 
 
-class LakePublisher:
+class LakePublisher(StorageJob):
     def __init__(
         self,
         settings: Settings,
         pool: asyncpg.Pool,
         store: ObjectStore,
         registry: TableRegistry,
-        *,
-        clock: Clock = SYSTEM_CLOCK,
         checkpoint: Checkpoint | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._settings = settings
-        self._pool = pool
-        self._store = store
-        self._registry = registry
-        self._clock = clock
-        self._checkpoint = checkpoint or no_checkpoint
+        super().__init__(settings, pool, store, registry, checkpoint, clock)
         # The lake reads every block once: a cache would only hold memory.
         self._reader = Reader(settings.replace(reader_cache_bytes=0), pool, store, registry)
         assert settings.store.url is not None

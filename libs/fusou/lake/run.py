@@ -4,32 +4,15 @@ pyiceberg, a few hundred MB)."""
 
 from __future__ import annotations
 
-import asyncpg
-
-from fusou.catalog.tables import TableRegistry
-from fusou.clock import Clock
-from fusou.config import Settings
-from fusou.jobs import Checkpoint
+from fusou.jobs import StorageJob
 from fusou.lake.report import LakeReport
-from fusou.objectstore.base import ObjectStore
 
 
-async def publish(
-    settings: Settings,
-    pool: asyncpg.Pool,
-    store: ObjectStore,
-    registry: TableRegistry,
-    clock: Clock,
-    checkpoint: Checkpoint,
-    dataset_id: str = "",
-    table: str = "",
-) -> LakeReport:
-    """Bring the tables in scope in step with the catalog (``LakePublisher.publish``), when
-    publication is on."""
-    if not settings.lake.publish:
+async def publish(job: StorageJob, dataset_id: str = "", table: str = "") -> LakeReport:
+    """Bring the tables in scope (all, a dataset's, one) in step with the catalog, on the
+    job's settings, pool, store and clock, when publication is on (``LakePublisher``)."""
+    if not job.settings.lake.publish:
         return LakeReport()
     from fusou.lake.publisher import LakePublisher
 
-    return await LakePublisher(
-        settings, pool, store, registry, clock=clock, checkpoint=checkpoint
-    ).publish(dataset_id, table)
+    return await job.sibling(LakePublisher).publish(dataset_id, table)

@@ -272,16 +272,7 @@ class RawUploader(StorageJob):
         """Publish the uploaded tables to the lake. The upload is committed whatever happens
         here, and its dataset flagged for compaction, whose run publishes what this missed."""
         for table in tables:
-            report = await publish(
-                self._settings,
-                self._pool,
-                self._store,
-                self._registry,
-                self._clock,
-                self._checkpoint,
-                dataset_id,
-                table,
-            )
+            report = await publish(self, dataset_id, table)
             if report.error:
                 log.error(
                     "the upload is stored; publishing it to the lake failed: %s", report.error
