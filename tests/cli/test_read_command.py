@@ -142,3 +142,29 @@ async def test_failures_are_readable(system: ServicesUnderTest, tmp_path: Path) 
     assert down.returncode == 1 and "UNAVAILABLE" in down.stderr
     for r in (bad_time, no_file, backwards, unknown, down):
         assert "Traceback" not in r.stderr
+
+
+@pytest.mark.integration
+async def test_where_keeps_the_rows_meeting_every_condition(system: ServicesUnderTest) -> None:
+    base = [FUSOU, "read", "u1", "battle", "--target", system.target, "--from", str(T0)]
+    result = await arun(
+        [
+            *base,
+            "--to",
+            str(T0 + 50_000),
+            "--where",
+            "hp >= 10",
+            "--where",
+            "api_no in (4, 25, 31, 40)",
+        ]
+    )
+    assert result.returncode == 0, result.explain()
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines == [r for r in _rows(50) if r["api_no"] in (25, 31, 40)]  # cold and hot
+    stats = json.loads(result.stderr.strip().splitlines()[-1])["stats"]
+    assert int(stats["rows_filtered"]) == 47
+    bad = await arun([*base, "--to", str(T0 + 50_000), "--where", "hp ~ 3"])
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert "--where 'hp ~ 3'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    refused = await arun([*base, "--to", str(T0 + 50_000), "--quiet", "--where", "nope = 1"])
+    assert refused.returncode == 1 and "unknown column 'nope'" in refused.stderr

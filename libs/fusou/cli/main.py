@@ -134,6 +134,14 @@ def _parser() -> argparse.ArgumentParser:
         "--columns", default="", help="comma-separated; the time field is always included"
     )
     read.add_argument("--limit", type=int, default=0)
+    read.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="CONDITION",
+        help="keep rows meeting it (repeat: all of them): 'hp >= 40', \"ship in ('a', 'b')\", "
+        "'note is null' (applied after deduplication)",
+    )
     read.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl")
     read.add_argument(
         "-o", "--output", type=Path, default=None, help="file (default: standard output)"
@@ -280,6 +288,7 @@ def _rpc_failed(command: str, exc: grpc.RpcError) -> int:
 
 def _read(args: argparse.Namespace) -> int:
     from fusou.cli.read_client import parse_time, run_read
+    from fusou.cli.where import parse_where
 
     stats = run_read(
         args.conn,
@@ -289,6 +298,7 @@ def _read(args: argparse.Namespace) -> int:
         end=parse_time(args.end),
         columns=[c.strip() for c in args.columns.split(",") if c.strip()],
         limit=args.limit,
+        filters=[parse_where(w) for w in args.where],
         output_format=args.format,
         output=args.output,
         quiet=args.quiet,

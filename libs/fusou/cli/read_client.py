@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -68,6 +69,7 @@ def run_read(
     limit: int,
     output_format: str,
     output: Path | None,
+    filters: Sequence[reader_pb2.Filter] = (),
     quiet: bool,
     timeout: float,
 ) -> dict[str, Any]:
@@ -81,6 +83,7 @@ def run_read(
         columns=columns,
         limit=limit,
         format=reader_pb2.OUTPUT_FORMAT_ARROW_IPC,
+        filters=filters,
     )
     stats: dict[str, Any] = {}
     sink: IO[bytes] = sys.stdout.buffer if output is None else output.open("wb")

@@ -30,6 +30,7 @@ from fusou.read.cache import BlockCache
 from fusou.read.decode import decode_hot_rows
 from fusou.read.fetch import FetchStats, Span, fetch_spans
 from fusou.read.files import BlockRef, FileRef, decode_file_blocks
+from fusou.read.filters import Filter, apply_filters, filter_violations
 from fusou.read.merge import conform_to, merge, project
 from fusou.schema.model import TableSchema
 from fusou.schema.time_bounds import MAX_TIME_MS, MIN_TIME_MS, bounds_text
@@ -57,6 +58,7 @@ class ReadRequest:
     # seqs (kept as the ``SEQ_FIELD`` column when ``with_seqs``).
     cold_only: bool = False
     with_seqs: bool = False
+    filters: Sequence[Filter] = ()
 
 
 @dataclass
@@ -70,6 +72,7 @@ class ReadStats:
     cache_hits: int = 0
     duplicates_removed: int = 0
     replans: int = 0
+    rows_filtered: int = 0
 
 
 @dataclass
@@ -157,11 +160,15 @@ def _hot_part(
 
 def _merge_and_project(
     parts: list[pa.Table], info: TableInfo, req: ReadRequest
-) -> tuple[pa.Table, int]:
+) -> tuple[pa.Table, int, int]:
+    """The answer, the duplicates the dedup rule removed, and the rows the filters left out
+    (after it: a filter never changes which version of a key wins)."""
     merged, duplicates = merge(parts, info.latest, info.key_fields, req.start, req.end)
+    kept = apply_filters(merged, req.filters)
+    filtered = merged.num_rows - kept.num_rows
     if req.with_seqs:
-        return merged.drop_columns([INGESTED_AT_FIELD]), duplicates
-    return project(merged, info.latest, req.columns, req.limit), duplicates
+        return kept.drop_columns([INGESTED_AT_FIELD]), duplicates, filtered
+    return project(kept, info.latest, req.columns, req.limit), duplicates, filtered
 
 
 class Reader:
@@ -200,15 +207,13 @@ class Reader:
         info = await self._registry.get(req.dataset_id, req.table)
         if info is None:
             raise NotFound(f"no table {req.table!r} in dataset {req.dataset_id!r}")
-        unknown = [c for c in req.columns if info.latest.get(c) is None]
-        if unknown:
+        problems = self._request_violations(req, info)
+        if problems:
             # The cached schema may lag behind another process: look again before refusing.
             info = await self._registry.get(req.dataset_id, req.table, refresh=True) or info
-            unknown = [c for c in req.columns if info.latest.get(c) is None]
-        if unknown:
-            raise InvalidArgument.many(
-                [FieldViolation("columns", f"unknown column {c!r}") for c in unknown]
-            )
+            problems = self._request_violations(req, info)
+        if problems:
+            raise InvalidArgument.many(problems)
         stats = ReadStats()
         for attempt in range(2):
             try:
@@ -223,10 +228,23 @@ class Reader:
                 log.info("object %s is gone; re-planning the read", missing.key)
                 stats = ReadStats(replans=1)
         small = sum(p.num_rows for p in parts) < SMALL_RESULT_ROWS
-        out, duplicates = await run_cpu_unless_small(small, _merge_and_project, parts, info, req)
+        out, duplicates, filtered = await run_cpu_unless_small(
+            small, _merge_and_project, parts, info, req
+        )
         stats.duplicates_removed = duplicates
+        stats.rows_filtered = filtered
         stats.rows_returned = out.num_rows
         return ReadResult(out, info, stats)
+
+    @staticmethod
+    def _request_violations(req: ReadRequest, info: TableInfo) -> list[FieldViolation]:
+        """The columns and filters the table's schema does not have or take."""
+        unknown = [
+            FieldViolation("columns", f"unknown column {c!r}")
+            for c in req.columns
+            if info.latest.get(c) is None
+        ]
+        return unknown + filter_violations(req.filters, info.latest)
 
     async def _gather(
         self, info: TableInfo, req: ReadRequest, stats: ReadStats

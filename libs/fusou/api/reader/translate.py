@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Iterable
+from typing import Any
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from fusou.api.reader.answers import (
     ARROW_FIELD,
@@ -23,6 +24,7 @@ from fusou.api.timestamps import timestamp_violations
 from fusou.catalog.stats import TableStats
 from fusou.cpu import run_cpu, run_cpu_unless_small
 from fusou.errors import FieldViolation, InvalidArgument
+from fusou.read.filters import Filter, Op
 from fusou.read.reader import SMALL_RESULT_ROWS, ReadRequest, ReadResult, ReadStats
 
 
@@ -53,7 +55,55 @@ def read_request(request: reader_pb2.ReadRangeRequest) -> ReadRequest:
         columns=list(dict.fromkeys(request.columns)),
         limit=request.limit,
         ordered=end_ns > start_ns,
+        filters=read_filters(request.filters),
     )
+
+
+_OPS = {
+    reader_pb2.FILTER_OP_EQ: Op.EQ,
+    reader_pb2.FILTER_OP_NE: Op.NE,
+    reader_pb2.FILTER_OP_LT: Op.LT,
+    reader_pb2.FILTER_OP_LE: Op.LE,
+    reader_pb2.FILTER_OP_GT: Op.GT,
+    reader_pb2.FILTER_OP_GE: Op.GE,
+    reader_pb2.FILTER_OP_IN: Op.IN,
+    reader_pb2.FILTER_OP_IS_NULL: Op.IS_NULL,
+    reader_pb2.FILTER_OP_IS_NOT_NULL: Op.IS_NOT_NULL,
+}
+
+
+def _operand(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        return value.number_value
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    raise ValueError("must be a number, a string or a boolean (a null: use FILTER_OP_IS_NULL)")
+
+
+def read_filters(filters: Iterable[reader_pb2.Filter]) -> list[Filter]:
+    """The request's filters as the Reader's; INVALID_ARGUMENT naming each operation or value
+    no filter can have (the Reader checks them against the table)."""
+    out: list[Filter] = []
+    violations: list[FieldViolation] = []
+    for i, f in enumerate(filters):
+        op = _OPS.get(f.op)
+        if op is None:
+            what = "must be set" if f.op == 0 else f"{f.op} is not a FilterOp the proto defines"
+            violations.append(FieldViolation(f"filters[{i}].op", what))
+            continue
+        values = []
+        for j, value in enumerate(f.values):
+            try:
+                values.append(_operand(value))
+            except ValueError as exc:
+                violations.append(FieldViolation(f"filters[{i}].values[{j}]", str(exc)))
+        out.append(Filter(f.column, op, tuple(values)))
+    if violations:
+        raise InvalidArgument.many(violations)
+    return out
 
 
 def read_stats(s: ReadStats) -> reader_pb2.ReadStats:
@@ -67,6 +117,7 @@ def read_stats(s: ReadStats) -> reader_pb2.ReadStats:
         cache_hits=s.cache_hits,
         duplicates_removed=s.duplicates_removed,
         replans=s.replans,
+        rows_filtered=s.rows_filtered,
     )
 
 

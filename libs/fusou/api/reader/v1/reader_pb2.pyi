@@ -42,6 +42,37 @@ OUTPUT_FORMAT_ARROW_IPC: OutputFormat.ValueType  # 2
 """Rows as Arrow IPC; each message holds a self-contained IPC stream."""
 Global___OutputFormat: _TypeAlias = OutputFormat  # noqa: Y015
 
+class _FilterOp:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FilterOpEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FilterOp.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FILTER_OP_UNSPECIFIED: _FilterOp.ValueType  # 0
+    FILTER_OP_EQ: _FilterOp.ValueType  # 1
+    FILTER_OP_NE: _FilterOp.ValueType  # 2
+    FILTER_OP_LT: _FilterOp.ValueType  # 3
+    FILTER_OP_LE: _FilterOp.ValueType  # 4
+    FILTER_OP_GT: _FilterOp.ValueType  # 5
+    FILTER_OP_GE: _FilterOp.ValueType  # 6
+    FILTER_OP_IN: _FilterOp.ValueType  # 7
+    FILTER_OP_IS_NULL: _FilterOp.ValueType  # 8
+    FILTER_OP_IS_NOT_NULL: _FilterOp.ValueType  # 9
+
+class FilterOp(_FilterOp, metaclass=_FilterOpEnumTypeWrapper): ...
+
+FILTER_OP_UNSPECIFIED: FilterOp.ValueType  # 0
+FILTER_OP_EQ: FilterOp.ValueType  # 1
+FILTER_OP_NE: FilterOp.ValueType  # 2
+FILTER_OP_LT: FilterOp.ValueType  # 3
+FILTER_OP_LE: FilterOp.ValueType  # 4
+FILTER_OP_GT: FilterOp.ValueType  # 5
+FILTER_OP_GE: FilterOp.ValueType  # 6
+FILTER_OP_IN: FilterOp.ValueType  # 7
+FILTER_OP_IS_NULL: FilterOp.ValueType  # 8
+FILTER_OP_IS_NOT_NULL: FilterOp.ValueType  # 9
+Global___FilterOp: _TypeAlias = FilterOp  # noqa: Y015
+
 @_typing.final
 class ReadRangeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -53,6 +84,7 @@ class ReadRangeRequest(_message.Message):
     COLUMNS_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
+    FILTERS_FIELD_NUMBER: _builtins.int
     dataset_id: _builtins.str
     table: _builtins.str
     limit: _builtins.int
@@ -70,6 +102,13 @@ class ReadRangeRequest(_message.Message):
     def columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Columns to return; all when empty. The time field is always returned."""
 
+    @_builtins.property
+    def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___Filter]:
+        """Conditions every returned row meets (a conjunction). They apply after the dedup rule: a
+        filter picks among the rows ReadRange would return, and never brings back a superseded
+        version of a key. A null value meets no condition but IS_NULL.
+        """
+
     def __init__(
         self,
         *,
@@ -80,14 +119,49 @@ class ReadRangeRequest(_message.Message):
         columns: _abc.Iterable[_builtins.str] | None = ...,
         limit: _builtins.int = ...,
         format: Global___OutputFormat.ValueType = ...,
+        filters: _abc.Iterable[Global___Filter] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "dataset_id", b"dataset_id", "end_time", b"end_time", "format", b"format", "limit", b"limit", "start_time", b"start_time", "table", b"table"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "dataset_id", b"dataset_id", "end_time", b"end_time", "filters", b"filters", "format", b"format", "limit", b"limit", "start_time", b"start_time", "table", b"table"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReadRangeRequest: _TypeAlias = ReadRangeRequest  # noqa: Y015
+
+@_typing.final
+class Filter(_message.Message):
+    """One condition on a column."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLUMN_FIELD_NUMBER: _builtins.int
+    OP_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    column: _builtins.str
+    op: Global___FilterOp.ValueType
+    @_builtins.property
+    def values(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Value]:
+        """The operand: one value for the comparisons, one or more for IN, none for IS_NULL and
+        IS_NOT_NULL. Numbers for long and double columns (the time field: epoch milliseconds),
+        strings for string and JSON columns (JSON compared as its canonical text), booleans for
+        boolean columns. Bytes columns take IS_NULL and IS_NOT_NULL only.
+        """
+
+    def __init__(
+        self,
+        *,
+        column: _builtins.str = ...,
+        op: Global___FilterOp.ValueType = ...,
+        values: _abc.Iterable[_struct_pb2.Value] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "op", b"op", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Filter: _TypeAlias = Filter  # noqa: Y015
 
 @_typing.final
 class ReadRangeResponse(_message.Message):
@@ -131,6 +205,7 @@ class ReadStats(_message.Message):
     CACHE_HITS_FIELD_NUMBER: _builtins.int
     DUPLICATES_REMOVED_FIELD_NUMBER: _builtins.int
     REPLANS_FIELD_NUMBER: _builtins.int
+    ROWS_FILTERED_FIELD_NUMBER: _builtins.int
     rows_returned: _builtins.int
     hot_rows: _builtins.int
     cold_rows: _builtins.int
@@ -143,6 +218,8 @@ class ReadStats(_message.Message):
     """1 when an object disappeared under the read (replaced by compaction) and the read planned
     again from the catalog.
     """
+    rows_filtered: _builtins.int
+    """Rows the filters left out (counted after the dedup rule)."""
     def __init__(
         self,
         *,
@@ -155,10 +232,11 @@ class ReadStats(_message.Message):
         cache_hits: _builtins.int = ...,
         duplicates_removed: _builtins.int = ...,
         replans: _builtins.int = ...,
+        rows_filtered: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocks_fetched", b"blocks_fetched", "bytes_fetched", b"bytes_fetched", "cache_hits", b"cache_hits", "cold_rows", b"cold_rows", "duplicates_removed", b"duplicates_removed", "get_requests", b"get_requests", "hot_rows", b"hot_rows", "replans", b"replans", "rows_returned", b"rows_returned"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocks_fetched", b"blocks_fetched", "bytes_fetched", b"bytes_fetched", "cache_hits", b"cache_hits", "cold_rows", b"cold_rows", "duplicates_removed", b"duplicates_removed", "get_requests", b"get_requests", "hot_rows", b"hot_rows", "replans", b"replans", "rows_filtered", b"rows_filtered", "rows_returned", b"rows_returned"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
