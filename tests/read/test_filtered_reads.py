@@ -97,7 +97,12 @@ async def _check_reads(stubs: Stubs, oracle: Oracle) -> None:
         request.filters.extend(f for f, _ in conds)
         answer = await read(stubs.reader, request)
         wanted = [r for r in everything if all(holds(r) for _, holds in conds)]
-        assert answer.stats.rows_filtered == len(everything) - len(wanted), name
+        dropped = len(everything) - len(wanted)
+        # Rows of blocks left out unfetched are not counted as filtered.
+        if answer.stats.blocks_pruned:
+            assert answer.stats.rows_filtered < dropped, name
+        else:
+            assert answer.stats.rows_filtered == dropped, name
         if limit:
             wanted = wanted[:limit]
         assert arrow_rows(answer.table, oracle) == wanted, name

@@ -1,84 +1,95 @@
-"""Stats show the pruning: from a day of archived data, a one-hour read fetches only the blocks
-the block index says overlap, with coalesced GETs, and a repeated read comes from the cache."""
+"""Blocks left out by their statistics: row groups of raw fragments and compacted files whose
+min, max and null counts say no row meets the filters are not fetched, the answer is the
+oracle's all the same, and a keyed table is never pruned by a filter its key versions may
+meet differently (the newest version must reach the dedup rule)."""
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
+import pytest
+from google.protobuf import struct_pb2
+
+from fusou.api.compactor.v1 import compactor_pb2
+from fusou.api.ingest.v1 import ingest_pb2
+from fusou.api.reader.v1 import reader_pb2
 from fusou.config import Settings
-from tests.read.conftest import open_stubs
-from tests.read.oracle import (
-    DAY,
-    DAY0,
-    HOUR,
-    MINUTE,
-    Oracle,
-    archive,
-    check_arrow,
-    check_stats,
-    ingest,
-    overlapping_blocks,
-    read,
-    read_request,
-)
+from tests.read.conftest import SMALL_BLOCKS, Stubs, open_stubs
+from tests.read.oracle import DAY0, MINUTE, Oracle, archive, arrow_rows, ingest, read, read_request
+from tests.upload.helpers import upload
 
 pytestmark = pytest.mark.integration
 
 DS = "u1"
-TABLE = "battle"
+START, END = DAY0 - MINUTE, DAY0 + 10_000 * MINUTE
 
 
-async def test_one_hour_of_a_day_fetches_only_the_overlapping_blocks(settings: Settings) -> None:
-    async with open_stubs(settings, archive_min_age_s=0.0, archive_block_rows=60) as stubs:
+def row(i: int, hp: int | None = None) -> dict[str, Any]:
+    return {"timestamp": DAY0 + i * MINUTE, "api_no": i, "hp": i % 97 if hp is None else hp}
+
+
+def _filter(column: str, op: reader_pb2.FilterOp.ValueType, value: float) -> reader_pb2.Filter:
+    return reader_pb2.Filter(column=column, op=op, values=[struct_pb2.Value(number_value=value)])
+
+
+async def _read(stubs: Stubs, table: str, *filters: reader_pb2.Filter) -> Any:
+    request = read_request(DS, table, START, END)
+    request.filters.extend(filters)
+    return await read(stubs.reader, request)
+
+
+async def test_row_groups_that_cannot_match_are_not_fetched(settings: Settings) -> None:
+    async with open_stubs(settings, **SMALL_BLOCKS, compact_row_group_rows=16) as stubs:
+        table = "battle"
         oracle = Oracle()
-        rows = [
-            {"timestamp": DAY0 + m * MINUTE, "api_no": m, "ship": f"s{m % 13}", "hp": m / 8}
-            for m in range(24 * 60)
-        ]
-        for start in range(0, len(rows), 480):
-            await ingest(stubs.ingest, oracle, DS, TABLE, rows[start : start + 480])
-        result = await archive(stubs.archiver, stubs.services.clock, DS, TABLE)
-        assert (result.rows, result.blocks) == (1440, 24)
-        every_block = await overlapping_blocks(stubs.url, DS, TABLE, DAY0 - DAY, DAY0 + 2 * DAY)
-        assert len(every_block) == 24
+        await ingest(stubs.ingest, oracle, DS, table, [row(i) for i in range(200)])
+        await archive(stubs.archiver, stubs.services.clock, DS, table)
+        answer = await stubs.compactor.Compact(compactor_pb2.CompactRequest(dataset_id=DS))
+        assert not answer.datasets[0].error
+        # A raw fragment beside the compacted file, in row groups of 7 rows.
+        await upload(
+            stubs.ingest,
+            stubs.url,
+            DS,
+            [(table, [row(i) for i in range(200, 270)])],
+            {table: oracle},
+        )
+        wanted = [r for r in oracle.expected(START, END) if r["api_no"] >= 190]
+        selective = await _read(stubs, table, _filter("api_no", reader_pb2.FILTER_OP_GE, 190))
+        assert arrow_rows(selective.table, oracle) == wanted
+        everything = await _read(stubs, table)
+        blocks = everything.stats.blocks_fetched + everything.stats.cache_hits
+        assert selective.stats.blocks_pruned > 10
+        assert selective.stats.blocks_fetched + selective.stats.blocks_pruned == blocks
+        # The time field prunes too (compacted files store it as a timestamp).
+        late = await _read(
+            stubs, table, _filter("timestamp", reader_pb2.FILTER_OP_LT, DAY0 + 20 * MINUTE)
+        )
+        assert [r["api_no"] for r in arrow_rows(late.table, oracle)] == list(range(20))
+        assert late.stats.blocks_pruned > 10
+        # Null tests: no row has a null hp, so IS NULL fetches nothing at all.
+        none = await _read(
+            stubs, table, reader_pb2.Filter(column="hp", op=reader_pb2.FILTER_OP_IS_NULL)
+        )
+        assert none.table is None or none.table.num_rows == 0
+        assert none.stats.blocks_fetched == 0
 
-        # An hour on the blocks' edges overlaps one block; one that is not overlaps two, as
-        # does one starting on a block's last row.
-        for start, end, n_blocks in (
-            (DAY0 + 5 * HOUR, DAY0 + 6 * HOUR, 1),
-            (DAY0 + 9 * HOUR + 30 * MINUTE, DAY0 + 10 * HOUR + 30 * MINUTE, 2),
-            (DAY0 + 15 * HOUR - MINUTE, DAY0 + 16 * HOUR - MINUTE, 2),
-        ):
-            blocks = await overlapping_blocks(stubs.url, DS, TABLE, start, end)
-            assert len(blocks) == n_blocks
-            first = await read(stubs.reader, read_request(DS, TABLE, start, end))
-            rows_read = check_arrow(first, oracle, start, end)
-            assert len(rows_read) == 60
-            await check_stats(first, oracle, stubs.url, DS, TABLE, start, end)
-            s = first.stats
-            assert (s.hot_rows, s.cache_hits, s.duplicates_removed) == (0, 0, 0)
-            assert s.blocks_fetched == n_blocks
-            assert s.cold_rows == sum(b.row_count for b in blocks) == 60 * n_blocks
-            # Neighbouring blocks of one object: one GET, exactly their bytes.
-            assert s.get_requests == 1
-            assert s.bytes_fetched == sum(b.byte_length for b in blocks)
-            assert s.bytes_fetched < sum(b.byte_length for b in every_block) / 10
 
-            again = await read(stubs.reader, read_request(DS, TABLE, start, end))
-            assert check_arrow(again, oracle, start, end) == rows_read
-            a = again.stats
-            assert (a.cache_hits, a.blocks_fetched, a.get_requests, a.bytes_fetched) == (
-                n_blocks,
-                0,
-                0,
-                0,
-            )
-            assert a.cold_rows == s.cold_rows and a.rows_returned == 60
-
-        # The whole day: the five cached blocks are hits, the rest fetched.
-        start, end = DAY0, DAY0 + DAY
-        whole = await read(stubs.reader, read_request(DS, TABLE, start, end))
-        check_arrow(whole, oracle, start, end)
-        await check_stats(whole, oracle, stubs.url, DS, TABLE, start, end)
-        assert (whole.stats.cache_hits, whole.stats.blocks_fetched) == (5, 19)
-        assert whole.stats.cold_rows == 1440 and whole.stats.rows_returned == 1440
+async def test_a_keyed_table_prunes_by_its_keys_only(stubs: Stubs) -> None:
+    table = "fleet"
+    await stubs.ingest.DeclareTable(
+        ingest_pb2.DeclareTableRequest(dataset_id=DS, table=table, key_fields=["api_no"])
+    )
+    oracle = Oracle(key_fields=("api_no",))
+    # Key 1 archived with hp 90; its newer version, hp 5, alone in a raw fragment whose
+    # statistics say no row has hp > 50.
+    await ingest(stubs.ingest, oracle, DS, table, [row(1, hp=90), row(2, hp=70)])
+    await archive(stubs.archiver, stubs.services.clock, DS, table)
+    await upload(stubs.ingest, stubs.url, DS, [(table, [row(1, hp=5)])], {table: oracle})
+    answer = await _read(stubs, table, _filter("hp", reader_pb2.FILTER_OP_GT, 50))
+    # Pruning the fragment would have let the superseded hp 90 win.
+    assert [r["api_no"] for r in arrow_rows(answer.table, oracle)] == [2]
+    assert answer.stats.blocks_pruned == 0
+    by_key = await _read(stubs, table, _filter("api_no", reader_pb2.FILTER_OP_EQ, 2))
+    assert [r["hp"] for r in arrow_rows(by_key.table, oracle)] == [70]
+    assert by_key.stats.blocks_pruned == 1  # the fragment, which holds key 1 only

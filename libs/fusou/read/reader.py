@@ -32,6 +32,7 @@ from fusou.read.fetch import FetchStats, Span, fetch_spans
 from fusou.read.files import BlockRef, FileRef, decode_file_blocks
 from fusou.read.filters import Filter, apply_filters, filter_violations
 from fusou.read.merge import conform_to, merge, project
+from fusou.read.prune import prunable, prune
 from fusou.schema.model import TableSchema
 from fusou.schema.time_bounds import MAX_TIME_MS, MIN_TIME_MS, bounds_text
 
@@ -73,6 +74,7 @@ class ReadStats:
     duplicates_removed: int = 0
     replans: int = 0
     rows_filtered: int = 0
+    blocks_pruned: int = 0
 
 
 @dataclass
@@ -280,6 +282,8 @@ class Reader:
                 strict=True,
             )
         ]
+        if req.filters:
+            plan, stats.blocks_pruned = prune(plan, prunable(req.filters, info))
         runs = hot.runs()
         newest = max([*(r[0] for r in runs), *(f.version for f in files.values())], default=0)
         if newest > info.latest.version:

@@ -118,6 +118,7 @@ def read_stats(s: ReadStats) -> reader_pb2.ReadStats:
         duplicates_removed=s.duplicates_removed,
         replans=s.replans,
         rows_filtered=s.rows_filtered,
+        blocks_pruned=s.blocks_pruned,
     )
 
 

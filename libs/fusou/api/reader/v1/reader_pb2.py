@@ -26,17 +26,17 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66usou/reader/v1/reader.proto\x12\x0f\x66usou.reader.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x02\n\x10ReadRangeRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63olumns\x18\x05 \x03(\t\x12\r\n\x05limit\x18\x06 \x01(\x03\x12-\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\x1d.fusou.reader.v1.OutputFormat\x12(\n\x07\x66ilters\x18\x08 \x03(\x0b\x32\x17.fusou.reader.v1.Filter\"g\n\x06\x46ilter\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12%\n\x02op\x18\x02 \x01(\x0e\x32\x19.fusou.reader.v1.FilterOp\x12&\n\x06values\x18\x03 \x03(\x0b\x32\x16.google.protobuf.Value\"x\n\x11ReadRangeResponse\x12%\n\x04rows\x18\x01 \x03(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tarrow_ipc\x18\x02 \x01(\x0c\x12)\n\x05stats\x18\x03 \x01(\x0b\x32\x1a.fusou.reader.v1.ReadStats\"\xe4\x01\n\tReadStats\x12\x15\n\rrows_returned\x18\x01 \x01(\x03\x12\x10\n\x08hot_rows\x18\x02 \x01(\x03\x12\x11\n\tcold_rows\x18\x03 \x01(\x03\x12\x16\n\x0e\x62locks_fetched\x18\x04 \x01(\x03\x12\x15\n\rbytes_fetched\x18\x05 \x01(\x03\x12\x14\n\x0cget_requests\x18\x06 \x01(\x03\x12\x12\n\ncache_hits\x18\x07 \x01(\x03\x12\x1a\n\x12\x64uplicates_removed\x18\x08 \x01(\x03\x12\x0f\n\x07replans\x18\t \x01(\x03\x12\x15\n\rrows_filtered\x18\n \x01(\x03\"4\n\x0fGetStatsRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\"?\n\x10GetStatsResponse\x12+\n\x06tables\x18\x01 \x03(\x0b\x32\x1b.fusou.reader.v1.TableStats\"\xdc\x02\n\nTableStats\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x16\n\x0eschema_version\x18\x03 \x01(\x05\x12\x10\n\x08hot_rows\x18\x04 \x01(\x03\x12\x11\n\thot_bytes\x18\x05 \x01(\x03\x12\"\n\x1aoldest_hot_row_age_seconds\x18\x06 \x01(\x01\x12\x12\n\ncold_files\x18\x07 \x01(\x03\x12\x11\n\tcold_rows\x18\x08 \x01(\x03\x12\x12\n\ncold_bytes\x18\t \x01(\x03\x12\x19\n\x11\x63ompression_ratio\x18\n \x01(\x01\x12\x15\n\rraw_fragments\x18\x0b \x01(\x03\x12\x11\n\traw_bytes\x18\x0c \x01(\x03\x12\x17\n\x0foptimized_files\x18\r \x01(\x03\x12\x17\n\x0foptimized_bytes\x18\x0e \x01(\x03\x12\x18\n\x10quarantined_rows\x18\x0f \x01(\x03*b\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12OUTPUT_FORMAT_JSON\x10\x01\x12\x1b\n\x17OUTPUT_FORMAT_ARROW_IPC\x10\x02*\xd5\x01\n\x08\x46ilterOp\x12\x19\n\x15\x46ILTER_OP_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x46ILTER_OP_EQ\x10\x01\x12\x10\n\x0c\x46ILTER_OP_NE\x10\x02\x12\x10\n\x0c\x46ILTER_OP_LT\x10\x03\x12\x10\n\x0c\x46ILTER_OP_LE\x10\x04\x12\x10\n\x0c\x46ILTER_OP_GT\x10\x05\x12\x10\n\x0c\x46ILTER_OP_GE\x10\x06\x12\x10\n\x0c\x46ILTER_OP_IN\x10\x07\x12\x15\n\x11\x46ILTER_OP_IS_NULL\x10\x08\x12\x19\n\x15\x46ILTER_OP_IS_NOT_NULL\x10\t2\xb6\x01\n\rReaderService\x12T\n\tReadRange\x12!.fusou.reader.v1.ReadRangeRequest\x1a\".fusou.reader.v1.ReadRangeResponse0\x01\x12O\n\x08GetStats\x12 .fusou.reader.v1.GetStatsRequest\x1a!.fusou.reader.v1.GetStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66usou/reader/v1/reader.proto\x12\x0f\x66usou.reader.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x02\n\x10ReadRangeRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63olumns\x18\x05 \x03(\t\x12\r\n\x05limit\x18\x06 \x01(\x03\x12-\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\x1d.fusou.reader.v1.OutputFormat\x12(\n\x07\x66ilters\x18\x08 \x03(\x0b\x32\x17.fusou.reader.v1.Filter\"g\n\x06\x46ilter\x12\x0e\n\x06\x63olumn\x18\x01 \x01(\t\x12%\n\x02op\x18\x02 \x01(\x0e\x32\x19.fusou.reader.v1.FilterOp\x12&\n\x06values\x18\x03 \x03(\x0b\x32\x16.google.protobuf.Value\"x\n\x11ReadRangeResponse\x12%\n\x04rows\x18\x01 \x03(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tarrow_ipc\x18\x02 \x01(\x0c\x12)\n\x05stats\x18\x03 \x01(\x0b\x32\x1a.fusou.reader.v1.ReadStats\"\xfb\x01\n\tReadStats\x12\x15\n\rrows_returned\x18\x01 \x01(\x03\x12\x10\n\x08hot_rows\x18\x02 \x01(\x03\x12\x11\n\tcold_rows\x18\x03 \x01(\x03\x12\x16\n\x0e\x62locks_fetched\x18\x04 \x01(\x03\x12\x15\n\rbytes_fetched\x18\x05 \x01(\x03\x12\x14\n\x0cget_requests\x18\x06 \x01(\x03\x12\x12\n\ncache_hits\x18\x07 \x01(\x03\x12\x1a\n\x12\x64uplicates_removed\x18\x08 \x01(\x03\x12\x0f\n\x07replans\x18\t \x01(\x03\x12\x15\n\rrows_filtered\x18\n \x01(\x03\x12\x15\n\rblocks_pruned\x18\x0b \x01(\x03\"4\n\x0fGetStatsRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\"?\n\x10GetStatsResponse\x12+\n\x06tables\x18\x01 \x03(\x0b\x32\x1b.fusou.reader.v1.TableStats\"\xdc\x02\n\nTableStats\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x16\n\x0eschema_version\x18\x03 \x01(\x05\x12\x10\n\x08hot_rows\x18\x04 \x01(\x03\x12\x11\n\thot_bytes\x18\x05 \x01(\x03\x12\"\n\x1aoldest_hot_row_age_seconds\x18\x06 \x01(\x01\x12\x12\n\ncold_files\x18\x07 \x01(\x03\x12\x11\n\tcold_rows\x18\x08 \x01(\x03\x12\x12\n\ncold_bytes\x18\t \x01(\x03\x12\x19\n\x11\x63ompression_ratio\x18\n \x01(\x01\x12\x15\n\rraw_fragments\x18\x0b \x01(\x03\x12\x11\n\traw_bytes\x18\x0c \x01(\x03\x12\x17\n\x0foptimized_files\x18\r \x01(\x03\x12\x17\n\x0foptimized_bytes\x18\x0e \x01(\x03\x12\x18\n\x10quarantined_rows\x18\x0f \x01(\x03*b\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12OUTPUT_FORMAT_JSON\x10\x01\x12\x1b\n\x17OUTPUT_FORMAT_ARROW_IPC\x10\x02*\xd5\x01\n\x08\x46ilterOp\x12\x19\n\x15\x46ILTER_OP_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x46ILTER_OP_EQ\x10\x01\x12\x10\n\x0c\x46ILTER_OP_NE\x10\x02\x12\x10\n\x0c\x46ILTER_OP_LT\x10\x03\x12\x10\n\x0c\x46ILTER_OP_LE\x10\x04\x12\x10\n\x0c\x46ILTER_OP_GT\x10\x05\x12\x10\n\x0c\x46ILTER_OP_GE\x10\x06\x12\x10\n\x0c\x46ILTER_OP_IN\x10\x07\x12\x15\n\x11\x46ILTER_OP_IS_NULL\x10\x08\x12\x19\n\x15\x46ILTER_OP_IS_NOT_NULL\x10\t2\xb6\x01\n\rReaderService\x12T\n\tReadRange\x12!.fusou.reader.v1.ReadRangeRequest\x1a\".fusou.reader.v1.ReadRangeResponse0\x01\x12O\n\x08GetStats\x12 .fusou.reader.v1.GetStatsRequest\x1a!.fusou.reader.v1.GetStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fusou.api.reader.v1.reader_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTPUTFORMAT']._serialized_start=1311
-  _globals['_OUTPUTFORMAT']._serialized_end=1409
-  _globals['_FILTEROP']._serialized_start=1412
-  _globals['_FILTEROP']._serialized_end=1625
+  _globals['_OUTPUTFORMAT']._serialized_start=1334
+  _globals['_OUTPUTFORMAT']._serialized_end=1432
+  _globals['_FILTEROP']._serialized_start=1435
+  _globals['_FILTEROP']._serialized_end=1648
   _globals['_READRANGEREQUEST']._serialized_start=113
   _globals['_READRANGEREQUEST']._serialized_end=381
   _globals['_FILTER']._serialized_start=383
@@ -44,13 +44,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_READRANGERESPONSE']._serialized_start=488
   _globals['_READRANGERESPONSE']._serialized_end=608
   _globals['_READSTATS']._serialized_start=611
-  _globals['_READSTATS']._serialized_end=839
-  _globals['_GETSTATSREQUEST']._serialized_start=841
-  _globals['_GETSTATSREQUEST']._serialized_end=893
-  _globals['_GETSTATSRESPONSE']._serialized_start=895
-  _globals['_GETSTATSRESPONSE']._serialized_end=958
-  _globals['_TABLESTATS']._serialized_start=961
-  _globals['_TABLESTATS']._serialized_end=1309
-  _globals['_READERSERVICE']._serialized_start=1628
-  _globals['_READERSERVICE']._serialized_end=1810
+  _globals['_READSTATS']._serialized_end=862
+  _globals['_GETSTATSREQUEST']._serialized_start=864
+  _globals['_GETSTATSREQUEST']._serialized_end=916
+  _globals['_GETSTATSRESPONSE']._serialized_start=918
+  _globals['_GETSTATSRESPONSE']._serialized_end=981
+  _globals['_TABLESTATS']._serialized_start=984
+  _globals['_TABLESTATS']._serialized_end=1332
+  _globals['_READERSERVICE']._serialized_start=1651
+  _globals['_READERSERVICE']._serialized_end=1833
 # @@protoc_insertion_point(module_scope)

@@ -206,6 +206,7 @@ class ReadStats(_message.Message):
     DUPLICATES_REMOVED_FIELD_NUMBER: _builtins.int
     REPLANS_FIELD_NUMBER: _builtins.int
     ROWS_FILTERED_FIELD_NUMBER: _builtins.int
+    BLOCKS_PRUNED_FIELD_NUMBER: _builtins.int
     rows_returned: _builtins.int
     hot_rows: _builtins.int
     cold_rows: _builtins.int
@@ -219,7 +220,13 @@ class ReadStats(_message.Message):
     again from the catalog.
     """
     rows_filtered: _builtins.int
-    """Rows the filters left out (counted after the dedup rule)."""
+    """Rows the filters left out, after the dedup rule, of those fetched (the rows of blocks
+    pruned unfetched are not counted).
+    """
+    blocks_pruned: _builtins.int
+    """Blocks left out unfetched: their statistics (min, max, nulls) say no row meets the
+    filters.
+    """
     def __init__(
         self,
         *,
@@ -233,10 +240,11 @@ class ReadStats(_message.Message):
         duplicates_removed: _builtins.int = ...,
         replans: _builtins.int = ...,
         rows_filtered: _builtins.int = ...,
+        blocks_pruned: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocks_fetched", b"blocks_fetched", "bytes_fetched", b"bytes_fetched", "cache_hits", b"cache_hits", "cold_rows", b"cold_rows", "duplicates_removed", b"duplicates_removed", "get_requests", b"get_requests", "hot_rows", b"hot_rows", "replans", b"replans", "rows_filtered", b"rows_filtered", "rows_returned", b"rows_returned"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocks_fetched", b"blocks_fetched", "blocks_pruned", b"blocks_pruned", "bytes_fetched", b"bytes_fetched", "cache_hits", b"cache_hits", "cold_rows", b"cold_rows", "duplicates_removed", b"duplicates_removed", "get_requests", b"get_requests", "hot_rows", b"hot_rows", "replans", b"replans", "rows_filtered", b"rows_filtered", "rows_returned", b"rows_returned"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
