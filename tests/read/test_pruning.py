@@ -93,3 +93,18 @@ async def test_a_keyed_table_prunes_by_its_keys_only(stubs: Stubs) -> None:
     by_key = await _read(stubs, table, _filter("api_no", reader_pb2.FILTER_OP_EQ, 2))
     assert [r["hp"] for r in arrow_rows(by_key.table, oracle)] == [70]
     assert by_key.stats.blocks_pruned == 1  # the fragment, which holds key 1 only
+
+
+async def test_avro_blocks_are_pruned_by_the_time_field(stubs: Stubs) -> None:
+    table = "cold"
+    oracle = Oracle()
+    await ingest(stubs.ingest, oracle, DS, table, [row(i) for i in range(200)])
+    await archive(stubs.archiver, stubs.services.clock, DS, table)  # 20-row Avro blocks
+    early = _filter("timestamp", reader_pb2.FILTER_OP_LT, DAY0 + 30 * MINUTE)
+    answer = await _read(stubs, table, early)
+    assert [r["api_no"] for r in arrow_rows(answer.table, oracle)] == list(range(30))
+    assert answer.stats.blocks_pruned == 8 and answer.stats.blocks_fetched == 2
+    # Other columns of Avro blocks have no statistics: every block is fetched.
+    other = await _read(stubs, table, _filter("api_no", reader_pb2.FILTER_OP_LT, 30))
+    assert [r["api_no"] for r in arrow_rows(other.table, oracle)] == list(range(30))
+    assert other.stats.blocks_pruned == 0

@@ -38,6 +38,9 @@ class BlockRef:
     offset: int  # absolute, in the object
     length: int
     first_row: int | None
+    # The time field's bounds within the block, from the block index (None: not planned).
+    min_time: int | None = None
+    max_time: int | None = None
 
     @property
     def span(self) -> Span:

@@ -2,8 +2,8 @@
 filters.
 
 The statistics are the row groups' min, max and null counts in the Parquet footers the
-catalog keeps (raw fragments and compacted files); Avro blocks carry none and are always
-fetched. Pruning must not change which version of a key wins, since filters apply after the
+catalog keeps (raw fragments and compacted files), and for Avro blocks the bounds of the time
+field the block index holds (their other columns have no statistics: such blocks are fetched). Pruning must not change which version of a key wins, since filters apply after the
 dedup rule: a block left out could hold the newest version of a key whose older version, in a
 fetched block, would then win. So a read prunes by a filter only when every version of a key
 meets it alike: on any column of a table without key fields (its duplicates are identical
@@ -121,15 +121,26 @@ def may_match(f: Filter, stats: dict[str, ColumnStats | None]) -> bool:
         return True  # statistics of another kind than the operand (bytes, say): fetch it
 
 
-def prune(blocks: Sequence[BlockRef], filters: Sequence[Filter]) -> tuple[list[BlockRef], int]:
-    """The blocks some row of which may meet every filter, and how many were left out."""
+def prune(
+    blocks: Sequence[BlockRef], filters: Sequence[Filter], time_field: str
+) -> tuple[list[BlockRef], int]:
+    """The blocks some row of which may meet every filter, and how many were left out. Avro
+    blocks are judged by the time field alone, whose bounds the block index holds."""
     if not filters:
         return list(blocks), 0
+    on_time = [f for f in filters if f.column == time_field]
     kept: list[BlockRef] = []
     for b in blocks:
         if b.file.parquet:
             stats = row_group_stats(b.file.header, row_group_at(b.file.header, b.first_row or 0))
             if not all(may_match(f, stats) for f in filters):
+                continue
+        elif on_time and b.min_time is not None and b.max_time is not None:
+            # Rows have a time always; the count only has to exceed the (zero) nulls.
+            bounds: dict[str, ColumnStats | None] = {
+                time_field: ColumnStats(1, 0, b.min_time, b.max_time)
+            }
+            if not all(may_match(f, bounds) for f in on_time):
                 continue
         kept.append(b)
     return kept, len(blocks) - len(kept)

@@ -107,8 +107,10 @@ FROM (SELECT array_agg(schema_version) AS hot_versions, array_agg(seq) AS hot_se
       WHERE f.table_id = $1 AND f.state = 'active'
         AND f.min_time < $3 AND f.max_time >= $2) f,
      (SELECT array_agg(file_id) AS block_files, array_agg(byte_offset) AS block_offsets,
-             array_agg(byte_length) AS block_lengths, array_agg(first_row) AS block_first_rows
-      FROM (SELECT b.file_id, b.byte_offset, b.byte_length, b.block_no, b.first_row
+             array_agg(byte_length) AS block_lengths, array_agg(first_row) AS block_first_rows,
+             array_agg(min_time) AS block_min_times, array_agg(max_time) AS block_max_times
+      FROM (SELECT b.file_id, b.byte_offset, b.byte_length, b.block_no, b.first_row,
+                   b.min_time, b.max_time
             FROM fusou_files f JOIN fusou_blocks b USING (file_id)
             WHERE f.table_id = $1 AND f.state = 'active'
               AND f.min_time < $3 AND f.max_time >= $2
@@ -273,17 +275,21 @@ class Reader:
             )
         }
         plan = [
-            BlockRef(files[file_id], offset, length, first_row)
-            for file_id, offset, length, first_row in zip(
+            BlockRef(files[file_id], *placed)
+            for file_id, *placed in zip(
                 snapshot["block_files"] or [],
                 snapshot["block_offsets"] or [],
                 snapshot["block_lengths"] or [],
                 snapshot["block_first_rows"] or [],
+                snapshot["block_min_times"] or [],
+                snapshot["block_max_times"] or [],
                 strict=True,
             )
         ]
         if req.filters:
-            plan, stats.blocks_pruned = prune(plan, prunable(req.filters, info))
+            plan, stats.blocks_pruned = prune(
+                plan, prunable(req.filters, info), info.latest.time_field
+            )
         runs = hot.runs()
         newest = max([*(r[0] for r in runs), *(f.version for f in files.values())], default=0)
         if newest > info.latest.version:
