@@ -20,9 +20,11 @@
      (a) hot: the 1,000 hot rows;
      (b) one block: the [min_time, max_time] of one archived block, taken from fusou_blocks;
      (c) one hour: hour 12 of the day (exactly one of the peer's files);
-     (d) the full day, as rows/s.
+     (d) the full day, as rows/s;
+     (e) a selective filter over the full day: ``damage_dealt < 200``, about 1% of the rows
+         (a ReadRange filter; the peer's dataset filter).
    (a)-(c) are repeated ``--repeat`` times after one untimed warm-up call and reported as
-   p50/p99 in ms; (d) ``--full-repeat`` times, reported at the median.
+   p50/p99 in ms; (d) and (e) ``--full-repeat`` times, reported at the median.
 
 The reader is measured in two fresh ``fusou serve reader`` processes on the same store:
 - block cache disabled (FUSOU_READER_CACHE_BYTES=0): every call fetches and decodes its blocks.
@@ -60,7 +62,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from google.protobuf import timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from bench.common import (
     T0,
@@ -86,6 +88,8 @@ TABLE = "battle"
 CHUNK = 10_000  # rows per generated chunk and per Ingest request
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
+# The selective filter: damage_dealt is uniform over 0..20,000, so about 1% of the rows.
+SELECTIVE = ("damage_dealt", 200)
 HOT_ROWS = 1_000
 HOT_STEP_MS = 1_000
 HOT_START = T0 + DAY_MS + HOUR_MS  # an hour after the day: nothing cold overlaps it
@@ -262,6 +266,8 @@ class Query:
     start: int  # epoch ms, inclusive
     end: int  # epoch ms, exclusive
     rows: int  # expected
+    # A filter "column < value", sent as ReadRange's filter and as the peer's dataset filter.
+    below: tuple[str, int] | None = None
 
 
 @dataclass
@@ -297,6 +303,15 @@ async def read_once(channel: grpc.aio.Channel, q: Query) -> tuple[float, pa.Tabl
         end_time=timestamp(q.end),
         format=reader_pb2.OUTPUT_FORMAT_ARROW_IPC,
     )
+    if q.below is not None:
+        column, value = q.below
+        request.filters.append(
+            reader_pb2.Filter(
+                column=column,
+                op=reader_pb2.FILTER_OP_LT,
+                values=[struct_pb2.Value(number_value=value)],
+            )
+        )
     start = time.perf_counter()
     table, stats = await read_arrow(channel, request, grpc_timeout=600)
     return time.perf_counter() - start, table if table is not None else pa.table({}), stats
@@ -345,9 +360,10 @@ async def measure_floor(
 
 def peer_once(directory: Path, q: Query) -> tuple[float, pa.Table]:
     start = time.perf_counter()
-    table = ds.dataset(str(directory), format="parquet").to_table(
-        filter=(ds.field("timestamp") >= q.start) & (ds.field("timestamp") < q.end)
-    )
+    condition = (ds.field("timestamp") >= q.start) & (ds.field("timestamp") < q.end)
+    if q.below is not None:
+        condition = condition & (ds.field(q.below[0]) < q.below[1])
+    table = ds.dataset(str(directory), format="parquet").to_table(filter=condition)
     return time.perf_counter() - start, table
 
 
@@ -372,6 +388,10 @@ def check(q: Query, table: pa.Table, who: str) -> None:
         times = table.column("timestamp")
         lo, hi = pc.min(times).as_py(), pc.max(times).as_py()
         assert q.start <= lo and hi < q.end, f"{who}: {q.name} returned rows out of range"
+
+
+def count_below(table: pa.Table, column: str, value: int) -> int:
+    return int(pc.sum(pc.cast(pc.less(table.column(column), value), pa.int64())).as_py() or 0)
 
 
 def count_in(table: pa.Table, start: int, end: int) -> int:
@@ -436,9 +456,18 @@ async def main(argv: list[str] | None = None) -> int:
                     count_in(loaded.day, hour_start, hour_start + HOUR_MS),
                 ),
                 Query("full day", T0, T0 + DAY_MS, n),
+                Query(
+                    "1% of day",
+                    T0,
+                    T0 + DAY_MS,
+                    count_below(loaded.day, *SELECTIVE),
+                    below=SELECTIVE,
+                ),
             ]
             assert queries[1].rows == b_rows, "the one-block range holds other rows"
-            plan = [(q, args.repeat) for q in queries[:3]] + [(queries[3], args.full_repeat)]
+            plan = [(q, args.repeat) for q in queries[:3]] + [
+                (q, args.full_repeat) for q in queries[3:]
+            ]
 
             print("reader, block cache disabled ...", file=sys.stderr)
             async with server_process(
@@ -536,6 +565,11 @@ def report(
         f"cache warm {day_c / day_p:5.2f}x ({verdict(day_c >= day_p)})"
     )
     print(f"  hot read  p50 {uncached['hot'].p50 / peer['hot'].p50:5.2f}x the peer's (no target)")
+    rs = uncached["1% of day"].p50 / peer["1% of day"].p50
+    print(
+        f"  1% of day p50 {rs:5.2f}x the peer's (<= 0.3x: {verdict(rs <= 0.3)}); "
+        f"cache warm {cached['1% of day'].p50 / peer['1% of day'].p50:5.2f}x"
+    )
     print(
         "the gRPC floor alone, as a share of the peer's whole call (the reader cannot go below it):"
     )
@@ -549,6 +583,11 @@ def report(
     print(f"one-block read: {_stats_line(uncached['one block'].stats)}")
     print(f"hot read:       {_stats_line(uncached['hot'].stats)}")
     print(f"full-day read:  {_stats_line(uncached['full day'].stats)}")
+    selective = uncached["1% of day"].stats
+    print(
+        f"1% of day read: {_stats_line(selective)}, rows filtered {selective.rows_filtered:,}, "
+        f"blocks pruned {selective.blocks_pruned}"
+    )
     print(f"cache warm, one-hour read: {_stats_line(cached['one hour'].stats)}")
     print(f"cache warm, full-day read: {_stats_line(cached['full day'].stats)}")
 

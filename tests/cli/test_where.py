@@ -33,6 +33,11 @@ from fusou.cli.where import parse_where
             {"column": "ship", "op": "FILTER_OP_IN", "values": ["a, b", "kaga"]},
         ),
         ("note is null", {"column": "note", "op": "FILTER_OP_IS_NULL"}),
+        (r"path = 'C:\\temp'", {"column": "path", "op": "FILTER_OP_EQ", "values": ["C:\\temp"]}),
+        (r'say = "\"hi\""', {"column": "say", "op": "FILTER_OP_EQ", "values": ['"hi"']}),
+        (r"""s in ("x\"y", 'z')""", {"column": "s", "op": "FILTER_OP_IN", "values": ['x"y', "z"]}),
+        ("word = nan", {"column": "word", "op": "FILTER_OP_EQ", "values": ["nan"]}),
+        ("n = 1_000", {"column": "n", "op": "FILTER_OP_EQ", "values": ["1_000"]}),
         ("note IS NOT NULL", {"column": "note", "op": "FILTER_OP_IS_NOT_NULL"}),
     ],
 )
@@ -40,7 +45,23 @@ def test_conditions(text: str, want: dict[str, object]) -> None:
     assert json_format.MessageToDict(parse_where(text)) == want
 
 
-@pytest.mark.parametrize("text", ["hp", "hp ~ 3", "= 3", "hp in ()", "1x = 2", "note is nul"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hp",
+        "hp ~ 3",
+        "= 3",
+        "hp in ()",
+        "1x = 2",
+        "note is nul",
+        "x =< 5",
+        "ship = 'a' and hp = 2",
+        "ship in ('a' 'b')",
+        "x = 'a'b'",
+        "x = 'open",
+        "id = 9007199254740993",
+    ],
+)
 def test_what_is_not_a_condition(text: str) -> None:
     with pytest.raises(InputError, match="--where"):
         parse_where(text)

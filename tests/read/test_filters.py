@@ -54,6 +54,8 @@ def kept(*filters: Filter) -> list[int]:
         (Filter("n", Op.GE, (50,)), [5]),
         (Filter("n", Op.IN, (10, 50, 99)), [1, 5]),
         (Filter("n", Op.IN, (10.0, 40.5)), [1]),
+        (Filter("n", Op.IN, (1e19, 2.0**63, 50.0)), [5]),  # past longs: compared as doubles
+        (Filter("n", Op.EQ, (1e19,)), []),
         (Filter("n", Op.IS_NULL), [2]),
         (Filter("n", Op.IS_NOT_NULL), [1, 3, 4, 5]),
         (Filter("x", Op.GT, (1,)), [2, 4, 5]),

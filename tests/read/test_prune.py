@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from fusou.read.filters import Filter, Op
-from fusou.read.prune import ColumnStats, may_match
+from fusou.read.prune import ABSENT, ColumnStats, may_match
 
 STATS: dict[str, ColumnStats | None] = {
     "n": ColumnStats(rows=10, nulls=0, low=10, high=20),
     "same": ColumnStats(rows=10, nulls=0, low=5, high=5),
+    "halves": ColumnStats(rows=10, nulls=0, low=0.5, high=0.5),
     "gappy": ColumnStats(rows=10, nulls=3, low="b", high="d"),
     "empty": ColumnStats(rows=10, nulls=10),
     "unknown": ColumnStats(rows=10, nulls=None),
@@ -31,6 +32,7 @@ STATS: dict[str, ColumnStats | None] = {
         (Filter("n", Op.IN, (1, 12)), True),
         (Filter("n", Op.NE, (15,)), True),
         (Filter("same", Op.NE, (5,)), False),
+        (Filter("halves", Op.NE, (0.5,)), True),  # NaN, left out of the statistics, is != 0.5
         (Filter("n", Op.IS_NULL), False),
         (Filter("gappy", Op.IS_NULL), True),
         (Filter("gappy", Op.EQ, ("a",)), False),
@@ -46,4 +48,4 @@ STATS: dict[str, ColumnStats | None] = {
     ids=str,
 )
 def test_may_match(f: Filter, may: bool) -> None:
-    assert may_match(f, STATS) is may
+    assert may_match(f, STATS.get(f.column, ABSENT)) is may

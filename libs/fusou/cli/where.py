@@ -1,15 +1,15 @@
 """``fusou read --where``: one condition per flag, as a person types it.
 
     hp >= 40        ship = 'akagi'      won != true       api_no in (1, 2, 3)
-    note is null    note is not null    ship in ("akagi", "kaga")
+    note is null    note is not null    ship in ("akagi", 'it\\'s')
 
 Operators: = (or ==), != (or <>), <, <=, >, >=, in (...), is null, is not null. A value in
-quotes is a string; unquoted, a number, ``true`` or ``false``, else a string.
+quotes is a string (a backslash escapes the next character); unquoted, a number, ``true`` or
+``false``, else a word (a string without spaces). Anything left over is refused.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -28,32 +28,78 @@ _OPS = {
     ">": reader_pb2.FILTER_OP_GT,
     ">=": reader_pb2.FILTER_OP_GE,
 }
-_NULL_TEST = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s+is\s+(not\s+)?null\s*$", re.IGNORECASE)
-_IN = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s+in\s*\((.*)\)\s*$", re.IGNORECASE | re.DOTALL)
-_COMPARE = re.compile(
-    r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(==|!=|<>|<=|>=|=|<|>)\s*(.+?)\s*$", re.DOTALL
-)
-# One value of an IN list: a quoted string (either quote, backslash escapes) or a bare word.
-_ITEM = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^,]+?)\s*(?:,|$)""", re.DOTALL)
+_COLUMN = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)")
+_OP = re.compile(r"\s*(==|!=|<>|<=|>=|=|<|>)")
+_NULL_TEST = re.compile(r"\s+is\s+(not\s+)?null\s*$", re.IGNORECASE)
+_IN = re.compile(r"\s+in\s*\(", re.IGNORECASE)
+_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_WORD = re.compile(r"[^\s,()'\"]+")
+# Integers a double (a protobuf Value's number) holds exactly.
+_EXACT = 2**53
 
 
-def _value(text: str) -> Any:
-    text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
-        body = text[1:-1]
-        return (
-            json.loads('"' + body.replace('"', '\\"').replace("\\'", "'") + '"')
-            if "\\" in body
-            else body
-        )
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    try:
-        number = float(text)
-    except ValueError:
+class _Text:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def fail(self, what: str) -> InputError:
+        return InputError(f"--where {self.text!r}: {what}")
+
+    def skip_spaces(self) -> None:
+        while self.pos < len(self.text) and self.text[self.pos].isspace():
+            self.pos += 1
+
+    def match(self, pattern: re.Pattern[str]) -> re.Match[str] | None:
+        m = pattern.match(self.text, self.pos)
+        if m:
+            self.pos = m.end()
+        return m
+
+    def at(self, char: str) -> bool:
+        self.skip_spaces()
+        if self.text.startswith(char, self.pos):
+            self.pos += len(char)
+            return True
+        return False
+
+    def value(self) -> Any:
+        self.skip_spaces()
+        if self.pos >= len(self.text):
+            raise self.fail("a value is missing")
+        quote = self.text[self.pos]
+        if quote in "'\"":
+            out = []
+            i = self.pos + 1
+            while i < len(self.text):
+                c = self.text[i]
+                if c == "\\" and i + 1 < len(self.text):
+                    out.append(self.text[i + 1])
+                    i += 2
+                elif c == quote:
+                    self.pos = i + 1
+                    return "".join(out)
+                else:
+                    out.append(c)
+                    i += 1
+            raise self.fail(f"a string opened with {quote} is not closed")
+        word = self.match(_WORD)
+        if not word:
+            raise self.fail(f"expected a value at {self.text[self.pos :]!r}")
+        text = word.group(0)
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        if _NUMBER.fullmatch(text):
+            number = float(text)
+            if re.fullmatch(r"-?\d+", text) and abs(int(text)) > _EXACT:
+                raise self.fail(f"{text} is past the integers a filter holds exactly (2**53)")
+            return number
         return text
-    return number
+
+    def end(self) -> None:
+        self.skip_spaces()
+        if self.pos != len(self.text):
+            raise self.fail(f"unexpected {self.text[self.pos :]!r}")
 
 
 def _message(value: Any) -> struct_pb2.Value:
@@ -66,29 +112,33 @@ def _message(value: Any) -> struct_pb2.Value:
 
 def parse_where(text: str) -> reader_pb2.Filter:
     """One ``--where`` condition as a Filter; InputError saying what is wrong with it."""
-    match = _NULL_TEST.match(text)
-    if match:
-        op = reader_pb2.FILTER_OP_IS_NOT_NULL if match.group(2) else reader_pb2.FILTER_OP_IS_NULL
-        return reader_pb2.Filter(column=match.group(1), op=op)
-    match = _IN.match(text)
-    if match:
-        body = match.group(2)
-        items = [m.group(1) for m in _ITEM.finditer(body) if m.group(1).strip()]
-        if not items:
-            raise InputError(f"--where {text!r}: IN needs at least one value")
-        return reader_pb2.Filter(
-            column=match.group(1),
-            op=reader_pb2.FILTER_OP_IN,
-            values=[_message(_value(i)) for i in items],
+    t = _Text(text)
+    column = t.match(_COLUMN)
+    if not column:
+        raise t.fail("expected a column name first")
+    name = column.group(1)
+    null_test = _NULL_TEST.match(text, t.pos)
+    if null_test:
+        op = (
+            reader_pb2.FILTER_OP_IS_NOT_NULL if null_test.group(1) else reader_pb2.FILTER_OP_IS_NULL
         )
-    match = _COMPARE.match(text)
-    if match:
+        return reader_pb2.Filter(column=name, op=op)
+    if t.match(_IN):
+        values = [t.value()]
+        while t.at(","):
+            values.append(t.value())
+        if not t.at(")"):
+            raise t.fail("expected , or ) in the IN list")
+        t.end()
         return reader_pb2.Filter(
-            column=match.group(1),
-            op=_OPS[match.group(2)],
-            values=[_message(_value(match.group(3)))],
+            column=name, op=reader_pb2.FILTER_OP_IN, values=[_message(v) for v in values]
         )
-    raise InputError(
-        f"--where {text!r}: expected COLUMN OP VALUE (OP: = != < <= > >=), "
-        "COLUMN in (V, ...), COLUMN is null or COLUMN is not null"
-    )
+    op_match = t.match(_OP)
+    if not op_match:
+        raise t.fail(
+            "expected COLUMN OP VALUE (OP: = != < <= > >=), COLUMN in (V, ...), "
+            "COLUMN is null or COLUMN is not null"
+        )
+    value = t.value()
+    t.end()
+    return reader_pb2.Filter(column=name, op=_OPS[op_match.group(1)], values=[_message(value)])

@@ -118,11 +118,15 @@ def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column
 
 
+def _fits_long(value: float) -> bool:
+    return value.is_integer() and -(2**63) <= value < 2**63
+
+
 def _operand(column: pa.ChunkedArray, value: Any) -> tuple[pa.ChunkedArray, pa.Scalar]:
     """The column and the value in one type: a long column meets a fractional number as
     doubles, and a column only ever null meets anything as a null string."""
     if pa.types.is_integer(column.type) and isinstance(value, float):
-        if value.is_integer() and abs(value) < 2**63:
+        if _fits_long(value):
             return column, pa.scalar(int(value), column.type)
         return column.cast(pa.float64()), pa.scalar(value, pa.float64())
     if pa.types.is_floating(column.type):
@@ -140,7 +144,7 @@ def _condition(table: pa.Table, f: Filter) -> pa.ChunkedArray:
         return pc.is_valid(column)  # all false: a null meets no comparison
     if f.op is Op.IN:
         wide = pa.types.is_integer(column.type) and any(
-            isinstance(v, float) and not v.is_integer() for v in f.values
+            isinstance(v, float) and not _fits_long(v) for v in f.values
         )
         if wide:
             column = column.cast(pa.float64())

@@ -13,6 +13,7 @@ records), on the key fields of a table with them.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -50,46 +51,57 @@ def prunable(filters: Sequence[Filter], info: TableInfo) -> list[Filter]:
     return out
 
 
-def _plain(value: Any) -> Any:
-    # Timestamps (the time field of compacted files) compare as FUSOU's epoch milliseconds.
-    if isinstance(value, dt.datetime):
-        aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return round(aware.timestamp() * 1000)
-    return value
+# What a column's statistics are when nothing is known of them: the block may match.
+UNKNOWN = None
+# A filtered column the block's file does not hold: null in every row of the block.
+ABSENT = "absent"
+
+
+def _usable(value: Any) -> bool:
+    # Timestamps other than the time field: the reader truncates them to milliseconds, and a
+    # rounded bound could exclude a row; NaN bounds (older writers) bound nothing.
+    if isinstance(value, dt.datetime | dt.date | bytes):
+        return False
+    return not (isinstance(value, float) and math.isnan(value))
 
 
 @lru_cache(maxsize=512)
-def _top_level(footer: bytes) -> frozenset[str]:
-    return frozenset(metadata_of(footer).schema.to_arrow_schema().names)
+def _columns_of(footer: bytes) -> dict[str, int | None]:
+    """Top-level column -> its leaf's index in the row groups (None: stored nested)."""
+    meta = metadata_of(footer)
+    leaves = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+    return {name: leaves.get(name) for name in meta.schema.to_arrow_schema().names}
 
 
-@lru_cache(maxsize=4096)
-def row_group_stats(footer: bytes, index: int) -> dict[str, ColumnStats | None]:
-    """The statistics of row group ``index`` of the file whose footer is ``footer``, by column;
-    None for a column stored nested (a struct or a list: nothing to compare)."""
-    group = metadata_of(footer).row_group(index)
-    out: dict[str, ColumnStats | None] = dict.fromkeys(_top_level(footer))
-    for c in range(group.num_columns):
-        column = group.column(c)
-        s = column.statistics
+@lru_cache(maxsize=8192)
+def column_stats(footer: bytes, index: int, column: str) -> ColumnStats | str | None:
+    """The statistics of ``column`` in row group ``index`` of the file whose footer is
+    ``footer``: ABSENT when the file lacks the column, UNKNOWN when nothing usable is known
+    (nested, no statistics, or statistics that do not decode)."""
+    leaf = _columns_of(footer).get(column, -1)
+    if leaf == -1:
+        return ABSENT
+    if leaf is None:
+        return UNKNOWN
+    try:
+        group = metadata_of(footer).row_group(index)
+        s = group.column(leaf).statistics
         if s is None:
-            out[column.path_in_schema] = ColumnStats(group.num_rows, None)
-            continue
+            return UNKNOWN
         nulls = s.null_count if s.has_null_count else None
-        if s.has_min_max:
-            out[column.path_in_schema] = ColumnStats(
-                group.num_rows, nulls, _plain(s.min), _plain(s.max)
-            )
-        else:
-            out[column.path_in_schema] = ColumnStats(group.num_rows, nulls)
-    return out
+        if s.has_min_max and _usable(s.min) and _usable(s.max):
+            return ColumnStats(group.num_rows, nulls, s.min, s.max)
+        return ColumnStats(group.num_rows, nulls)
+    except (ValueError, OverflowError, TypeError, ArithmeticError):
+        return UNKNOWN  # a value out of Python's ranges (a date past year 9999, say)
 
 
 def _may_compare(f: Filter, low: Any, high: Any) -> bool:
     if f.op is Op.EQ:
         return bool(low <= f.values[0] <= high)
     if f.op is Op.NE:
-        return not low == high == f.values[0]
+        # NaN is left out of double statistics, and NaN != x holds: fetch.
+        return isinstance(low, float) or not low == high == f.values[0]
     if f.op is Op.LT:
         return bool(low < f.values[0])
     if f.op is Op.LE:
@@ -101,12 +113,11 @@ def _may_compare(f: Filter, low: Any, high: Any) -> bool:
     return any(low <= v <= high for v in f.values)  # IN
 
 
-def may_match(f: Filter, stats: dict[str, ColumnStats | None]) -> bool:
-    """Whether some row of a block with ``stats`` may meet ``f``."""
-    if f.column not in stats:
-        return f.op is Op.IS_NULL  # the block's file lacks the column: null in every row
-    s = stats[f.column]
-    if s is None:
+def may_match(f: Filter, s: ColumnStats | str | None) -> bool:
+    """Whether some row of a block whose statistics of ``f.column`` are ``s`` may meet it."""
+    if s == ABSENT:
+        return f.op is Op.IS_NULL
+    if not isinstance(s, ColumnStats):
         return True
     if f.op is Op.IS_NULL:
         return s.nulls is None or s.nulls > 0
@@ -118,29 +129,30 @@ def may_match(f: Filter, stats: dict[str, ColumnStats | None]) -> bool:
     try:
         return _may_compare(f, s.low, s.high)
     except TypeError:
-        return True  # statistics of another kind than the operand (bytes, say): fetch it
+        return True  # statistics of another kind than the operand: fetch it
 
 
 def prune(
     blocks: Sequence[BlockRef], filters: Sequence[Filter], time_field: str
 ) -> tuple[list[BlockRef], int]:
-    """The blocks some row of which may meet every filter, and how many were left out. Avro
-    blocks are judged by the time field alone, whose bounds the block index holds."""
+    """The blocks some row of which may meet every filter, and how many were left out. The time
+    field is judged by the block index's bounds (what the reader itself stores as the rows'
+    milliseconds), other columns by Parquet statistics; Avro blocks have only the former."""
     if not filters:
         return list(blocks), 0
-    on_time = [f for f in filters if f.column == time_field]
     kept: list[BlockRef] = []
     for b in blocks:
-        if b.file.parquet:
-            stats = row_group_stats(b.file.header, row_group_at(b.file.header, b.first_row or 0))
-            if not all(may_match(f, stats) for f in filters):
-                continue
-        elif on_time and b.min_time is not None and b.max_time is not None:
-            # Rows have a time always; the count only has to exceed the (zero) nulls.
-            bounds: dict[str, ColumnStats | None] = {
-                time_field: ColumnStats(1, 0, b.min_time, b.max_time)
-            }
-            if not all(may_match(f, bounds) for f in on_time):
-                continue
-        kept.append(b)
+        if all(_block_may_match(b, f, time_field) for f in filters):
+            kept.append(b)
     return kept, len(blocks) - len(kept)
+
+
+def _block_may_match(b: BlockRef, f: Filter, time_field: str) -> bool:
+    if f.column == time_field:
+        if b.min_time is None or b.max_time is None:
+            return True
+        return may_match(f, ColumnStats(1, 0, b.min_time, b.max_time))
+    if not b.file.parquet:
+        return True
+    group = row_group_at(b.file.header, b.first_row or 0)
+    return may_match(f, column_stats(b.file.header, group, f.column))

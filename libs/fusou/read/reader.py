@@ -295,6 +295,10 @@ class Reader:
         if newest > info.latest.version:
             # Another process evolved the schema after we cached it: conform to the newer one.
             info = await self._registry.get(info.dataset_id, info.name, refresh=True) or info
+            # A column may have widened under the filters (a null-only one taking a type).
+            problems = filter_violations(req.filters, info.latest)
+            if problems:
+                raise InvalidArgument.many(problems)
         parts: list[pa.Table] = []
         stats.hot_rows = len(hot.seqs)
         for version, lo, hi in runs:

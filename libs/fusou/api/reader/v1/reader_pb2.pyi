@@ -145,7 +145,8 @@ class Filter(_message.Message):
         """The operand: one value for the comparisons, one or more for IN, none for IS_NULL and
         IS_NOT_NULL. Numbers for long and double columns (the time field: epoch milliseconds),
         strings for string and JSON columns (JSON compared as its canonical text), booleans for
-        boolean columns. Bytes columns take IS_NULL and IS_NOT_NULL only.
+        boolean columns. Bytes columns take IS_NULL and IS_NOT_NULL only. Numbers are doubles:
+        integers beyond 2^53 are not exact.
         """
 
     def __init__(
