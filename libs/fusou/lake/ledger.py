@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from fusou.storage.partitions import DAY_MS
+
 WRITTEN = "written"
 PUBLISHED = "published"
 RETIRED = "retired"
@@ -39,13 +41,13 @@ class LiveFile:
     last_day: int
 
 
-async def live_files(conn: asyncpg.Connection, table_id: int, day_ms: int) -> list[LiveFile]:
+async def live_files(conn: asyncpg.Connection, table_id: int) -> list[LiveFile]:
     rows = await conn.fetch(
         "SELECT file_id, floor(min_time::numeric / $2)::int AS first_day, "
         "       floor(max_time::numeric / $2)::int AS last_day "
         "FROM fusou_files WHERE table_id = $1 AND state = 'active' AND row_count > 0",
         table_id,
-        day_ms,
+        DAY_MS,
     )
     return [LiveFile(r["file_id"], r["first_day"], r["last_day"]) for r in rows]
 

@@ -135,16 +135,10 @@ class LakePublisher(StorageJob):
         assert settings.store.url is not None
         self._location = LakeLocation.of(settings.store.url)
 
-    @property
-    def enabled(self) -> bool:
-        return self._settings.lake.publish
-
     async def publish(self, dataset_id: str = "", table: str = "") -> LakeReport:
         """Bring every table in scope (all, a dataset's, one) in step, then delete what the
         grace period has passed for. A table's failure is reported, not raised."""
         report = LakeReport()
-        if not self.enabled:
-            return report
         for target in await self._targets(dataset_id, table):
             outcome = TablePublication(target.dataset_id, target.name)
             try:
@@ -194,7 +188,7 @@ class LakePublisher(StorageJob):
         if info is None:
             return
         async with self._pool.acquire() as conn:
-            live = await ledger.live_files(conn, info.table_id, DAY_MS)
+            live = await ledger.live_files(conn, info.table_id)
             current = await ledger.current_files(conn, info.table_id)
             last = await ledger.published(
                 conn, self._settings.lake.catalog, info.table_id, info.dataset_id, info.name

@@ -140,8 +140,6 @@ def _condition(table: pa.Table, f: Filter) -> pa.ChunkedArray:
         return pc.is_null(column)
     if f.op is Op.IS_NOT_NULL:
         return pc.is_valid(column)
-    if pa.types.is_null(column.type):
-        return pc.is_valid(column)  # all false: a null meets no comparison
     if f.op is Op.IN:
         wide = pa.types.is_integer(column.type) and any(
             isinstance(v, float) and not _fits_long(v) for v in f.values

@@ -286,10 +286,6 @@ class Reader:
                 strict=True,
             )
         ]
-        if req.filters:
-            plan, stats.blocks_pruned = prune(
-                plan, prunable(req.filters, info), info.latest.time_field
-            )
         runs = hot.runs()
         newest = max([*(r[0] for r in runs), *(f.version for f in files.values())], default=0)
         if newest > info.latest.version:
@@ -299,6 +295,11 @@ class Reader:
             problems = filter_violations(req.filters, info.latest)
             if problems:
                 raise InvalidArgument.many(problems)
+        if req.filters:
+            # Judged by the newest schema: what a column's type allows to compare.
+            plan, stats.blocks_pruned = prune(
+                plan, prunable(req.filters, info), info.latest.time_field
+            )
         parts: list[pa.Table] = []
         stats.hot_rows = len(hot.seqs)
         for version, lo, hi in runs:
