@@ -14,6 +14,7 @@ from grpc import aio
 
 from fusou.runtime import Runtime
 from fusou.server.app import HostedService
+from fusou.server.flight import FlightService
 
 S = TypeVar("S")
 
@@ -27,6 +28,8 @@ class Serving(Generic[S]):
 
     servicer: S
     close: Hook | None = None
+    # Served on the Flight port beside the servicer's gRPC one.
+    flight: FlightService | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class ServiceSpec(Generic[S]):
             add_to_server=functools.partial(self.add_to_server, serving.servicer),
             start=self.start,
             close=serving.close,
+            flight=serving.flight,
             # methods_by_name: a method the service does not have fails here, not silently.
             request_types={
                 f"/{self.full_name}/{self.descriptor.methods_by_name[method].name}": parser

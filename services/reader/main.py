@@ -7,13 +7,14 @@ from fusou.cpu import run_cpu
 from fusou.formats import avro_decoder
 from fusou.read.reader import Reader
 from fusou.runtime import Runtime
+from fusou.services.reader.flight import ReaderFlight
 from fusou.services.reader.servicer import ReaderServicer
 from fusou.services.spec import ServiceSpec, Serving
 
 
 def _serving(runtime: Runtime) -> Serving[ReaderServicer]:
     reader = Reader(runtime.settings, runtime.read_pool, runtime.store, runtime.registry)
-    return Serving(ReaderServicer(runtime.pool, reader))
+    return Serving(ReaderServicer(runtime.pool, reader), flight=ReaderFlight(reader))
 
 
 async def _warm_up() -> None:

@@ -14,10 +14,17 @@ from grpc import aio
 from fusou.api.reader.translate import get_stats_response, read_range_answers, read_request
 from fusou.api.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.catalog.stats import table_stats
-from fusou.read.reader import Reader
+from fusou.read.reader import Reader, ReadStats
 from fusou.server import metrics
 
 Context = aio.ServicerContext[Any, Any]
+
+
+def count_read(stats: ReadStats) -> None:
+    """A read's cache and GET counts, into the process's metrics."""
+    metrics.READER_CACHE_HITS.inc(stats.cache_hits)
+    metrics.READER_CACHE_MISSES.inc(stats.blocks_fetched)
+    metrics.READER_GETS.inc(stats.get_requests)
 
 
 class ReaderServicer(reader_pb2_grpc.ReaderServiceServicer):
@@ -35,9 +42,7 @@ class ReaderServicer(reader_pb2_grpc.ReaderServiceServicer):
         # The client's deadline bounds the work: past it, everything in flight is cancelled.
         async with asyncio.timeout(remaining):
             result = await self._reader.read(read)
-        metrics.READER_CACHE_HITS.inc(result.stats.cache_hits)
-        metrics.READER_CACHE_MISSES.inc(result.stats.blocks_fetched)
-        metrics.READER_GETS.inc(result.stats.get_requests)
+        count_read(result.stats)
         # Closed on the way out, so that a message still being encoded is cancelled with it.
         async with aclosing(read_range_answers(result, request.format)) as answers:
             async for message in answers:

@@ -7,7 +7,6 @@ import io
 import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -17,85 +16,19 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
-from fusou.api.compactor.v1 import compactor_pb2, compactor_pb2_grpc
-from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from fusou.api.reader.v1 import reader_pb2, reader_pb2_grpc
+from fusou.api.archiver.v1 import archiver_pb2
+from fusou.api.compactor.v1 import compactor_pb2
+from fusou.api.ingest.v1 import ingest_pb2
+from fusou.api.reader.v1 import reader_pb2
 from fusou.api.structs import structs
 from fusou.api.timestamps import timestamp_of_ms
-from fusou.auth.tokens import hash_token
-from fusou.config import Settings
-from fusou.testing.services import ServicesUnderTest, running_services
+from tests.auth.conftest import Clients, bearer, secret
 from tests.support.grpcurl import FUSOU, GRPCURL, arun, clean_env
 from tests.support.tls import TlsFiles, make_tls_files
 
 T0 = 1_700_000_000_000
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
-# name -> (role, datasets)
-TOKENS: dict[str, tuple[str | list[str], list[str]]] = {
-    "ingest-demo": ("ingest", ["demo"]),
-    "read-demo": ("read", ["demo"]),
-    "admin-demo": ("admin", ["demo"]),
-    "admin-all": ("admin", ["*"]),
-    "writer-team": ("ingest", ["team-*"]),
-    "reader-writer-demo": (["ingest", "read"], ["demo"]),
-}
-
-
-def secret(name: str) -> str:
-    return f"fusou_test_{name}_0123456789abcdef"
-
-
-def bearer(name: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {secret(name)}"),)
-
-
-@dataclass
-class Clients:
-    services: ServicesUnderTest
-    channel: grpc.aio.Channel
-    ingest: ingest_pb2_grpc.IngestServiceAsyncStub
-    archiver: archiver_pb2_grpc.ArchiverServiceAsyncStub
-    compactor: compactor_pb2_grpc.CompactorServiceAsyncStub
-    reader: reader_pb2_grpc.ReaderServiceAsyncStub
-
-
-@pytest.fixture
-def tls(tmp_path: Path) -> TlsFiles:
-    return make_tls_files(tmp_path / "tls")
-
-
-def secured(settings: Settings, tls: TlsFiles) -> Settings:
-    entries = [
-        {"name": name, "sha256": hash_token(secret(name)), "role": role, "datasets": datasets}
-        for name, (role, datasets) in TOKENS.items()
-    ]
-    return settings.replace(
-        tls_cert_file=str(tls.cert),
-        tls_key_file=str(tls.key),
-        auth_tokens=json.dumps(entries),
-        archive_min_age_s=0.0,
-    )
-
-
-@pytest.fixture
-async def clients(settings: Settings, tls: TlsFiles) -> AsyncIterator[Clients]:
-    async with running_services(
-        secured(settings, tls), ["ingest", "archiver", "compactor", "reader"]
-    ) as services:
-        credentials = grpc.ssl_channel_credentials(root_certificates=tls.ca_pem)
-        async with grpc.aio.secure_channel(services.target, credentials) as channel:
-            yield Clients(
-                services,
-                channel,
-                ingest_pb2_grpc.IngestServiceStub(channel),
-                archiver_pb2_grpc.ArchiverServiceStub(channel),
-                compactor_pb2_grpc.CompactorServiceStub(channel),
-                reader_pb2_grpc.ReaderServiceStub(channel),
-            )
-
-
 Metadata = tuple[tuple[str, str], ...]
 Call = Callable[[Clients, str, Metadata], Awaitable[object]]
 _ids = itertools.count()

@@ -5,13 +5,16 @@ returned at all, even when an older version would pass."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 from google.protobuf import struct_pb2
+from pyarrow import flight
 
 from fusou.api.ingest.v1 import ingest_pb2
+from fusou.api.reader.flight import read_flight_table
 from fusou.api.reader.v1 import reader_pb2
 from tests.compact.oracle import compact_until_done
 from tests.read.conftest import Stubs
@@ -96,6 +99,12 @@ async def _check_reads(stubs: Stubs, oracle: Oracle) -> None:
         request = read_request(DS, TABLE, START, END, limit=limit)
         request.filters.extend(f for f, _ in conds)
         answer = await read(stubs.reader, request)
+        # Flight answers the same request with the same table.
+        table, stats = await asyncio.to_thread(
+            read_flight_table, flight.connect(f"grpc://{stubs.services.flight_target}"), request
+        )
+        assert answer.table is not None and table.equals(answer.table), name
+        assert stats is not None and stats.rows_returned == answer.stats.rows_returned, name
         wanted = [r for r in everything if all(holds(r) for _, holds in conds)]
         dropped = len(everything) - len(wanted)
         # Rows of blocks left out unfetched are not counted as filtered.

@@ -102,6 +102,13 @@ class ServerSettings:
         integer(0, 65535),
         "Port of the gRPC server (0 picks a free port).",
     )
+    flight_port: int = setting(
+        "FUSOU_FLIGHT_PORT",
+        8815,
+        integer(0, 65535),
+        "Port of the reader's Arrow Flight server, for bulk reads as Arrow (0 picks a free "
+        "port). Only a process serving the reader opens it; TLS and tokens as on the gRPC port.",
+    )
     grpc_max_message_bytes: int = setting(
         "FUSOU_GRPC_MAX_MESSAGE_BYTES",
         64 * MiB,
@@ -465,6 +472,13 @@ class ClientSettings:
         "localhost:50051",
         str,
         "Client commands: the server's host:port (`--target` overrides it).",
+    )
+    flight_target: str | None = setting(
+        "FUSOU_FLIGHT_TARGET",
+        None,
+        optional_text,
+        "Client commands: the reader's Arrow Flight host:port, which `fusou read` reads "
+        "through (`--flight-target` overrides it). Unset: the host of the target, port 8815.",
     )
     # A secret: kept out of repr, hence out of logs and tracebacks.
     token: str | None = setting(

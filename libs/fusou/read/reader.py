@@ -31,7 +31,7 @@ from fusou.read.decode import decode_hot_rows
 from fusou.read.fetch import FetchStats, Span, fetch_spans
 from fusou.read.files import BlockRef, FileRef, decode_file_blocks
 from fusou.read.filters import Filter, apply_filters, filter_violations
-from fusou.read.merge import conform_to, merge, project
+from fusou.read.merge import conform_to, merge, project, read_schema
 from fusou.read.prune import prunable, prune
 from fusou.schema.model import TableSchema
 from fusou.schema.time_bounds import MAX_TIME_MS, MIN_TIME_MS, bounds_text
@@ -206,7 +206,8 @@ class Reader:
         if violations:
             raise InvalidArgument.many(violations)
 
-    async def read(self, req: ReadRequest) -> ReadResult:
+    async def _checked(self, req: ReadRequest) -> TableInfo:
+        """The table ``req`` reads, once the request is found valid for it."""
         self.validate(req)
         info = await self._registry.get(req.dataset_id, req.table)
         if info is None:
@@ -218,6 +219,17 @@ class Reader:
             problems = self._request_violations(req, info)
         if problems:
             raise InvalidArgument.many(problems)
+        return info
+
+    async def answer_schema(self, req: ReadRequest) -> tuple[pa.Schema, TableInfo]:
+        """The columns ``req``'s answer will have, as the table's schema now stands (a schema
+        evolving before the read may add some), without reading."""
+        info = await self._checked(req)
+        empty = read_schema(info.latest).empty_table()
+        return project(empty, info.latest, req.columns, 0).schema, info
+
+    async def read(self, req: ReadRequest) -> ReadResult:
+        info = await self._checked(req)
         stats = ReadStats()
         for attempt in range(2):
             try:

@@ -23,6 +23,7 @@ from fusou.api.access import AccessControl
 from fusou.auth.tokens import configured_tokens
 from fusou.config import ConfigError, Settings
 from fusou.server import metrics
+from fusou.server.flight import FlightHost, FlightService
 from fusou.server.interceptor import ErrorMappingInterceptor
 from fusou.server.observing import ObservingInterceptor
 from fusou.server.readiness import READINESS, Check, watch
@@ -45,6 +46,8 @@ class HostedService:
     # Per method ("/pkg.Service/Method"), a class whose FromString replaces the generated
     # request parser, e.g. to keep a request as bytes for a worker process.
     request_types: Mapping[str, Any] = field(default_factory=dict)
+    # Served on FUSOU_FLIGHT_PORT beside the gRPC port (one per server).
+    flight: FlightService | None = None
 
 
 @dataclass
@@ -58,6 +61,9 @@ class FusouServer:
     metrics_port: int = 0
     # The plaintext health-only port (FUSOU_HEALTH_PORT), 0 when there is none.
     health_port: int = 0
+    # The Arrow Flight port, 0 when no hosted service serves Flight.
+    flight_port: int = 0
+    _flight: FlightHost | None = None
     _health_server: aio.Server | None = None
     _metrics_http: metrics.MetricsHttp | None = None
     _gauges: asyncio.Task[None] | None = None
@@ -114,11 +120,19 @@ class FusouServer:
             )
             await health_only.start()
             self._health_server = health_only
+        flights = [s.flight for s in self.services if s.flight is not None]
+        if len(flights) > 1:
+            raise ConfigError("only one hosted service may serve Arrow Flight")
         try:
+            if flights:
+                self._flight = FlightHost(self.settings, flights[0], access)
+                self.flight_port = self._flight.start()
             await server.start()
         except BaseException:
             if self._health_server is not None:
                 await self._health_server.stop(0)
+            if self._flight is not None:
+                await self._flight.stop(0)
             raise
         self._server = server
         self._metrics_http = metrics.serve(
@@ -213,7 +227,10 @@ class FusouServer:
             # termination) only after a while; calls routed here meanwhile are still served.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drain_cut.wait(), drain)
-        await self._server.stop(grace)
+        if self._flight is not None:
+            await asyncio.gather(self._server.stop(grace), self._flight.stop(grace))
+        else:
+            await self._server.stop(grace)
         if self._health_server is not None:
             await self._health_server.stop(0)
         for service in self.services:

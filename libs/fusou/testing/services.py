@@ -24,12 +24,17 @@ class ServicesUnderTest:
     def target(self) -> str:
         return f"127.0.0.1:{self.server.port}"
 
+    @property
+    def flight_target(self) -> str:
+        """The Arrow Flight server's host:port (when a hosted service serves Flight)."""
+        return f"127.0.0.1:{self.server.flight_port}"
+
 
 @asynccontextmanager
 async def running_services(
     settings: Settings, names: Sequence[str] = ("ingest",), clock: ManualClock | None = None
 ) -> AsyncIterator[ServicesUnderTest]:
-    settings = settings.replace(grpc_host="127.0.0.1", grpc_port=0, metrics_port=0)
+    settings = settings.replace(grpc_host="127.0.0.1", grpc_port=0, metrics_port=0, flight_port=0)
     clock = clock or ManualClock()
     runtime = await open_runtime(settings, clock)
     server = build_server(runtime, names)

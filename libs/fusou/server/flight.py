@@ -1,0 +1,289 @@
+"""Hosting an Arrow Flight service beside the gRPC server: its own port, the same TLS files and
+bearer tokens, the same error mapping, metrics and call log.
+
+pyarrow's Flight server is C++ gRPC with a thread per call: it writes Arrow batches without
+Python in the way, which is what bulk answers need. Handlers run on those threads and hand the
+work to the process's event loop (``FlightService``), waiting for its answer; the loop is never
+blocked by them, so health checks and the gRPC port go on answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import pyarrow as pa
+from pyarrow import flight
+
+from fusou.api.access import OPEN, AccessControl, Grant
+from fusou.config import ConfigError, Settings, read_configured_file
+from fusou.logs import CURRENT_CALL, REQUEST_ID_HEADER, CallInfo, request_id_of
+from fusou.server.flight_status import flight_exception
+from fusou.server.metrics import RPC_SECONDS, RPCS
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+FLIGHT_SERVICE = "/arrow.flight.protocol.FlightService"
+# How often a handler waiting for the loop looks whether its client went away.
+_CANCEL_POLL_S = 0.25
+
+
+@dataclass(frozen=True)
+class FlightAnswer:
+    """What DoGet streams: a table, and bytes for the first message's app_metadata."""
+
+    table: pa.Table
+    app_metadata: bytes = b""
+
+
+class FlightService(Protocol):
+    """A Flight service over the process's domain objects. Commands and tickets are the
+    serialized request of one gRPC method, whose access rule applies to them."""
+
+    @property
+    def method(self) -> str:
+        """The gRPC method (e.g. "/fusou.reader.v1.ReaderService/ReadRange")."""
+        ...
+
+    async def describe(self, command: bytes, grant: Grant) -> pa.Schema:
+        """The schema of the answer to ``command``, checked and admitted as DoGet would."""
+        ...
+
+    async def fetch(self, ticket: bytes, grant: Grant) -> FlightAnswer: ...
+
+
+class _Call(flight.ServerMiddleware):  # type: ignore[misc]
+    """One admitted call: its grant, log context and metrics."""
+
+    def __init__(self, grant: Grant, info: CallInfo) -> None:
+        self.grant = grant
+        self.info = info
+        self.code = "OK"
+        self._started = time.perf_counter()
+
+    def sending_headers(self) -> dict[str, str]:
+        return {REQUEST_ID_HEADER: self.info.request_id}
+
+    def call_completed(self, exception: BaseException | None) -> None:
+        if exception is not None and self.code == "OK":
+            self.code = "CANCELLED" if "ancel" in type(exception).__name__ else "INTERNAL"
+        _finished(self.info, self.code, time.perf_counter() - self._started)
+
+
+def _finished(info: CallInfo, code: str, seconds: float) -> None:
+    RPCS.labels(info.method, code).inc()
+    RPC_SECONDS.labels(info.method).observe(seconds)
+    fields = {
+        "request_id": info.request_id,
+        "method": info.method,
+        "principal": info.principal,
+        "code": code,
+        "duration_ms": round(seconds * 1000, 3),
+    }
+    if code == "OK":
+        log.debug("call finished", extra=fields)
+    else:
+        log.warning("call failed: %s", code, extra=fields)
+
+
+_METHOD_NAMES = {
+    flight.FlightMethod.HANDSHAKE: "Handshake",
+    flight.FlightMethod.LIST_FLIGHTS: "ListFlights",
+    flight.FlightMethod.GET_FLIGHT_INFO: "GetFlightInfo",
+    flight.FlightMethod.GET_SCHEMA: "GetSchema",
+    flight.FlightMethod.DO_GET: "DoGet",
+    flight.FlightMethod.DO_PUT: "DoPut",
+    flight.FlightMethod.DO_ACTION: "DoAction",
+    flight.FlightMethod.LIST_ACTIONS: "ListActions",
+    flight.FlightMethod.DO_EXCHANGE: "DoExchange",
+}
+
+
+def _code_name(exc: Exception) -> str:
+    if isinstance(exc, flight.FlightUnauthenticatedError):
+        return "UNAUTHENTICATED"
+    if isinstance(exc, flight.FlightUnauthorizedError):
+        return "PERMISSION_DENIED"
+    if isinstance(exc, flight.FlightUnavailableError):
+        return "UNAVAILABLE"
+    if isinstance(exc, flight.FlightTimedOutError):
+        return "DEADLINE_EXCEEDED"
+    if isinstance(exc, flight.FlightCancelledError):
+        return "CANCELLED"
+    if isinstance(exc, pa.ArrowInvalid):
+        return "INVALID_ARGUMENT"
+    if isinstance(exc, pa.ArrowKeyError):
+        return "NOT_FOUND"
+    if isinstance(exc, pa.ArrowNotImplementedError):
+        return "UNIMPLEMENTED"
+    return "INTERNAL"
+
+
+class _Admission(flight.ServerMiddlewareFactory):  # type: ignore[misc]
+    """Admits each call by its bearer token under the service's gRPC method rule."""
+
+    def __init__(self, access: AccessControl | None, method: str) -> None:
+        self._access = access
+        self._method = method
+
+    def start_call(self, info: Any, headers: dict[str, list[str]]) -> _Call:
+        metadata = [(key, value) for key, values in headers.items() for value in values]
+        call = CallInfo(
+            request_id_of(metadata), f"{FLIGHT_SERVICE}/{_METHOD_NAMES.get(info.method, '?')}"
+        )
+        try:
+            grant = OPEN if self._access is None else self._access.admit(self._method, metadata)
+        except Exception as exc:  # noqa: BLE001 - the mapping point: every error answers
+            refusal = flight_exception(exc)
+            _finished(call, _code_name(refusal), 0.0)
+            raise refusal from None
+        call.principal = grant.principal
+        return _Call(grant, call)
+
+
+class _FlightServer(flight.FlightServerBase):  # type: ignore[misc]
+    def __init__(
+        self,
+        location: str,
+        service: FlightService,
+        loop: asyncio.AbstractEventLoop,
+        access: AccessControl | None,
+        tls: list[tuple[bytes, bytes]] | None,
+    ) -> None:
+        super().__init__(
+            location,
+            tls_certificates=tls or [],
+            middleware={"fusou": _Admission(access, service.method)},
+        )
+        self._service = service
+        self._loop = loop
+
+    def _on_loop(self, context: Any, work: Awaitable[T]) -> T:
+        """``work``'s result, run on the event loop under the call's log context; the work is
+        cancelled when the client goes away."""
+        call: _Call = context.get_middleware("fusou")
+
+        async def with_context() -> T:
+            CURRENT_CALL.set(call.info)  # the task's own copy of the context
+            return await work
+
+        future = asyncio.run_coroutine_threadsafe(with_context(), self._loop)
+        try:
+            while True:
+                try:
+                    return future.result(_CANCEL_POLL_S)
+                except concurrent.futures.TimeoutError:
+                    if context.is_cancelled():
+                        future.cancel()
+                        call.code = "CANCELLED"
+                        raise flight.FlightCancelledError("the client cancelled the call") from None
+        except (flight.FlightCancelledError, concurrent.futures.CancelledError):
+            call.code = "CANCELLED"
+            raise
+        except Exception as exc:  # noqa: BLE001 - the mapping point: every error answers
+            refusal = flight_exception(exc)
+            call.code = _code_name(refusal)
+            raise refusal from None
+
+    def _grant(self, context: Any) -> Grant:
+        call: _Call = context.get_middleware("fusou")
+        return call.grant
+
+    def get_flight_info(self, context: Any, descriptor: flight.FlightDescriptor) -> Any:
+        if descriptor.descriptor_type != flight.DescriptorType.CMD:
+            call: _Call = context.get_middleware("fusou")
+            call.code = "INVALID_ARGUMENT"
+            raise pa.ArrowInvalid(
+                f"the descriptor must be a command: the serialized request of "
+                f"{self._service.method.rsplit('/', 1)[-1]}"
+            )
+        command = bytes(descriptor.command)
+        schema = self._on_loop(context, self._service.describe(command, self._grant(context)))
+        # No location: the ticket is redeemed on this same server.
+        return flight.FlightInfo(schema, descriptor, [flight.FlightEndpoint(command, [])], -1, -1)
+
+    def do_get(self, context: Any, ticket: flight.Ticket) -> Any:
+        answer = self._on_loop(
+            context, self._service.fetch(bytes(ticket.ticket), self._grant(context))
+        )
+        return flight.GeneratorStream(answer.table.schema, _messages(answer))
+
+
+def _messages(answer: FlightAnswer) -> Iterator[Any]:
+    """The answer's batches, the first carrying the app metadata (an empty one when there are
+    no rows), the rest written by Arrow's C++ side."""
+    table = answer.table
+    batches = table.to_batches()
+    first = batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+    yield first, pa.py_buffer(answer.app_metadata)
+    if len(batches) > 1:
+        yield flight.RecordBatchStream(pa.Table.from_batches(batches[1:], table.schema))
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+class FlightHost:
+    """A Flight service on FUSOU_FLIGHT_PORT, started and stopped with the gRPC server."""
+
+    def __init__(
+        self, settings: Settings, service: FlightService, access: AccessControl | None
+    ) -> None:
+        self._settings = settings
+        self._service = service
+        self._access = access
+        self._server: _FlightServer | None = None
+        self.port = 0
+
+    def start(self) -> int:
+        s = self._settings.server
+        tls = None
+        if s.tls_cert_file is not None and s.tls_key_file is not None:
+            tls = [
+                (
+                    read_configured_file("FUSOU_TLS_CERT_FILE", s.tls_cert_file),
+                    read_configured_file("FUSOU_TLS_KEY_FILE", s.tls_key_file),
+                )
+            ]
+        scheme = "grpc+tls" if tls else "grpc+tcp"
+        location = f"{scheme}://{_url_host(s.grpc_host)}:{s.flight_port}"
+        try:
+            self._server = _FlightServer(
+                location, self._service, asyncio.get_running_loop(), self._access, tls
+            )
+        except (pa.ArrowException, OSError) as exc:
+            raise ConfigError(f"FUSOU_FLIGHT_PORT: cannot listen on {location} ({exc})") from None
+        self.port = self._server.port
+        log.info("Arrow Flight on %s:%d (%s)", s.grpc_host, self.port, scheme)
+        return self.port
+
+    async def stop(self, grace: float) -> None:
+        """Refuse new calls and give those in flight ``grace`` seconds (their handlers need the
+        loop, so this waits without blocking it)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def shut_down() -> None:
+            try:
+                server.shutdown()
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(done.set)
+
+        # A daemon thread: a call still streaming past the grace must not keep the process.
+        threading.Thread(target=shut_down, name="flight-shutdown", daemon=True).start()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), max(grace, 0.1))
