@@ -52,7 +52,10 @@ async def test_a_reader_that_stops_early_ends_the_command_quietly(
     errors = tmp_path / "stderr"
     span = ["--from", str(T0), "--to", str(T0 + 20_000)]
     read = shlex.join(
-        [FUSOU, "read", "pipe", "battle", *span, "--target", system.target, "--quiet"]
+        [
+            *(FUSOU, "read", "pipe", "battle", *span, "--target", system.target, "--quiet"),
+            *("--flight-target", system.flight_target),
+        ]
     )
     script = f'{read} 2>{shlex.quote(str(errors))} | head -n 1; echo "status=${{PIPESTATUS[0]}}"'
     result = await arun(["bash", "-c", script], time_limit=120)

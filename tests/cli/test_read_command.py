@@ -65,6 +65,8 @@ async def test_json_lines_to_stdout(system: ServicesUnderTest) -> None:
             "battle",
             "--target",
             system.target,
+            "--flight-target",
+            system.flight_target,
             "--quiet",
             "--from",
             "2023-11-14T22:13:25Z",
@@ -88,6 +90,8 @@ async def test_columns_limit_and_parquet_file(system: ServicesUnderTest, tmp_pat
             "battle",
             "--target",
             system.target,
+            "--flight-target",
+            system.flight_target,
             "--from",
             str(T0),
             "--to",
@@ -112,8 +116,10 @@ async def test_columns_limit_and_parquet_file(system: ServicesUnderTest, tmp_pat
 
 @pytest.mark.integration
 async def test_failures_are_readable(system: ServicesUnderTest, tmp_path: Path) -> None:
-    def read(table: str, *args: str, target: str = system.target) -> list[str]:
-        return [FUSOU, "read", "u1", table, "--target", target, *args]
+    def read(
+        table: str, *args: str, target: str = system.target, flight: str = system.flight_target
+    ) -> list[str]:
+        return [FUSOU, "read", "u1", table, "--target", target, "--flight-target", flight, *args]
 
     bad_time = await arun(read("battle", "--from", "soon", "--to", "1"))
     assert bad_time.returncode == 2 and "soon" in bad_time.stderr
@@ -136,17 +142,51 @@ async def test_failures_are_readable(system: ServicesUnderTest, tmp_path: Path) 
             "--quiet",
             "--timeout",
             "5",
-            target=f"127.0.0.1:{port}",
+            flight=f"127.0.0.1:{port}",
         )
     )
     assert down.returncode == 1 and "UNAVAILABLE" in down.stderr
-    for r in (bad_time, no_file, backwards, unknown, down):
+    assert f"127.0.0.1:{port} did not answer" in down.stderr and "--grpc" in down.stderr
+    grpc_down = await arun(
+        read(
+            "battle",
+            *("--from", "0", "--to", "1", "--quiet", "--timeout", "5", "--grpc"),
+            target=f"127.0.0.1:{port}",
+        )
+    )
+    assert grpc_down.returncode == 1 and "UNAVAILABLE" in grpc_down.stderr
+    for r in (bad_time, no_file, backwards, unknown, down, grpc_down):
         assert "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.integration
+async def test_flight_and_grpc_write_the_same_rows(
+    system: ServicesUnderTest, tmp_path: Path
+) -> None:
+    outputs = {}
+    for via in ("flight", "grpc"):
+        out = tmp_path / f"{via}.parquet"
+        command = [
+            *(FUSOU, "read", "u1", "battle", "--target", system.target),
+            *("--flight-target", system.flight_target, "--from", str(T0), "--to", str(T0 + 50_000)),
+            *("--format", "parquet", "-o", str(out), "--quiet"),
+        ]
+        result = await arun([*command, "--grpc"] if via == "grpc" else command)
+        assert result.returncode == 0, result.explain()
+        outputs[via] = pq.read_table(out)
+        # One row group, though Flight sends the rows a block at a time.
+        assert pq.ParquetFile(out).num_row_groups == 1
+    assert outputs["flight"].num_rows == 50
+    assert outputs["flight"].equals(outputs["grpc"])
 
 
 @pytest.mark.integration
 async def test_where_keeps_the_rows_meeting_every_condition(system: ServicesUnderTest) -> None:
-    base = [FUSOU, "read", "u1", "battle", "--target", system.target, "--from", str(T0)]
+    base = [
+        *(FUSOU, "read", "u1", "battle", "--target", system.target),
+        *("--flight-target", system.flight_target, "--from", str(T0)),
+    ]
     result = await arun(
         [
             *base,

@@ -120,10 +120,15 @@ class UpProcess:
     data_dir: Path
     stdout: LineReader
     stderr_path: Path
+    flight_port: int = 0
 
     @property
     def target(self) -> str:
         return f"localhost:{self.port}"
+
+    @property
+    def flight_target(self) -> str:
+        return f"localhost:{self.flight_port}"
 
     def output(self) -> str:
         return (
@@ -188,6 +193,9 @@ def started_up(
         assert int(started.group(1)) == port
         # The announcement is one print; wait for its last line before tests read it.
         assert reader.wait_for(r"Ctrl-C stops it", 10) is not None, up.output()
+        flight = reader.wait_for(r"^arrow flight: localhost:(\d+) ", 1)
+        assert flight is not None, up.output()
+        up.flight_port = int(flight.group(1))
         yield up
     finally:
         if proc.poll() is None:
@@ -293,7 +301,7 @@ def test_the_compaction_example_works(fusou_up: UpProcess, tmp_path: Path) -> No
     assert "fusou.compactor.v1.CompactorService" in listed.stdout.split(), listed.explain()
     battles = tmp_path / "battles.parquet"
     pq.write_table(pa.table({"timestamp": [1_700_000_000_000 + i for i in range(5)]}), battles)
-    env = clean_env(FUSOU_TARGET=fusou_up.target)
+    env = clean_env(FUSOU_TARGET=fusou_up.target, FUSOU_FLIGHT_TARGET=fusou_up.flight_target)
     sent = subprocess.run(
         [FUSOU, "upload", "readme", f"battle={battles}"],
         capture_output=True,
@@ -396,7 +404,7 @@ def _run_quick_start(fusou_up: UpProcess, tmp_path: Path) -> None:
         assert f"localhost:50051 {method}" in text, method
     # The virtualenv running the tests: the project's .venv when run by ./scripts/test.
     (tmp_path / ".venv").symlink_to(BIN_DIR.parent)
-    env = clean_env(FUSOU_TARGET=fusou_up.target)
+    env = clean_env(FUSOU_TARGET=fusou_up.target, FUSOU_FLIGHT_TARGET=fusou_up.flight_target)
     outputs = []
     for block in blocks:
         script = block.replace("localhost:50051", fusou_up.target)

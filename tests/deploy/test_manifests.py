@@ -18,6 +18,7 @@ import yaml
 from fusou.app import SERVICES
 from fusou.auth.tokens import Role, configured_tokens, hash_token
 from fusou.config import VARIABLES, ConfigError, Settings
+from fusou.config.sections import DEFAULT_FLIGHT_PORT
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -102,7 +103,13 @@ def test_each_service_runs_as_a_deployment_behind_a_service() -> None:
         assert selector.items() <= labels.items()
         assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
         ports = {p["name"]: p for p in services[name]["spec"]["ports"]}
-        assert set(ports) == {"grpc", "metrics"}
+        container_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        if name == "fusou-reader":
+            # Arrow Flight beside gRPC, on the port the server opens by default.
+            flight = ports.pop("flight")
+            assert (flight["port"], flight["targetPort"]) == (DEFAULT_FLIGHT_PORT, "flight")
+            assert container_ports.pop("flight") == DEFAULT_FLIGHT_PORT
+        assert set(ports) == {"grpc", "metrics"} == set(container_ports)
         grpc_port, metrics = ports["grpc"], ports["metrics"]
         assert (grpc_port["port"], grpc_port["targetPort"], grpc_port["appProtocol"]) == (
             50051,
@@ -250,7 +257,12 @@ def test_compose_starts_services_after_migrations_and_the_bucket() -> None:
         env = service["environment"]
         assert env["FUSOU_OBJECT_STORE_URL"].startswith("s3://")
         assert "@postgres:5432/" in env["FUSOU_DATABASE_URL"]
-        (port,) = service["ports"]
+        port, *others = service["ports"]
+        assert port.endswith(":50051")
+        if name == "reader":
+            assert others == [f"{DEFAULT_FLIGHT_PORT}:{DEFAULT_FLIGHT_PORT}"]
+        else:
+            assert others == []
         host_ports.add(port.split(":")[0])
     assert len(host_ports) == len(SERVICES)
 

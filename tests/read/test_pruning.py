@@ -95,7 +95,7 @@ async def test_a_keyed_table_prunes_by_its_keys_only(stubs: Stubs) -> None:
     assert by_key.stats.blocks_pruned == 1  # the fragment, which holds key 1 only
 
 
-async def test_avro_blocks_are_pruned_by_the_time_field(stubs: Stubs) -> None:
+async def test_avro_blocks_are_pruned_by_the_statistics_kept_at_archive(stubs: Stubs) -> None:
     table = "cold"
     oracle = Oracle()
     await ingest(stubs.ingest, oracle, DS, table, [row(i) for i in range(200)])
@@ -104,7 +104,76 @@ async def test_avro_blocks_are_pruned_by_the_time_field(stubs: Stubs) -> None:
     answer = await _read(stubs, table, early)
     assert [r["api_no"] for r in arrow_rows(answer.table, oracle)] == list(range(30))
     assert answer.stats.blocks_pruned == 8 and answer.stats.blocks_fetched == 2
-    # Other columns of Avro blocks have no statistics: every block is fetched.
+    # Other columns by the block index's statistics.
     other = await _read(stubs, table, _filter("api_no", reader_pb2.FILTER_OP_LT, 30))
     assert [r["api_no"] for r in arrow_rows(other.table, oracle)] == list(range(30))
-    assert other.stats.blocks_pruned == 0
+    assert other.stats.blocks_pruned == 8
+    # A column first seen after the blocks were written is null in all of them.
+    await ingest(stubs.ingest, oracle, DS, table, [{**row(300), "late": 1}])
+    late = await _read(stubs, table, _filter("late", reader_pb2.FILTER_OP_GE, 0))
+    assert [r["api_no"] for r in arrow_rows(late.table, oracle)] == [300]
+    assert late.stats.blocks_pruned == 10
+    # Blocks archived before statistics were kept have none: fetched.
+    pool = stubs.services.runtime.pool
+    await pool.execute("UPDATE fusou_blocks SET column_stats = NULL")
+    unknown = await _read(stubs, table, _filter("api_no", reader_pb2.FILTER_OP_LT, 30))
+    assert [r["api_no"] for r in arrow_rows(unknown.table, oracle)] == list(range(30))
+    assert unknown.stats.blocks_pruned == 0
+
+
+async def test_avro_statistics_of_strings_nulls_and_widened_columns(stubs: Stubs) -> None:
+    table = "kinds"
+    oracle = Oracle()
+    long_text = "x" * 100
+
+    def kinds(i: int) -> dict[str, Any]:
+        return {
+            "timestamp": DAY0 + i * MINUTE,
+            "ship": f"ship-{i // 20:02d}",  # one name per block
+            "note": long_text + str(i // 20),  # too long to keep bounds of
+            "hp": None if i < 100 else i,  # null throughout the first five blocks
+            "big": i,  # a long, widened to double below
+        }
+
+    await ingest(stubs.ingest, oracle, DS, table, [kinds(i) for i in range(200)])
+    await archive(stubs.archiver, stubs.services.clock, DS, table)
+    cases: list[tuple[reader_pb2.Filter, int]] = [
+        (
+            reader_pb2.Filter(
+                column="ship",
+                op=reader_pb2.FILTER_OP_EQ,
+                values=[struct_pb2.Value(string_value="ship-03")],
+            ),
+            9,
+        ),
+        (
+            reader_pb2.Filter(
+                column="note",
+                op=reader_pb2.FILTER_OP_EQ,
+                values=[struct_pb2.Value(string_value=long_text + "3")],
+            ),
+            0,
+        ),
+        (reader_pb2.Filter(column="hp", op=reader_pb2.FILTER_OP_IS_NOT_NULL), 5),
+        (reader_pb2.Filter(column="hp", op=reader_pb2.FILTER_OP_IS_NULL), 5),
+    ]
+    for f, pruned in cases:
+        answer = await _read(stubs, table, f)
+        assert answer.stats.blocks_pruned == pruned, f
+        assert arrow_rows(answer.table, oracle) == [
+            r for r in oracle.expected(START, END) if _meets(r, f)
+        ], f
+    # A double arrives: "big" widens, and its long bounds still judge the blocks.
+    await ingest(stubs.ingest, oracle, DS, table, [{**kinds(500), "big": 0.5}])
+    answer = await _read(stubs, table, _filter("big", reader_pb2.FILTER_OP_EQ, 5.0))
+    assert [r["timestamp"] for r in arrow_rows(answer.table, oracle)] == [DAY0 + 5 * MINUTE]
+    assert answer.stats.blocks_pruned == 9
+
+
+def _meets(r: dict[str, Any], f: reader_pb2.Filter) -> bool:
+    value = r.get(f.column)
+    if f.op == reader_pb2.FILTER_OP_IS_NULL:
+        return value is None
+    if f.op == reader_pb2.FILTER_OP_IS_NOT_NULL:
+        return value is not None
+    return bool(value == f.values[0].string_value)

@@ -44,15 +44,17 @@ INGEST_METHOD = f"{INGEST_SERVICE}/Ingest"
 
 def clean_env(**overrides: str) -> dict[str, str]:
     """This process's environment without any ``FUSOU_*`` variable (so the developer's own
-    settings or the harness's cannot leak into a child) but FUSOU_METRICS_PORT=0, with this
+    settings or the harness's cannot leak into a child) but FUSOU_METRICS_PORT=0 and
+    FUSOU_FLIGHT_PORT=0, with this
     virtualenv's scripts first on
     PATH (so a printed ``grpcurl ...`` command runs the bundled binary), plus ``overrides``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FUSOU_")}
     env["PATH"] = os.pathsep.join([str(BIN_DIR), env.get("PATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
-    # A free port for the metrics endpoint, so that servers started one after another never
-    # meet on the default one.
+    # Free ports for the metrics endpoint and Arrow Flight, so that servers started one after
+    # another never meet on the default ones.
     env["FUSOU_METRICS_PORT"] = "0"
+    env["FUSOU_FLIGHT_PORT"] = "0"
     env.update(overrides)
     return env
 

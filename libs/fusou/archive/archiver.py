@@ -400,6 +400,7 @@ class Archiver(StorageJob):
                             sync=sync,
                             max_block_bytes=s.archive.block_bytes,
                             max_block_rows=s.archive.block_rows,
+                            schema=schema,
                         )
                         used = 0
                         done: list[np.ndarray] = []
@@ -408,7 +409,12 @@ class Archiver(StorageJob):
                                 break  # the file is full
                             index.append(
                                 BlockEntry(
-                                    sizes["bytes"], len(b.data), b.row_count, b.min_time, b.max_time
+                                    sizes["bytes"],
+                                    len(b.data),
+                                    b.row_count,
+                                    b.min_time,
+                                    b.max_time,
+                                    column_stats=b.column_stats,
                                 )
                             )
                             sizes["bytes"] += len(b.data)

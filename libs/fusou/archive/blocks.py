@@ -12,6 +12,9 @@ import pyarrow as pa
 
 from fusou.cpu import CODEC_THREADS
 from fusou.formats.avro_container import cold_datums, compress, zigzag_varint
+from fusou.read.decode import decode_hot_rows
+from fusou.records.column_stats import block_stats
+from fusou.schema.model import TableSchema
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class Block:
     min_time: int
     max_time: int
     seqs: npt.NDArray[np.int64]
+    column_stats: bytes | None = None
 
 
 def build_blocks(
@@ -31,11 +35,13 @@ def build_blocks(
     sync: bytes,
     max_block_bytes: int,
     max_block_rows: int,
+    schema: TableSchema | None = None,
 ) -> list[Block]:
     """Frame ``rows`` of (seq, event_time, ingested_at, datum) as blocks.
 
     Each cold datum is the stored datum with the seq and the ingest time appended as varints
-    (the two metadata fields close the writer schema), so no record is decoded.
+    (the two metadata fields close the writer schema), so framing decodes no record. Given the
+    rows' ``schema``, each block's rows are decoded once more for its column statistics.
     """
     n = len(rows)
     if n == 0:
@@ -56,8 +62,23 @@ def build_blocks(
         start = end
     bodies = [joined.data[offsets[a] : offsets[b]].tobytes() for a, b in bounds]
     compressed = list(CODEC_THREADS.map(lambda body: compress(codec, body), bodies))
+    stats: list[bytes | None] = [None] * len(bounds)
+    if schema is not None:
+        stats = [
+            block_stats(
+                decode_hot_rows(
+                    schema,
+                    memoryview(b"".join(r[3] for r in rows[a:b])),
+                    b - a,
+                    seqs[a:b],
+                    ingested[a:b],
+                ),
+                schema,
+            )
+            for a, b in bounds
+        ]
     blocks = []
-    for (a, b), body, packed in zip(bounds, bodies, compressed, strict=True):
+    for (a, b), body, packed, column_stats in zip(bounds, bodies, compressed, stats, strict=True):
         part = times[a:b]
         blocks.append(
             Block(
@@ -67,6 +88,7 @@ def build_blocks(
                 min_time=int(part.min()),
                 max_time=int(part.max()),
                 seqs=seqs[a:b],
+                column_stats=column_stats,
             )
         )
     return blocks

@@ -22,6 +22,8 @@ class BlockEntry:
     max_time: int
     # Parquet row groups: the first row's number within the file.
     first_row: int | None = None
+    # Avro blocks: their columns' statistics (``fusou.records.column_stats``).
+    column_stats: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -84,10 +86,10 @@ async def register_file_entry(conn: asyncpg.Connection, object_id: int, f: FileE
     if f.blocks:
         await conn.execute(
             "INSERT INTO fusou_blocks (file_id, block_no, byte_offset, byte_length, row_count, "
-            "min_time, max_time, first_row) "
-            "SELECT $1, n - 1, o, l, r, lo, hi, fr FROM unnest($2::bigint[], $3::bigint[], "
-            "$4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) "
-            "WITH ORDINALITY AS b(o, l, r, lo, hi, fr, n)",
+            "min_time, max_time, first_row, column_stats) "
+            "SELECT $1, n - 1, o, l, r, lo, hi, fr, cs FROM unnest($2::bigint[], $3::bigint[], "
+            "$4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bytea[]) "
+            "WITH ORDINALITY AS b(o, l, r, lo, hi, fr, cs, n)",
             file_id,
             [b.byte_offset for b in f.blocks],
             [b.byte_length for b in f.blocks],
@@ -95,6 +97,7 @@ async def register_file_entry(conn: asyncpg.Connection, object_id: int, f: FileE
             [b.min_time for b in f.blocks],
             [b.max_time for b in f.blocks],
             [b.first_row for b in f.blocks],
+            [b.column_stats for b in f.blocks],
         )
     return file_id
 

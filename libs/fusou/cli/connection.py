@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from fusou.config import ClientSettings, read_configured_file
+from fusou.config.sections import DEFAULT_FLIGHT_PORT
+
+if TYPE_CHECKING:
+    from pyarrow import flight
 
 
 @dataclass(frozen=True)
@@ -19,10 +23,44 @@ class Connection:
     ca_file: str | None = None
     # TLS with the system's certificate authorities.
     tls: bool = False
+    # The reader's Arrow Flight host:port; None: the target's host on the default port.
+    flight_target: str | None = None
 
     @classmethod
-    def of(cls, client: ClientSettings, target: str | None = None) -> Connection:
-        return cls(target or client.target, client.token, client.ca_file, client.tls)
+    def of(
+        cls, client: ClientSettings, target: str | None = None, flight_target: str | None = None
+    ) -> Connection:
+        return cls(
+            target or client.target,
+            client.token,
+            client.ca_file,
+            client.tls,
+            flight_target or client.flight_target,
+        )
+
+    @property
+    def flight_address(self) -> str:
+        if self.flight_target:
+            return self.flight_target
+        host = self.target.rsplit(":", 1)[0] if ":" in self.target else self.target
+        return f"{host}:{DEFAULT_FLIGHT_PORT}"
+
+    def flight_client(self) -> flight.FlightClient:
+        """A client of the reader's Flight port, with the same TLS as the gRPC channel."""
+        from pyarrow import flight
+
+        if self.ca_file is None and not self.tls:
+            return flight.connect(f"grpc+tcp://{self.flight_address}")
+        roots = None
+        if self.ca_file is not None:
+            roots = read_configured_file("FUSOU_TARGET_CA_FILE", self.ca_file)
+        return flight.connect(f"grpc+tls://{self.flight_address}", tls_root_certs=roots)
+
+    def flight_options(self, timeout: float) -> flight.FlightCallOptions:
+        from pyarrow import flight
+
+        headers = [(key.encode(), value.encode()) for key, value in self.metadata]
+        return flight.FlightCallOptions(headers=headers, timeout=timeout)
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:

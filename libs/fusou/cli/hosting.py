@@ -16,6 +16,7 @@ from fusou.cli.lake import UP_STATE
 from fusou.config import Settings
 from fusou.memory import keep_freed_memory
 from fusou.runtime import open_runtime
+from fusou.server.app import FusouServer
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +38,16 @@ async def serve(
     settings: Settings,
     names: Sequence[str],
     *,
-    on_started: Callable[[int], None] | None = None,
+    on_started: Callable[[FusouServer], None] | None = None,
 ) -> None:
     keep_freed_memory()
     runtime = await open_runtime(settings)
     try:
         server = build_server(runtime, names)
-        port = await server.start()
+        await server.start()
         server.install_signal_handlers()
         if on_started is not None:
-            on_started(port)
+            on_started(server)
         await server.wait()
     finally:
         await runtime.close()
@@ -87,8 +88,8 @@ def up(settings: Settings) -> int:
     tls = settings.server.tls_cert_file is not None
     names = list(SERVICES)
 
-    def announce(port: int) -> None:
-        target = f"localhost:{port}"
+    def announce(server: FusouServer) -> None:
+        target = f"localhost:{server.port}"
         body = (
             '{"dataset_id":"demo","table":"battle","request_id":"hello-1",'
             '"rows":[{"timestamp":1700000000000,"api_no":1,"hp":42}]}'
@@ -99,6 +100,7 @@ def up(settings: Settings) -> int:
         lines = [
             f"FUSOU is up on {target}" + (" (TLS)" if tls else ""),
             "services:     " + ", ".join(names),
+            f"arrow flight: localhost:{server.flight_port} (bulk reads; `fusou read` uses it)",
             *notes,
             "",
             "try:",

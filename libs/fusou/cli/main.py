@@ -17,6 +17,8 @@ from fusou.config import ConfigError, Settings
 if TYPE_CHECKING:
     import grpc
 
+    from fusou.server.app import FusouServer
+
 
 def _positive_int(raw: str) -> int:
     try:
@@ -149,6 +151,17 @@ def _parser() -> argparse.ArgumentParser:
     read.add_argument("--quiet", action="store_true", help="no progress bar")
     read.add_argument("--timeout", type=float, default=600.0, help="seconds")
     read.add_argument("--target", default=None, help=_TARGET_HELP)
+    read.add_argument(
+        "--flight-target",
+        default=None,
+        help="the reader's Arrow Flight host:port (default: FUSOU_FLIGHT_TARGET, or the "
+        "target's host on port 8815)",
+    )
+    read.add_argument(
+        "--grpc",
+        action="store_true",
+        help="read through ReadRange on the gRPC port instead of Arrow Flight",
+    )
 
     stats = sub.add_parser("stats", help="hot/cold distribution and compression per table")
     stats.add_argument("--dataset", default="")
@@ -197,6 +210,13 @@ def _main(argv: list[str] | None) -> int:
         return 130
 
 
+def _announce_ports(server: FusouServer) -> None:
+    lines = [f"listening on port {server.port}"]
+    if server.flight_port:
+        lines.append(f"Arrow Flight on port {server.flight_port}")
+    print("\n".join(lines), flush=True)
+
+
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "up":
         from fusou.cli.hosting import up
@@ -210,7 +230,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             serve(
                 settings,
                 args.services,
-                on_started=lambda port: print(f"listening on port {port}", flush=True),
+                on_started=_announce_ports,
             )
         )
         return 0
@@ -269,7 +289,7 @@ def _client(args: argparse.Namespace, settings: Settings) -> int:
     }
     from fusou.cli.connection import Connection
 
-    args.conn = Connection.of(settings.client, args.target)
+    args.conn = Connection.of(settings.client, args.target, getattr(args, "flight_target", None))
     try:
         return commands[args.command](args)
     except InputError as exc:
@@ -277,6 +297,27 @@ def _client(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     except grpc.RpcError as exc:
         return _rpc_failed(args.command, exc)
+    except Exception as exc:
+        if args.command != "read":
+            raise
+        return _flight_failed(args.command, exc)
+
+
+def _flight_failed(command: str, exc: Exception) -> int:
+    """A failed Flight call as one line, like ``_rpc_failed``; anything else is raised."""
+    import pyarrow as pa
+    from pyarrow import flight
+
+    from fusou.cli.read_client import FlightUnreachable
+    from fusou.server.flight_status import flight_code, flight_message
+
+    if isinstance(exc, FlightUnreachable):
+        print(f"fusou {command}: UNAVAILABLE: {exc}", file=sys.stderr)
+        return 1
+    if not isinstance(exc, pa.ArrowException | flight.FlightError):
+        raise exc
+    print(f"fusou {command}: {flight_code(exc)}: {flight_message(exc)}", file=sys.stderr)
+    return 1
 
 
 def _rpc_failed(command: str, exc: grpc.RpcError) -> int:
@@ -303,6 +344,7 @@ def _read(args: argparse.Namespace) -> int:
         output=args.output,
         quiet=args.quiet,
         timeout=args.timeout,
+        via_grpc=args.grpc,
     )
     if not args.quiet:
         print(json.dumps({"stats": stats}), file=sys.stderr)

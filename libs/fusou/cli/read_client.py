@@ -1,7 +1,8 @@
 """``fusou read DATASET TABLE --from T1 --to T2``: a time range as JSON lines or Parquet.
 
-Rows travel as Arrow IPC (exact types); JSON lines are written from them, with nested fields
-(marked in the Arrow schema) back as objects and bytes as base64.
+Rows travel as Arrow, through the reader's Flight port (or ReadRange's Arrow IPC messages with
+``--grpc``), so types are exact; JSON lines are written from them, with nested fields (marked in
+the Arrow schema) back as objects and bytes as base64.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -58,6 +59,85 @@ def _json_lines(table: pa.Table, out: IO[bytes]) -> None:
         out.write(orjson.dumps(row) + b"\n")
 
 
+# Rows gathered into one Parquet row group: Flight's batches are a block each, far smaller
+# than a row group should be.
+_ROW_GROUP_BYTES = 64 * 1024 * 1024
+
+
+class _Output:
+    """Where the rows go: JSON lines, or a Parquet file opened at the first part."""
+
+    def __init__(self, output_format: str, sink: IO[bytes]) -> None:
+        self._format = output_format
+        self._sink = sink
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.Table] = []
+        self._pending_bytes = 0
+
+    def write(self, part: pa.Table) -> None:
+        if self._format != "parquet":
+            _json_lines(part, self._sink)
+            return
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._sink, part.schema, compression="zstd")
+        self._pending.append(part)
+        self._pending_bytes += part.nbytes
+        if self._pending_bytes >= _ROW_GROUP_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._writer is not None and self._pending:
+            group = pa.concat_tables(self._pending)
+            self._writer.write_table(group, row_group_size=max(1, group.num_rows))
+        self._pending, self._pending_bytes = [], 0
+
+    def close(self) -> None:
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _through_flight(
+    conn: Connection, request: reader_pb2.ReadRangeRequest, timeout: float
+) -> Iterator[tuple[pa.Table | None, reader_pb2.ReadStats | None]]:
+    from pyarrow import flight
+
+    from fusou.api.reader.flight import read_flight
+
+    try:
+        for batch, stats in read_flight(
+            conn.flight_client(), request, conn.flight_options(timeout)
+        ):
+            yield pa.Table.from_batches([batch]), stats
+    except flight.FlightUnavailableError as exc:
+        if exc.extra_info:  # the server's own answer (a dependency down), not the port's
+            raise
+        raise FlightUnreachable(conn.flight_address, exc) from None
+
+
+def _through_grpc(
+    conn: Connection, request: reader_pb2.ReadRangeRequest, timeout: float
+) -> Iterator[tuple[pa.Table | None, reader_pb2.ReadStats | None]]:
+    with conn.channel(options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)]) as channel:
+        for message in read_range_callable(channel)(
+            request, timeout=timeout, metadata=conn.metadata
+        ):
+            yield arrow_of(message), stats_of(message)
+
+
+class FlightUnreachable(Exception):
+    """The Flight port did not answer (as opposed to answering with a refusal)."""
+
+    def __init__(self, address: str, cause: BaseException) -> None:
+        from fusou.server.flight_status import flight_message
+
+        super().__init__(
+            f"Arrow Flight at {address} did not answer ({flight_message(cause)}); set "
+            "FUSOU_FLIGHT_TARGET or --flight-target to the reader's Flight port, or read "
+            "through ReadRange with --grpc"
+        )
+
+
 def run_read(
     conn: Connection,
     dataset: str,
@@ -72,7 +152,9 @@ def run_read(
     filters: Sequence[reader_pb2.Filter] = (),
     quiet: bool,
     timeout: float,
+    via_grpc: bool = False,
 ) -> dict[str, Any]:
+    """Reads through the reader's Arrow Flight port, or through ReadRange (``via_grpc``)."""
     if output_format == "parquet" and output is None:
         raise InputError("--format parquet needs -o FILE")
     request = reader_pb2.ReadRangeRequest(
@@ -87,32 +169,18 @@ def run_read(
     )
     stats: dict[str, Any] = {}
     sink: IO[bytes] = sys.stdout.buffer if output is None else output.open("wb")
-    writer: pq.ParquetWriter | None = None
+    out = _Output(output_format, sink)
+    parts = (_through_grpc if via_grpc else _through_flight)(conn, request, timeout)
     try:
-        with (
-            conn.channel(
-                options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)]
-            ) as channel,
-            tqdm(unit="rows", disable=quiet, file=sys.stderr) as progress,
-        ):
-            for message in read_range_callable(channel)(
-                request, timeout=timeout, metadata=conn.metadata
-            ):
-                part = arrow_of(message)
-                if part is not None:
-                    if output_format == "parquet":
-                        if writer is None:
-                            writer = pq.ParquetWriter(sink, part.schema, compression="zstd")
-                        writer.write_table(part)
-                    else:
-                        _json_lines(part, sink)
+        with tqdm(unit="rows", disable=quiet, file=sys.stderr) as progress:
+            for part, found in parts:
+                if part is not None and (part.num_rows or output_format == "parquet"):
+                    out.write(part)
                     progress.update(part.num_rows)
-                last = stats_of(message)
-                if last is not None:
-                    stats = json_format.MessageToDict(last, preserving_proto_field_name=True)
+                if found is not None:
+                    stats = json_format.MessageToDict(found, preserving_proto_field_name=True)
     finally:
-        if writer is not None:
-            writer.close()
+        out.close()
         if output is not None:
             sink.close()
         else:

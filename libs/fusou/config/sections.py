@@ -86,6 +86,10 @@ class StoreSettings:
     )
 
 
+# Arrow Flight's customary port.
+DEFAULT_FLIGHT_PORT = 8815
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """How a service process listens, reports and stops."""
@@ -104,7 +108,7 @@ class ServerSettings:
     )
     flight_port: int = setting(
         "FUSOU_FLIGHT_PORT",
-        8815,
+        DEFAULT_FLIGHT_PORT,
         integer(0, 65535),
         "Port of the reader's Arrow Flight server, for bulk reads as Arrow (0 picks a free "
         "port). Only a process serving the reader opens it; TLS and tokens as on the gRPC port.",

@@ -41,6 +41,8 @@ class BlockRef:
     # The time field's bounds within the block, from the block index (None: not planned).
     min_time: int | None = None
     max_time: int | None = None
+    # Avro blocks: their columns' statistics from the block index (planned for filtered reads).
+    column_stats: bytes | None = None
 
     @property
     def span(self) -> Span:

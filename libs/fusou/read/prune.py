@@ -2,8 +2,8 @@
 filters.
 
 The statistics are the row groups' min, max and null counts in the Parquet footers the
-catalog keeps (raw fragments and compacted files), and for Avro blocks the bounds of the time
-field the block index holds (their other columns have no statistics: such blocks are fetched). Pruning must not change which version of a key wins, since filters apply after the
+catalog keeps (raw fragments and compacted files), the statistics the archiver kept in the
+block index for Avro blocks, and the bounds of the time field the block index holds. Pruning must not change which version of a key wins, since filters apply after the
 dedup rule: a block left out could hold the newest version of a key whose older version, in a
 fetched block, would then win. So a read prunes by a filter only when every version of a key
 meets it alike: on any column of a table without key fields (its duplicates are identical
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -23,7 +23,8 @@ from fusou.catalog.tables import TableInfo
 from fusou.formats.parquet_file import metadata_of, row_group_at
 from fusou.read.files import BlockRef
 from fusou.read.filters import Filter, Op
-from fusou.schema.model import FieldType
+from fusou.records.column_stats import BlockColumnStats, parse_block_stats
+from fusou.schema.model import FieldType, TableSchema
 
 
 @dataclass(frozen=True)
@@ -133,26 +134,49 @@ def may_match(f: Filter, s: ColumnStats | str | None) -> bool:
 
 
 def prune(
-    blocks: Sequence[BlockRef], filters: Sequence[Filter], time_field: str
+    blocks: Sequence[BlockRef], filters: Sequence[Filter], latest: TableSchema
 ) -> tuple[list[BlockRef], int]:
     """The blocks some row of which may meet every filter, and how many were left out. The time
     field is judged by the block index's bounds (what the reader itself stores as the rows'
-    milliseconds), other columns by Parquet statistics; Avro blocks have only the former."""
+    milliseconds), other columns by Parquet statistics or the block index's statistics of
+    Avro blocks (blocks archived before those were kept have none: fetched)."""
     if not filters:
         return list(blocks), 0
+    doubles = {f.name for f in latest.fields if f.type is FieldType.DOUBLE}
     kept: list[BlockRef] = []
     for b in blocks:
-        if all(_block_may_match(b, f, time_field) for f in filters):
+        if all(_block_may_match(b, f, latest.time_field, f.column in doubles) for f in filters):
             kept.append(b)
     return kept, len(blocks) - len(kept)
 
 
-def _block_may_match(b: BlockRef, f: Filter, time_field: str) -> bool:
+@lru_cache(maxsize=8192)
+def _avro_stats(data: bytes) -> Mapping[str, BlockColumnStats]:
+    return parse_block_stats(data)
+
+
+def _as_read(s: ColumnStats | str | None, double: bool) -> ColumnStats | str | None:
+    """Statistics as the reader's values compare: a long column widened to double since is
+    read as doubles, whose rounding moves values only as far as their bounds' own rounding."""
+    if not double or not isinstance(s, ColumnStats) or s.low is None or s.high is None:
+        return s
+    if isinstance(s.low, bool) or isinstance(s.high, bool):
+        return ColumnStats(s.rows, s.nulls)
+    return ColumnStats(s.rows, s.nulls, float(s.low), float(s.high))
+
+
+def _block_may_match(b: BlockRef, f: Filter, time_field: str, double: bool) -> bool:
     if f.column == time_field:
         if b.min_time is None or b.max_time is None:
             return True
         return may_match(f, ColumnStats(1, 0, b.min_time, b.max_time))
     if not b.file.parquet:
-        return True
+        if b.column_stats is None:
+            return True
+        found = _avro_stats(b.column_stats).get(f.column)
+        if found is None:
+            return may_match(f, ABSENT)  # not in the block's schema version: null throughout
+        s = ColumnStats(found.rows, found.nulls, found.low, found.high)
+        return may_match(f, _as_read(s, double))
     group = row_group_at(b.file.header, b.first_row or 0)
-    return may_match(f, column_stats(b.file.header, group, f.column))
+    return may_match(f, _as_read(column_stats(b.file.header, group, f.column), double))

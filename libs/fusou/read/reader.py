@@ -108,9 +108,10 @@ FROM (SELECT array_agg(schema_version) AS hot_versions, array_agg(seq) AS hot_se
         AND f.min_time < $3 AND f.max_time >= $2) f,
      (SELECT array_agg(file_id) AS block_files, array_agg(byte_offset) AS block_offsets,
              array_agg(byte_length) AS block_lengths, array_agg(first_row) AS block_first_rows,
-             array_agg(min_time) AS block_min_times, array_agg(max_time) AS block_max_times
+             array_agg(min_time) AS block_min_times, array_agg(max_time) AS block_max_times,
+             array_agg(column_stats) AS block_stats
       FROM (SELECT b.file_id, b.byte_offset, b.byte_length, b.block_no, b.first_row,
-                   b.min_time, b.max_time
+                   b.min_time, b.max_time, CASE WHEN $5 THEN b.column_stats END AS column_stats
             FROM fusou_files f JOIN fusou_blocks b USING (file_id)
             WHERE f.table_id = $1 AND f.state = 'active'
               AND f.min_time < $3 AND f.max_time >= $2
@@ -267,7 +268,7 @@ class Reader:
     ) -> tuple[TableInfo, list[pa.Table]]:
         async with self._pool.acquire() as conn:
             snapshot = await conn.fetchrow(
-                _SNAPSHOT, info.table_id, req.start, req.end, not req.cold_only
+                _SNAPSHOT, info.table_id, req.start, req.end, not req.cold_only, bool(req.filters)
             )
         assert snapshot is not None
         hot = _HotRows.from_snapshot(snapshot)
@@ -295,6 +296,7 @@ class Reader:
                 snapshot["block_first_rows"] or [],
                 snapshot["block_min_times"] or [],
                 snapshot["block_max_times"] or [],
+                snapshot["block_stats"] or [],
                 strict=True,
             )
         ]
@@ -309,9 +311,7 @@ class Reader:
                 raise InvalidArgument.many(problems)
         if req.filters:
             # Judged by the newest schema: what a column's type allows to compare.
-            plan, stats.blocks_pruned = prune(
-                plan, prunable(req.filters, info), info.latest.time_field
-            )
+            plan, stats.blocks_pruned = prune(plan, prunable(req.filters, info), info.latest)
         parts: list[pa.Table] = []
         stats.hot_rows = len(hot.seqs)
         for version, lo, hi in runs:

@@ -25,7 +25,7 @@ from pyarrow import flight
 from fusou.api.access import OPEN, AccessControl, Grant
 from fusou.config import ConfigError, Settings, read_configured_file
 from fusou.logs import CURRENT_CALL, REQUEST_ID_HEADER, CallInfo, request_id_of
-from fusou.server.flight_status import flight_exception
+from fusou.server.flight_status import flight_code, flight_exception
 from fusou.server.metrics import RPC_SECONDS, RPCS
 
 log = logging.getLogger(__name__)
@@ -108,26 +108,6 @@ _METHOD_NAMES = {
 }
 
 
-def _code_name(exc: Exception) -> str:
-    if isinstance(exc, flight.FlightUnauthenticatedError):
-        return "UNAUTHENTICATED"
-    if isinstance(exc, flight.FlightUnauthorizedError):
-        return "PERMISSION_DENIED"
-    if isinstance(exc, flight.FlightUnavailableError):
-        return "UNAVAILABLE"
-    if isinstance(exc, flight.FlightTimedOutError):
-        return "DEADLINE_EXCEEDED"
-    if isinstance(exc, flight.FlightCancelledError):
-        return "CANCELLED"
-    if isinstance(exc, pa.ArrowInvalid):
-        return "INVALID_ARGUMENT"
-    if isinstance(exc, pa.ArrowKeyError):
-        return "NOT_FOUND"
-    if isinstance(exc, pa.ArrowNotImplementedError):
-        return "UNIMPLEMENTED"
-    return "INTERNAL"
-
-
 class _Admission(flight.ServerMiddlewareFactory):  # type: ignore[misc]
     """Admits each call by its bearer token under the service's gRPC method rule."""
 
@@ -144,7 +124,7 @@ class _Admission(flight.ServerMiddlewareFactory):  # type: ignore[misc]
             grant = OPEN if self._access is None else self._access.admit(self._method, metadata)
         except Exception as exc:  # noqa: BLE001 - the mapping point: every error answers
             refusal = flight_exception(exc)
-            _finished(call, _code_name(refusal), 0.0)
+            _finished(call, flight_code(refusal), 0.0)
             raise refusal from None
         call.principal = grant.principal
         return _Call(grant, call)
@@ -191,7 +171,7 @@ class _FlightServer(flight.FlightServerBase):  # type: ignore[misc]
             raise
         except Exception as exc:  # noqa: BLE001 - the mapping point: every error answers
             refusal = flight_exception(exc)
-            call.code = _code_name(refusal)
+            call.code = flight_code(refusal)
             raise refusal from None
 
     def _grant(self, context: Any) -> Grant:

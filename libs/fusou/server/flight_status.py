@@ -65,3 +65,23 @@ def flight_message(exc: BaseException) -> str:
         if cut >= 0:
             text = text[:cut]
     return text
+
+
+def flight_code(exc: BaseException) -> str:
+    """The gRPC code name behind a Flight error (what ``flight_exception`` made of it)."""
+    for kind, code in _CODE_OF_KIND:
+        if isinstance(exc, kind):
+            return code
+    return "INTERNAL"
+
+
+_CODE_OF_KIND: tuple[tuple[type[BaseException], str], ...] = (
+    (flight.FlightUnauthenticatedError, "UNAUTHENTICATED"),
+    (flight.FlightUnauthorizedError, "PERMISSION_DENIED"),
+    (flight.FlightUnavailableError, "UNAVAILABLE"),
+    (flight.FlightTimedOutError, "DEADLINE_EXCEEDED"),
+    (flight.FlightCancelledError, "CANCELLED"),
+    (pa.ArrowInvalid, "INVALID_ARGUMENT"),
+    (pa.ArrowKeyError, "NOT_FOUND"),
+    (pa.ArrowNotImplementedError, "UNIMPLEMENTED"),
+)
