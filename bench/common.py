@@ -118,6 +118,8 @@ class CpuMeter:
 class ServerProcess:
     target: str
     pid: int
+    # The reader's Arrow Flight host:port (None unless the process serves the reader).
+    flight_target: str | None = None
 
 
 @asynccontextmanager
@@ -126,12 +128,14 @@ async def server_process(
     services: str = "ingest",
     *,
     store_dir: Path | None = None,
+    store_url: str | None = None,
     **extra_env: str,
 ) -> AsyncIterator[ServerProcess]:
     """`fusou serve` in its own process (so clients and server do not share a GIL).
 
     Its object store is a private temporary directory, or ``store_dir`` when several processes
-    must see the same objects; ``extra_env`` adds or overrides ``FUSOU_*`` variables.
+    must see the same objects, or ``store_url`` (an ``s3://`` one); ``extra_env`` adds or
+    overrides ``FUSOU_*`` variables.
     """
     with contextlib.ExitStack() as cleanup:
         if store_dir is None:
@@ -141,8 +145,9 @@ async def server_process(
         env = dict(os.environ)
         env.update(
             FUSOU_DATABASE_URL=database_url,
-            FUSOU_OBJECT_STORE_URL=f"file://{store_dir}",
+            FUSOU_OBJECT_STORE_URL=store_url or f"file://{store_dir}",
             FUSOU_GRPC_PORT="0",
+            FUSOU_FLIGHT_PORT="0",
             FUSOU_METRICS_PORT="0",
             FUSOU_GRPC_HOST="127.0.0.1",
             FUSOU_LOG_LEVEL="warning",
@@ -162,7 +167,12 @@ async def server_process(
             line = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()
             if "listening on port" not in line:
                 raise RuntimeError(f"server did not start: {line!r}")
-            yield ServerProcess(f"127.0.0.1:{int(line.rsplit(' ', 1)[1])}", proc.pid)
+            flight = None
+            if "reader" in services.split():
+                # `fusou serve` announces the Flight port on the next line.
+                announced = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+                flight = f"127.0.0.1:{int(announced.rsplit(' ', 1)[1])}"
+            yield ServerProcess(f"127.0.0.1:{int(line.rsplit(' ', 1)[1])}", proc.pid, flight)
         finally:
             proc.terminate()
             try:

@@ -22,9 +22,12 @@
      (c) one hour: hour 12 of the day (exactly one of the peer's files);
      (d) the full day, as rows/s;
      (e) a selective filter over the full day: ``damage_dealt < 200``, about 1% of the rows
-         (a ReadRange filter; the peer's dataset filter).
+         spread over every block (a ReadRange filter; the peer's dataset filter);
+     (f) a selective filter on a column that grows with time: ``api_no < rows/100``, 1% of
+         the rows, all in the first quarter hour (what block statistics can find).
    (a)-(c) are repeated ``--repeat`` times after one untimed warm-up call and reported as
-   p50/p99 in ms; (d) and (e) ``--full-repeat`` times, reported at the median.
+   p50/p99 in ms; (d)-(f) ``--full-repeat`` times, reported at the median. Each query is also
+   read through the reader's Arrow Flight port (DoGet, into one client-side Table).
 
 The reader is measured in two fresh ``fusou serve reader`` processes on the same store:
 - block cache disabled (FUSOU_READER_CACHE_BYTES=0): every call fetches and decodes its blocks.
@@ -38,8 +41,9 @@ The reader is measured in two fresh ``fusou serve reader`` processes on the same
    reader can answer faster than this; it shows how much of the peer's time moving the
    answer out of a process already takes on this machine.
 
-Targets: one-block and one-hour p50 at most 0.5x the peer's; full-day rows/s at least the
-peer's. Verdicts are printed for both readers.
+Targets: one-block and one-hour p50 at most 0.5x the peer's; full-day rows/s through Flight at
+least 1.5x the peer's; a selective filter at most 0.3x the peer's latency. Verdicts are printed
+for each reader. ``bench.s3_read_bench`` measures the same on an S3 server with added latency.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +68,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from google.protobuf import struct_pb2, timestamp_pb2
+from pyarrow import flight
 
 from bench.common import (
     T0,
@@ -80,6 +86,7 @@ from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.api.ingest.v1 import ingest_pb2
 from fusou.api.reader.answers import ARROW_MESSAGE_BYTES
 from fusou.api.reader.client import read_arrow
+from fusou.api.reader.flight import read_flight_table
 from fusou.api.reader.v1 import reader_pb2
 from fusou.records.wire_formats import arrow_ipc_bytes
 
@@ -88,8 +95,17 @@ TABLE = "battle"
 CHUNK = 10_000  # rows per generated chunk and per Ingest request
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
-# The selective filter: damage_dealt is uniform over 0..20,000, so about 1% of the rows.
+# The selective filter: damage_dealt is uniform over 0..20,000, so about 1% of the rows, spread
+# over every block (no statistics can leave a block out).
 SELECTIVE = ("damage_dealt", 200)
+
+
+def clustered(n: int) -> tuple[str, int]:
+    """A selective filter on a column that grows with time (api_no): 1% of the rows, all in
+    the first quarter hour, which statistics can find."""
+    return ("api_no", n // 100)
+
+
 HOT_ROWS = 1_000
 HOT_STEP_MS = 1_000
 HOT_START = T0 + DAY_MS + HOUR_MS  # an hour after the day: nothing cold overlaps it
@@ -295,7 +311,7 @@ def timestamp(ms: int) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=ms // 1000, nanos=ms % 1000 * 1_000_000)
 
 
-async def read_once(channel: grpc.aio.Channel, q: Query) -> tuple[float, pa.Table, Any]:
+def range_request(q: Query) -> reader_pb2.ReadRangeRequest:
     request = reader_pb2.ReadRangeRequest(
         dataset_id=DATASET,
         table=TABLE,
@@ -312,31 +328,62 @@ async def read_once(channel: grpc.aio.Channel, q: Query) -> tuple[float, pa.Tabl
                 values=[struct_pb2.Value(number_value=value)],
             )
         )
+    return request
+
+
+async def read_once(channel: grpc.aio.Channel, q: Query) -> tuple[float, pa.Table, Any]:
+    request = range_request(q)
     start = time.perf_counter()
     table, stats = await read_arrow(channel, request, grpc_timeout=600)
     return time.perf_counter() - start, table if table is not None else pa.table({}), stats
 
 
-async def measure_reader(target: str, queries: list[tuple[Query, int]]) -> dict[str, Timing]:
+Once = Callable[[Query], Awaitable[tuple[float, pa.Table, Any]]]
+
+
+async def measure(once: Once, queries: list[tuple[Query, int]], label: str) -> dict[str, Timing]:
+    """Each query once untimed (checked), then ``repeat`` timed calls."""
     out: dict[str, Timing] = {}
-    async with grpc.aio.insecure_channel(target, options=GRPC_OPTIONS) as channel:
-        for q, repeat in queries:
-            timing = Timing()
-            timing.first, table, timing.first_stats = await read_once(channel, q)
-            check(q, table, "reader")
-            cpu = time.process_time()
-            for _ in range(repeat):
-                seconds, table, timing.stats = await read_once(channel, q)
-                timing.seconds.append(seconds)
-            timing.client_cpu = (time.process_time() - cpu) / repeat
-            timing.answer_bytes = int(table.nbytes)
-            check(q, table, "reader")
-            out[q.name] = timing
-            print(
-                f"  {q.name:10s} first {timing.first * 1000:8.1f} ms, p50 {timing.p50:8.1f} ms",
-                file=sys.stderr,
-            )
+    for q, repeat in queries:
+        timing = Timing()
+        timing.first, table, timing.first_stats = await once(q)
+        check(q, table, label)
+        cpu = time.process_time()
+        for _ in range(repeat):
+            seconds, table, timing.stats = await once(q)
+            timing.seconds.append(seconds)
+        timing.client_cpu = (time.process_time() - cpu) / repeat
+        timing.answer_bytes = int(table.nbytes)
+        check(q, table, label)
+        out[q.name] = timing
+        print(
+            f"  {label:7s} {q.name:12s} first {timing.first * 1000:8.1f} ms, "
+            f"p50 {timing.p50:8.1f} ms",
+            file=sys.stderr,
+        )
     return out
+
+
+async def measure_reader(target: str, queries: list[tuple[Query, int]]) -> dict[str, Timing]:
+    """Through ReadRange (gRPC, Arrow IPC messages)."""
+    async with grpc.aio.insecure_channel(target, options=GRPC_OPTIONS) as channel:
+        return await measure(lambda q: read_once(channel, q), queries, "gRPC")
+
+
+async def measure_flight(target: str, queries: list[tuple[Query, int]]) -> dict[str, Timing]:
+    """Through the reader's Arrow Flight port (DoGet), into one client-side Table."""
+    client = flight.connect(f"grpc://{target}")
+
+    def call(q: Query) -> tuple[float, pa.Table, Any]:
+        request = range_request(q)
+        start = time.perf_counter()
+        table, stats = read_flight_table(client, request)
+        return time.perf_counter() - start, table, stats
+
+    try:
+        return await measure(lambda q: asyncio.to_thread(call, q), queries, "Flight")
+    finally:
+        client.close()
 
 
 async def measure_floor(
@@ -463,6 +510,13 @@ async def main(argv: list[str] | None = None) -> int:
                     count_below(loaded.day, *SELECTIVE),
                     below=SELECTIVE,
                 ),
+                Query(
+                    "1% clustered",
+                    T0,
+                    T0 + DAY_MS,
+                    count_below(loaded.day, *clustered(n)),
+                    below=clustered(n),
+                ),
             ]
             assert queries[1].rows == b_rows, "the one-block range holds other rows"
             plan = [(q, args.repeat) for q in queries[:3]] + [
@@ -477,6 +531,8 @@ async def main(argv: list[str] | None = None) -> int:
                 before = meter.sample()
                 uncached = await measure_reader(reader.target, plan)
                 cpu_uncached = meter.sample()
+                assert reader.flight_target is not None
+                flighted = await measure_flight(reader.flight_target, plan)
             print("reader, block cache on ...", file=sys.stderr)
             async with server_process(url, "reader", store_dir=store_dir, **SERVER_ENV) as reader:
                 cached = await measure_reader(reader.target, plan)
@@ -485,7 +541,7 @@ async def main(argv: list[str] | None = None) -> int:
             print("gRPC floor: the answers' bytes through a bare stream ...", file=sys.stderr)
             floor = await measure_floor(queries, uncached, plan)
 
-    report(args, n, loaded, catalog, peer_bytes, queries, uncached, cached, peer, floor)
+    report(args, n, loaded, catalog, peer_bytes, queries, uncached, flighted, cached, peer, floor)
     server_cpu = cpu_uncached["server"] - before["server"]
     print(f"(CPU of the cache-off reader process over all its calls: {server_cpu:.1f} s)")
     return 0
@@ -499,6 +555,7 @@ def report(
     peer_bytes: int,
     queries: list[Query],
     uncached: dict[str, Timing],
+    flighted: dict[str, Timing],
     cached: dict[str, Timing],
     peer: dict[str, Timing],
     floor: dict[str, Timing],
@@ -519,18 +576,19 @@ def report(
         "reader = gRPC ReadRange, Arrow IPC, into one client-side Table"
     )
     header = (
-        f"{'query':10s} {'rows':>9s} | {'reader, cache off':>17s} | {'reader, cache warm':>18s} "
-        f"| {'cache cold':>10s} | {'peer pyarrow.ds':>17s} | {'client CPU':>10s} "
-        f"| {'gRPC floor':>10s}"
+        f"{'query':12s} {'rows':>9s} | {'reader, cache off':>17s} | {'Flight, cache off':>17s} "
+        f"| {'reader, cache warm':>18s} | {'cache cold':>10s} | {'peer pyarrow.ds':>17s} "
+        f"| {'client CPU':>10s} | {'gRPC floor':>10s}"
     )
     print(header)
     print("-" * len(header))
     for q in queries:
-        u, c, p, f = uncached[q.name], cached[q.name], peer[q.name], floor[q.name]
+        u, fl, c = uncached[q.name], flighted[q.name], cached[q.name]
+        p, f = peer[q.name], floor[q.name]
         print(
-            f"{q.name:10s} {q.rows:>9,} | {u.p50:7.1f} / {u.p99:7.1f} | {c.p50:8.1f} / {c.p99:7.1f} "
-            f"| {c.first * 1000:10.1f} | {p.p50:7.1f} / {p.p99:7.1f} | {u.client_cpu * 1000:10.1f} "
-            f"| {f.p50:10.1f}"
+            f"{q.name:12s} {q.rows:>9,} | {u.p50:7.1f} / {u.p99:7.1f} | {fl.p50:7.1f} / "
+            f"{fl.p99:7.1f} | {c.p50:8.1f} / {c.p99:7.1f} | {c.first * 1000:10.1f} "
+            f"| {p.p50:7.1f} / {p.p99:7.1f} | {u.client_cpu * 1000:10.1f} | {f.p50:10.1f}"
         )
     print(
         "  cache off: FUSOU_READER_CACHE_BYTES=0, every call fetches and decodes its blocks; "
@@ -544,10 +602,10 @@ def report(
     def rate(t: Timing) -> float:
         return n / (t.p50 / 1000)
 
-    day_u, day_c, day_p = (rate(t["full day"]) for t in (uncached, cached, peer))
+    day_u, day_fl, day_c, day_p = (rate(t["full day"]) for t in (uncached, flighted, cached, peer))
     print(
-        f"full day as Arrow: reader {day_u:,.0f} rows/s (cache off), {day_c:,.0f} rows/s "
-        f"(cache warm); peer {day_p:,.0f} rows/s"
+        f"full day as Arrow: reader {day_u:,.0f} rows/s (cache off), {day_fl:,.0f} rows/s "
+        f"(Flight, cache off), {day_c:,.0f} rows/s (cache warm); peer {day_p:,.0f} rows/s"
     )
     print(
         "targets, compared figure = reader with its block cache OFF (like for like: the peer "
@@ -555,21 +613,27 @@ def report(
     )
     for name in ("one block", "one hour"):
         ru = uncached[name].p50 / peer[name].p50
+        rf = flighted[name].p50 / peer[name].p50
         rc = cached[name].p50 / peer[name].p50
         print(
             f"  {name:9s} p50 {ru:5.2f}x the peer's (<= 0.5x: {verdict(ru <= 0.5)}); "
-            f"cache warm {rc:5.2f}x ({verdict(rc <= 0.5)})"
+            f"Flight {rf:5.2f}x ({verdict(rf <= 0.5)}); cache warm {rc:5.2f}x "
+            f"({verdict(rc <= 0.5)})"
         )
     print(
-        f"  full day  {day_u / day_p:5.2f}x the peer's rows/s (>= 1x: {verdict(day_u >= day_p)}); "
-        f"cache warm {day_c / day_p:5.2f}x ({verdict(day_c >= day_p)})"
+        f"  full day  Flight {day_fl / day_p:5.2f}x the peer's rows/s (>= 1.5x: "
+        f"{verdict(day_fl >= 1.5 * day_p)}); ReadRange {day_u / day_p:5.2f}x; cache warm "
+        f"{day_c / day_p:5.2f}x"
     )
     print(f"  hot read  p50 {uncached['hot'].p50 / peer['hot'].p50:5.2f}x the peer's (no target)")
-    rs = uncached["1% of day"].p50 / peer["1% of day"].p50
-    print(
-        f"  1% of day p50 {rs:5.2f}x the peer's (<= 0.3x: {verdict(rs <= 0.3)}); "
-        f"cache warm {cached['1% of day'].p50 / peer['1% of day'].p50:5.2f}x"
-    )
+    for name in ("1% of day", "1% clustered"):
+        rs = uncached[name].p50 / peer[name].p50
+        rsf = flighted[name].p50 / peer[name].p50
+        print(
+            f"  {name:12s} p50 {rs:5.2f}x the peer's (<= 0.3x: {verdict(rs <= 0.3)}); Flight "
+            f"{rsf:5.2f}x ({verdict(rsf <= 0.3)}); cache warm "
+            f"{cached[name].p50 / peer[name].p50:5.2f}x"
+        )
     print(
         "the gRPC floor alone, as a share of the peer's whole call (the reader cannot go below it):"
     )
@@ -583,11 +647,12 @@ def report(
     print(f"one-block read: {_stats_line(uncached['one block'].stats)}")
     print(f"hot read:       {_stats_line(uncached['hot'].stats)}")
     print(f"full-day read:  {_stats_line(uncached['full day'].stats)}")
-    selective = uncached["1% of day"].stats
-    print(
-        f"1% of day read: {_stats_line(selective)}, rows filtered {selective.rows_filtered:,}, "
-        f"blocks pruned {selective.blocks_pruned}"
-    )
+    for name in ("1% of day", "1% clustered"):
+        selective = uncached[name].stats
+        print(
+            f"{name} read: {_stats_line(selective)}, rows filtered "
+            f"{selective.rows_filtered:,}, blocks pruned {selective.blocks_pruned}"
+        )
     print(f"cache warm, one-hour read: {_stats_line(cached['one hour'].stats)}")
     print(f"cache warm, full-day read: {_stats_line(cached['full day'].stats)}")
 

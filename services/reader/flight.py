@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from fusou.api.access import Grant
-from fusou.api.reader.answers import mark_json_fields
+from fusou.api.reader.answers import arrow_rows_per_message, mark_json_fields
 from fusou.api.reader.flight import READ_RANGE_METHOD, stats_metadata, ticket_request
 from fusou.api.reader.translate import read_request, read_stats
 from fusou.read.reader import Reader
@@ -31,7 +31,7 @@ class ReaderFlight:
         grant.check(request)
         result = await self._reader.read(read_request(request))
         count_read(result.stats)
+        table = mark_json_fields(result.table, result.info.latest)
         return FlightAnswer(
-            mark_json_fields(result.table, result.info.latest),
-            stats_metadata(read_stats(result.stats)),
+            table, stats_metadata(read_stats(result.stats)), arrow_rows_per_message(table)
         )

@@ -118,8 +118,12 @@ async def test_requests_it_cannot_serve_are_answered_with_their_code(
     with pytest.raises(pa.ArrowInvalid) as by_path:
         await asyncio.to_thread(client.get_flight_info, flight.FlightDescriptor.for_path("x"))
     assert "command" in flight_message(by_path.value)
-    with pytest.raises(pa.ArrowNotImplementedError):
-        await asyncio.to_thread(lambda: list(client.list_actions()))
+    with pytest.raises(pa.ArrowNotImplementedError) as unimplemented:
+        await asyncio.to_thread(lambda: list(client.do_action(flight.Action("x", b""))))
+    assert "DoGet" in flight_message(unimplemented.value)
+    # Nothing to list: reads are named by their request.
+    assert await asyncio.to_thread(lambda: list(client.list_flights())) == []
+    assert await asyncio.to_thread(lambda: list(client.list_actions())) == []
 
 
 async def test_a_raw_grpc_client_sees_proper_codes(services: ServicesUnderTest) -> None:

@@ -25,7 +25,7 @@ class Block:
     min_time: int
     max_time: int
     seqs: npt.NDArray[np.int64]
-    column_stats: bytes | None = None
+    column_stats: str | None = None
 
 
 def build_blocks(
@@ -62,7 +62,7 @@ def build_blocks(
         start = end
     bodies = [joined.data[offsets[a] : offsets[b]].tobytes() for a, b in bounds]
     compressed = list(CODEC_THREADS.map(lambda body: compress(codec, body), bodies))
-    stats: list[bytes | None] = [None] * len(bounds)
+    stats: list[str | None] = [None] * len(bounds)
     if schema is not None:
         stats = [
             block_stats(

@@ -22,8 +22,8 @@ class BlockEntry:
     max_time: int
     # Parquet row groups: the first row's number within the file.
     first_row: int | None = None
-    # Avro blocks: their columns' statistics (``fusou.records.column_stats``).
-    column_stats: bytes | None = None
+    # Avro blocks: their columns' statistics as JSON (``fusou.records.column_stats``).
+    column_stats: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ async def register_file_entry(conn: asyncpg.Connection, object_id: int, f: FileE
             "INSERT INTO fusou_blocks (file_id, block_no, byte_offset, byte_length, row_count, "
             "min_time, max_time, first_row, column_stats) "
             "SELECT $1, n - 1, o, l, r, lo, hi, fr, cs FROM unnest($2::bigint[], $3::bigint[], "
-            "$4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bytea[]) "
+            "$4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::jsonb[]) "
             "WITH ORDINALITY AS b(o, l, r, lo, hi, fr, cs, n)",
             file_id,
             [b.byte_offset for b in f.blocks],

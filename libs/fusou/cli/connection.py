@@ -30,12 +30,14 @@ class Connection:
     def of(
         cls, client: ClientSettings, target: str | None = None, flight_target: str | None = None
     ) -> Connection:
+        # A target named on the command line names the server: its Flight port too, unless
+        # that is named as well (FUSOU_FLIGHT_TARGET goes with FUSOU_TARGET).
         return cls(
             target or client.target,
             client.token,
             client.ca_file,
             client.tls,
-            flight_target or client.flight_target,
+            flight_target or (None if target else client.flight_target),
         )
 
     @property

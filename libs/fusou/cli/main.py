@@ -223,16 +223,18 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return up(settings)
     if args.command == "serve":
-        from fusou.cli.hosting import check_services, serve
+        from fusou.cli.hosting import check_services, exit_now, serve
 
         check_services(args.services)
-        asyncio.run(
+        finished = asyncio.run(
             serve(
                 settings,
                 args.services,
                 on_started=_announce_ports,
             )
         )
+        if not finished:
+            exit_now(0)
         return 0
     if args.command == "migrate":
         from fusou.db.migrate import migrate_url
@@ -277,6 +279,7 @@ def _client(args: argparse.Namespace, settings: Settings) -> int:
     unusable command line or file, 1 for a failed call)."""
     import grpc
 
+    from fusou.cli.flight_errors import FlightCallFailed, FlightUnreachable
     from fusou.cli.input_error import InputError
 
     commands = {
@@ -297,27 +300,10 @@ def _client(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     except grpc.RpcError as exc:
         return _rpc_failed(args.command, exc)
-    except Exception as exc:
-        if args.command != "read":
-            raise
-        return _flight_failed(args.command, exc)
-
-
-def _flight_failed(command: str, exc: Exception) -> int:
-    """A failed Flight call as one line, like ``_rpc_failed``; anything else is raised."""
-    import pyarrow as pa
-    from pyarrow import flight
-
-    from fusou.cli.read_client import FlightUnreachable
-    from fusou.server.flight_status import flight_code, flight_message
-
-    if isinstance(exc, FlightUnreachable):
-        print(f"fusou {command}: UNAVAILABLE: {exc}", file=sys.stderr)
+    except (FlightCallFailed, FlightUnreachable) as exc:
+        code = "UNAVAILABLE: " if isinstance(exc, FlightUnreachable) else ""
+        print(f"fusou {args.command}: {code}{exc}", file=sys.stderr)
         return 1
-    if not isinstance(exc, pa.ArrowException | flight.FlightError):
-        raise exc
-    print(f"fusou {command}: {flight_code(exc)}: {flight_message(exc)}", file=sys.stderr)
-    return 1
 
 
 def _rpc_failed(command: str, exc: grpc.RpcError) -> int:

@@ -25,6 +25,7 @@ from fusou.api.reader.client import arrow_of, read_range_callable, stats_of
 from fusou.api.reader.v1 import reader_pb2
 from fusou.api.timestamps import timestamp_of_ms
 from fusou.cli.connection import Connection
+from fusou.cli.flight_errors import FlightCallFailed, FlightUnreachable
 from fusou.cli.input_error import InputError
 
 
@@ -111,8 +112,10 @@ def _through_flight(
             yield pa.Table.from_batches([batch]), stats
     except flight.FlightUnavailableError as exc:
         if exc.extra_info:  # the server's own answer (a dependency down), not the port's
-            raise
+            raise FlightCallFailed(exc) from None
         raise FlightUnreachable(conn.flight_address, exc) from None
+    except (flight.FlightError, pa.ArrowException) as exc:
+        raise FlightCallFailed(exc) from None
 
 
 def _through_grpc(
@@ -123,19 +126,6 @@ def _through_grpc(
             request, timeout=timeout, metadata=conn.metadata
         ):
             yield arrow_of(message), stats_of(message)
-
-
-class FlightUnreachable(Exception):
-    """The Flight port did not answer (as opposed to answering with a refusal)."""
-
-    def __init__(self, address: str, cause: BaseException) -> None:
-        from fusou.server.flight_status import flight_message
-
-        super().__init__(
-            f"Arrow Flight at {address} did not answer ({flight_message(cause)}); set "
-            "FUSOU_FLIGHT_TARGET or --flight-target to the reader's Flight port, or read "
-            "through ReadRange with --grpc"
-        )
 
 
 def run_read(

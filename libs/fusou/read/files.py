@@ -41,8 +41,9 @@ class BlockRef:
     # The time field's bounds within the block, from the block index (None: not planned).
     min_time: int | None = None
     max_time: int | None = None
-    # Avro blocks: their columns' statistics from the block index (planned for filtered reads).
-    column_stats: bytes | None = None
+    # Avro blocks: the statistics of the filtered columns from the block index, as JSON (only
+    # filtered reads plan them).
+    column_stats: str | None = None
 
     @property
     def span(self) -> Span:

@@ -145,14 +145,14 @@ def prune(
     doubles = {f.name for f in latest.fields if f.type is FieldType.DOUBLE}
     kept: list[BlockRef] = []
     for b in blocks:
-        if all(_block_may_match(b, f, latest.time_field, f.column in doubles) for f in filters):
+        avro = None
+        if not b.file.parquet and b.column_stats is not None:
+            avro = parse_block_stats(b.column_stats)
+        if all(
+            _block_may_match(b, avro, f, latest.time_field, f.column in doubles) for f in filters
+        ):
             kept.append(b)
     return kept, len(blocks) - len(kept)
-
-
-@lru_cache(maxsize=8192)
-def _avro_stats(data: bytes) -> Mapping[str, BlockColumnStats]:
-    return parse_block_stats(data)
 
 
 def _as_read(s: ColumnStats | str | None, double: bool) -> ColumnStats | str | None:
@@ -165,15 +165,23 @@ def _as_read(s: ColumnStats | str | None, double: bool) -> ColumnStats | str | N
     return ColumnStats(s.rows, s.nulls, float(s.low), float(s.high))
 
 
-def _block_may_match(b: BlockRef, f: Filter, time_field: str, double: bool) -> bool:
+def _block_may_match(
+    b: BlockRef,
+    avro: Mapping[str, BlockColumnStats] | None,
+    f: Filter,
+    time_field: str,
+    double: bool,
+) -> bool:
+    """Whether a row of ``b`` may meet ``f``; ``avro``: the statistics of an Avro block's
+    filtered columns (None: it has none)."""
     if f.column == time_field:
         if b.min_time is None or b.max_time is None:
             return True
         return may_match(f, ColumnStats(1, 0, b.min_time, b.max_time))
     if not b.file.parquet:
-        if b.column_stats is None:
+        if avro is None:
             return True
-        found = _avro_stats(b.column_stats).get(f.column)
+        found = avro.get(f.column)
         if found is None:
             return may_match(f, ABSENT)  # not in the block's schema version: null throughout
         s = ColumnStats(found.rows, found.nulls, found.low, found.high)

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 # Merging or encoding fewer rows than this takes well under a millisecond on the event loop,
 # less than a round trip to the CPU thread costs the request.
 SMALL_RESULT_ROWS = 16_384
+# Judging fewer blocks than this against filters takes well under a millisecond.
+_SMALL_PLAN = 256
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,15 @@ FROM (SELECT array_agg(schema_version) AS hot_versions, array_agg(seq) AS hot_se
              array_agg(min_time) AS block_min_times, array_agg(max_time) AS block_max_times,
              array_agg(column_stats) AS block_stats
       FROM (SELECT b.file_id, b.byte_offset, b.byte_length, b.block_no, b.first_row,
-                   b.min_time, b.max_time, CASE WHEN $5 THEN b.column_stats END AS column_stats
+                   b.min_time, b.max_time,
+                   -- Of the statistics, only the filtered columns' (none without filters).
+                   CASE WHEN $5::text[] IS NOT NULL AND b.column_stats IS NOT NULL THEN
+                     jsonb_build_object(
+                       'rows', b.column_stats -> 'rows',
+                       'columns', (SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb)
+                                   FROM jsonb_each(b.column_stats -> 'columns')
+                                   WHERE key = ANY($5::text[])))::text
+                   END AS column_stats
             FROM fusou_files f JOIN fusou_blocks b USING (file_id)
             WHERE f.table_id = $1 AND f.state = 'active'
               AND f.min_time < $3 AND f.max_time >= $2
@@ -268,7 +278,12 @@ class Reader:
     ) -> tuple[TableInfo, list[pa.Table]]:
         async with self._pool.acquire() as conn:
             snapshot = await conn.fetchrow(
-                _SNAPSHOT, info.table_id, req.start, req.end, not req.cold_only, bool(req.filters)
+                _SNAPSHOT,
+                info.table_id,
+                req.start,
+                req.end,
+                not req.cold_only,
+                sorted({f.column for f in req.filters}) or None,
             )
         assert snapshot is not None
         hot = _HotRows.from_snapshot(snapshot)
@@ -311,7 +326,9 @@ class Reader:
                 raise InvalidArgument.many(problems)
         if req.filters:
             # Judged by the newest schema: what a column's type allows to compare.
-            plan, stats.blocks_pruned = prune(plan, prunable(req.filters, info), info.latest)
+            plan, stats.blocks_pruned = await run_cpu_unless_small(
+                len(plan) < _SMALL_PLAN, prune, plan, prunable(req.filters, info), info.latest
+            )
         parts: list[pa.Table] = []
         stats.hot_rows = len(hot.seqs)
         for version, lo, hi in runs:

@@ -48,7 +48,7 @@ def _bounds(column: pa.ChunkedArray, ftype: FieldType) -> tuple[Any, Any]:
     return low, high
 
 
-def block_stats(table: pa.Table, schema: TableSchema) -> bytes:
+def block_stats(table: pa.Table, schema: TableSchema) -> str:
     """The statistics of one block's rows (decoded under ``schema``), serialized. The time
     field is left out: the block index holds its bounds."""
     columns: dict[str, list[Any]] = {}
@@ -62,12 +62,12 @@ def block_stats(table: pa.Table, schema: TableSchema) -> bytes:
             if low is not None:
                 entry += [low, high]
         columns[f.name] = entry
-    return orjson.dumps({"rows": table.num_rows, "columns": columns})
+    return orjson.dumps({"rows": table.num_rows, "columns": columns}).decode()
 
 
-def parse_block_stats(data: bytes) -> Mapping[str, BlockColumnStats]:
-    """The columns' statistics ``block_stats`` serialized; a column missing from them was not
-    in the block's schema version (null in every row)."""
+def parse_block_stats(data: str | bytes) -> Mapping[str, BlockColumnStats]:
+    """The columns' statistics ``block_stats`` serialized (or some of its columns, in the same
+    form); a column missing from the full form was not in the block's schema version."""
     raw = orjson.loads(data)
     rows = int(raw["rows"])
     return {

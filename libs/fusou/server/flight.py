@@ -15,7 +15,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -39,10 +39,12 @@ _CANCEL_POLL_S = 0.25
 
 @dataclass(frozen=True)
 class FlightAnswer:
-    """What DoGet streams: a table, and bytes for the first message's app_metadata."""
+    """What DoGet streams: a table, in batches of at most ``batch_rows`` rows, and bytes for
+    the first message's app_metadata."""
 
     table: pa.Table
     app_metadata: bytes = b""
+    batch_rows: int | None = None
 
 
 class FlightService(Protocol):
@@ -75,7 +77,7 @@ class _Call(flight.ServerMiddleware):  # type: ignore[misc]
 
     def call_completed(self, exception: BaseException | None) -> None:
         if exception is not None and self.code == "OK":
-            self.code = "CANCELLED" if "ancel" in type(exception).__name__ else "INTERNAL"
+            self.code = flight_code(exception)
         _finished(self.info, self.code, time.perf_counter() - self._started)
 
 
@@ -146,17 +148,35 @@ class _FlightServer(flight.FlightServerBase):  # type: ignore[misc]
         )
         self._service = service
         self._loop = loop
+        # Work handed to the loop and not yet answered, cancelled when the grace period ends.
+        self._inflight: set[concurrent.futures.Future[Any]] = set()
+        self._lock = threading.Lock()
+        # Set once the grace period is over: streams stop at their next batch.
+        self.closing = threading.Event()
 
-    def _on_loop(self, context: Any, work: Awaitable[T]) -> T:
+    def cancel_inflight(self) -> None:
+        self.closing.set()
+        with self._lock:
+            pending = list(self._inflight)
+        for future in pending:
+            future.cancel()
+
+    def _on_loop(self, context: Any, work: Coroutine[Any, Any, T]) -> T:
         """``work``'s result, run on the event loop under the call's log context; the work is
-        cancelled when the client goes away."""
+        cancelled when the client goes away or the server's grace period ends."""
         call: _Call = context.get_middleware("fusou")
 
         async def with_context() -> T:
             CURRENT_CALL.set(call.info)  # the task's own copy of the context
             return await work
 
+        if self.closing.is_set():
+            work.close()
+            call.code = "UNAVAILABLE"
+            raise flight.FlightUnavailableError("the server is shutting down; retry")
         future = asyncio.run_coroutine_threadsafe(with_context(), self._loop)
+        with self._lock:
+            self._inflight.add(future)
         try:
             while True:
                 try:
@@ -166,13 +186,21 @@ class _FlightServer(flight.FlightServerBase):  # type: ignore[misc]
                         future.cancel()
                         call.code = "CANCELLED"
                         raise flight.FlightCancelledError("the client cancelled the call") from None
-        except (flight.FlightCancelledError, concurrent.futures.CancelledError):
-            call.code = "CANCELLED"
-            raise
-        except Exception as exc:  # noqa: BLE001 - the mapping point: every error answers
+        except concurrent.futures.CancelledError:
+            # Not the client's doing (that is answered above): the server stopped the work.
+            call.code = "UNAVAILABLE"
+            raise flight.FlightUnavailableError(
+                "the server shut down before the read finished; retry"
+            ) from None
+        except Exception as exc:
+            if isinstance(exc, flight.FlightCancelledError):
+                raise
             refusal = flight_exception(exc)
             call.code = flight_code(refusal)
             raise refusal from None
+        finally:
+            with self._lock:
+                self._inflight.discard(future)
 
     def _grant(self, context: Any) -> Grant:
         call: _Call = context.get_middleware("fusou")
@@ -191,22 +219,51 @@ class _FlightServer(flight.FlightServerBase):  # type: ignore[misc]
         # No location: the ticket is redeemed on this same server.
         return flight.FlightInfo(schema, descriptor, [flight.FlightEndpoint(command, [])], -1, -1)
 
+    def get_schema(self, context: Any, descriptor: flight.FlightDescriptor) -> Any:
+        return flight.SchemaResult(self.get_flight_info(context, descriptor).schema)
+
     def do_get(self, context: Any, ticket: flight.Ticket) -> Any:
         answer = self._on_loop(
             context, self._service.fetch(bytes(ticket.ticket), self._grant(context))
         )
-        return flight.GeneratorStream(answer.table.schema, _messages(answer))
+        return flight.GeneratorStream(answer.table.schema, self._messages(answer))
 
+    def _messages(self, answer: FlightAnswer) -> Iterator[Any]:
+        """The answer in batches of at most ``answer.batch_rows`` rows (each is one message;
+        Flight refuses messages past 2 GiB), the first carrying the app metadata (an empty
+        batch when there are no rows). A server past its grace period stops between two."""
+        table = answer.table
+        batches = table.to_batches(max_chunksize=answer.batch_rows)
+        first = batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+        yield first, pa.py_buffer(answer.app_metadata)
+        for batch in batches[1:]:
+            if self.closing.is_set():
+                raise flight.FlightUnavailableError(
+                    "the server shut down before the answer was sent; retry"
+                )
+            yield batch
 
-def _messages(answer: FlightAnswer) -> Iterator[Any]:
-    """The answer's batches, the first carrying the app metadata (an empty one when there are
-    no rows), the rest written by Arrow's C++ side."""
-    table = answer.table
-    batches = table.to_batches()
-    first = batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
-    yield first, pa.py_buffer(answer.app_metadata)
-    if len(batches) > 1:
-        yield flight.RecordBatchStream(pa.Table.from_batches(batches[1:], table.schema))
+    def list_flights(self, context: Any, criteria: bytes) -> Iterator[Any]:
+        return iter(())  # reads are named by their request, not listed
+
+    def list_actions(self, context: Any) -> list[Any]:
+        return []
+
+    def do_action(self, context: Any, action: Any) -> Any:
+        return self._unimplemented(context, "DoAction")
+
+    def do_put(self, context: Any, descriptor: Any, reader: Any, writer: Any) -> Any:
+        return self._unimplemented(context, "DoPut")
+
+    def do_exchange(self, context: Any, descriptor: Any, reader: Any, writer: Any) -> Any:
+        return self._unimplemented(context, "DoExchange")
+
+    def _unimplemented(self, context: Any, method: str) -> Any:
+        call: _Call = context.get_middleware("fusou")
+        call.code = "UNIMPLEMENTED"
+        raise pa.ArrowNotImplementedError(
+            f"{method}: this server answers GetFlightInfo, GetSchema and DoGet only"
+        )
 
 
 def _url_host(host: str) -> str:
@@ -247,12 +304,14 @@ class FlightHost:
         log.info("Arrow Flight on %s:%d (%s)", s.grpc_host, self.port, scheme)
         return self.port
 
-    async def stop(self, grace: float) -> None:
+    async def stop(self, grace: float) -> bool:
         """Refuse new calls and give those in flight ``grace`` seconds (their handlers need the
-        loop, so this waits without blocking it)."""
+        loop, so this waits without blocking it), then cancel their work. False when a call
+        was still running after that: one whose client stopped reading holds a write that
+        only the process's exit ends (``FusouServer.finished``)."""
         server, self._server = self._server, None
         if server is None:
-            return
+            return True
         done = asyncio.Event()
         loop = asyncio.get_running_loop()
 
@@ -267,3 +326,11 @@ class FlightHost:
         threading.Thread(target=shut_down, name="flight-shutdown", daemon=True).start()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), max(grace, 0.1))
+        if done.is_set():
+            return True
+        server.cancel_inflight()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 1.0)
+        if not done.is_set():
+            log.warning("Arrow Flight calls still running after the grace period")
+        return done.is_set()
