@@ -7,6 +7,7 @@ import pyarrow as pa
 import pytest
 
 from fusou.read.filters import MAX_IN_VALUES, Filter, Op, apply_filters, filter_violations
+from fusou.read.merge import conform_to
 from fusou.schema.model import FieldType, SchemaField, TableSchema
 
 SCHEMA = TableSchema(
@@ -113,3 +114,17 @@ def test_what_the_schema_refuses(f: Filter, field: str, problem: str) -> None:
 def test_too_many_filters() -> None:
     (violation,) = filter_violations([Filter("n", Op.IS_NULL)] * 65, SCHEMA)
     assert violation.field == "filters"
+
+
+def test_longs_past_2_53_compare_with_fractions_and_widen_to_doubles() -> None:
+    big = 2**53 + 1
+    table = pa.table({"t": [1, 2], "n": pa.array([big, 3], pa.int64())})
+    assert apply_filters(table, [Filter("n", Op.GT, (0.5,))]).num_rows == 2
+    assert apply_filters(table, [Filter("n", Op.IN, (0.5, 3.0))]).column("n").to_pylist() == [3]
+    widened = TableSchema(
+        "t", (SchemaField("t", FieldType.LONG), SchemaField("n", FieldType.DOUBLE)), 2
+    )
+    with_meta = table.append_column("_fusou_seq", pa.array([1, 2], pa.int64())).append_column(
+        "_fusou_ingested_at", pa.array([0, 0], pa.int64())
+    )
+    assert conform_to(with_meta, widened).column("n").to_pylist() == [float(big), 3.0]

@@ -118,6 +118,12 @@ def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column
 
 
+def _as_doubles(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    # Longs past 2**53 round, as they do when a column widens to double: a fractional operand
+    # is below 2**53, so the order between the two is kept.
+    return pc.cast(column, pa.float64(), safe=False)
+
+
 def _fits_long(value: float) -> bool:
     return value.is_integer() and -(2**63) <= value < 2**63
 
@@ -128,7 +134,7 @@ def _operand(column: pa.ChunkedArray, value: Any) -> tuple[pa.ChunkedArray, pa.S
     if pa.types.is_integer(column.type) and isinstance(value, float):
         if _fits_long(value):
             return column, pa.scalar(int(value), column.type)
-        return column.cast(pa.float64()), pa.scalar(value, pa.float64())
+        return _as_doubles(column), pa.scalar(value, pa.float64())
     if pa.types.is_floating(column.type):
         return column, pa.scalar(float(value), column.type)
     return column, pa.scalar(value, column.type)
@@ -145,7 +151,7 @@ def _condition(table: pa.Table, f: Filter) -> pa.ChunkedArray:
             isinstance(v, float) and not _fits_long(v) for v in f.values
         )
         if wide:
-            column = column.cast(pa.float64())
+            column = _as_doubles(column)
         values = pa.array(
             [int(v) if pa.types.is_integer(column.type) else v for v in f.values], column.type
         )

@@ -42,7 +42,12 @@ def conform_to(table: pa.Table, latest: TableSchema) -> pa.Table:
         if f.name in names:
             col = table.column(f.name)
             if col.type != target and not (target == pa.string() and is_string_like(col.type)):
-                col = pa.nulls(n, target) if pa.types.is_null(col.type) else pc.cast(col, target)
+                # Long to double (the one widening) rounds longs past 2**53, as widening means.
+                col = (
+                    pa.nulls(n, target)
+                    if pa.types.is_null(col.type)
+                    else pc.cast(col, target, safe=False)
+                )
         else:
             col = pa.nulls(n, target)
         columns.append(col)
