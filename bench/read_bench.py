@@ -251,10 +251,8 @@ async def settle_and_inspect(url: str, n: int) -> Catalog:
 # -- phase 2: the peer's files ------------------------------------------------------------------
 
 
-def write_peer(directory: Path, day: pa.Table, hot: pa.Table, row_group_rows: int) -> int:
-    """24 hourly files and one for the hot set; returns the bytes written."""
-    fs = pafs.LocalFileSystem()
-    fs.create_dir(str(directory))
+def peer_files(day: pa.Table, hot: pa.Table) -> list[tuple[str, pa.Table]]:
+    """The peer's 24 hourly files and one for the hot set: names and rows."""
     day = day.sort_by("timestamp")
     times = day.column("timestamp")
     parts: list[tuple[str, pa.Table]] = []
@@ -263,8 +261,15 @@ def write_peer(directory: Path, day: pa.Table, hot: pa.Table, row_group_rows: in
         mask = pc.and_(pc.greater_equal(times, start), pc.less(times, end))
         parts.append((f"battle-{h:02d}.parquet", day.filter(mask)))
     parts.append(("battle-hot.parquet", hot.sort_by("timestamp")))
+    return parts
+
+
+def write_peer(directory: Path, day: pa.Table, hot: pa.Table, row_group_rows: int) -> int:
+    """The peer's files (``peer_files``) in ``directory``; returns the bytes written."""
+    fs = pafs.LocalFileSystem()
+    fs.create_dir(str(directory))
     total = 0
-    for name, table in parts:
+    for name, table in peer_files(day, hot):
         path = str(directory / name)
         pq.write_table(
             table, path, compression="zstd", row_group_size=row_group_rows, filesystem=fs

@@ -38,7 +38,6 @@ from typing import Any
 import boto3  # type: ignore[import-untyped, unused-ignore]
 import grpc
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -59,6 +58,7 @@ from bench.read_bench import (
     measure,
     measure_flight,
     measure_reader,
+    peer_files,
     settle_and_inspect,
 )
 from bench.s3_server import ACCESS_KEY, REGION, SECRET_KEY, delay_proxy, s3rver
@@ -95,16 +95,8 @@ def _boto(endpoint: str) -> Any:
 def write_peer(endpoint: str, day: pa.Table, hot: pa.Table, row_group_rows: int) -> int:
     """The peer's 24 hourly files and the hot set's, through boto3; returns the bytes."""
     s3 = _boto(endpoint)
-    day = day.sort_by("timestamp")
-    times = day.column("timestamp")
-    parts: list[tuple[str, pa.Table]] = []
-    for h in range(24):
-        start, end = T0 + h * HOUR_MS, T0 + (h + 1) * HOUR_MS
-        mask = pc.and_(pc.greater_equal(times, start), pc.less(times, end))
-        parts.append((f"battle-{h:02d}.parquet", day.filter(mask)))
-    parts.append(("battle-hot.parquet", hot.sort_by("timestamp")))
     total = 0
-    for name, table in parts:
+    for name, table in peer_files(day, hot):
         sink = io.BytesIO()
         pq.write_table(table, sink, compression="zstd", row_group_size=row_group_rows)
         s3.put_object(Bucket=BUCKET, Key=f"{PEER_PREFIX}/{name}", Body=sink.getvalue())

@@ -26,7 +26,7 @@ from fusou.api.access import OPEN, AccessControl, Grant
 from fusou.config import ConfigError, Settings, read_configured_file
 from fusou.logs import CURRENT_CALL, REQUEST_ID_HEADER, CallInfo, request_id_of
 from fusou.server.flight_status import flight_code, flight_exception
-from fusou.server.metrics import RPC_SECONDS, RPCS
+from fusou.server.observing import record_call
 
 log = logging.getLogger(__name__)
 
@@ -78,23 +78,7 @@ class _Call(flight.ServerMiddleware):  # type: ignore[misc]
     def call_completed(self, exception: BaseException | None) -> None:
         if exception is not None and self.code == "OK":
             self.code = flight_code(exception)
-        _finished(self.info, self.code, time.perf_counter() - self._started)
-
-
-def _finished(info: CallInfo, code: str, seconds: float) -> None:
-    RPCS.labels(info.method, code).inc()
-    RPC_SECONDS.labels(info.method).observe(seconds)
-    fields = {
-        "request_id": info.request_id,
-        "method": info.method,
-        "principal": info.principal,
-        "code": code,
-        "duration_ms": round(seconds * 1000, 3),
-    }
-    if code == "OK":
-        log.debug("call finished", extra=fields)
-    else:
-        log.warning("call failed: %s", code, extra=fields)
+        record_call(self.info, self.code, time.perf_counter() - self._started)
 
 
 _METHOD_NAMES = {
@@ -126,7 +110,7 @@ class _Admission(flight.ServerMiddlewareFactory):  # type: ignore[misc]
             grant = OPEN if self._access is None else self._access.admit(self._method, metadata)
         except Exception as exc:  # noqa: BLE001 - the mapping point: every error answers
             refusal = flight_exception(exc)
-            _finished(call, flight_code(refusal), 0.0)
+            record_call(call, flight_code(refusal), 0.0)
             raise refusal from None
         call.principal = grant.principal
         return _Call(grant, call)

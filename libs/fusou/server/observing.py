@@ -41,23 +41,27 @@ async def _begin(context: Context, method: str, metadata: Any) -> None:
         name = (
             code.name if isinstance(code, grpc.StatusCode) else "OK" if code is None else str(code)
         )
-        seconds = time.perf_counter() - started
-        RPCS.labels(method, name).inc()
-        RPC_SECONDS.labels(method).observe(seconds)
-        fields = {
-            "request_id": call.request_id,
-            "method": method,
-            "principal": call.principal,
-            "code": name,
-            "duration_ms": round(seconds * 1000, 3),
-        }
-        if name == "OK":
-            log.debug("call finished", extra=fields)
-        else:
-            log.warning("call failed: %s", context.details() or name, extra=fields)
+        record_call(call, name, time.perf_counter() - started, context.details())
 
     context.add_done_callback(done)  # type: ignore[arg-type]
     await context.send_initial_metadata(((REQUEST_ID_HEADER, call.request_id),))
+
+
+def record_call(call: CallInfo, code: str, seconds: float, details: str | None = None) -> None:
+    """A finished call into the metrics and the log (a failure at WARNING)."""
+    RPCS.labels(call.method, code).inc()
+    RPC_SECONDS.labels(call.method).observe(seconds)
+    fields = {
+        "request_id": call.request_id,
+        "method": call.method,
+        "principal": call.principal,
+        "code": code,
+        "duration_ms": round(seconds * 1000, 3),
+    }
+    if code == "OK":
+        log.debug("call finished", extra=fields)
+    else:
+        log.warning("call failed: %s", details or code, extra=fields)
 
 
 def _observed(behavior: Any, method: str, metadata: Any) -> Any:
