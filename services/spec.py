@@ -7,14 +7,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc import aio
 
 from fusou.runtime import Runtime
 from fusou.server.app import HostedService
-from fusou.server.flight import FlightService
+
+if TYPE_CHECKING:
+    from fusou.server.flight import FlightService
 
 S = TypeVar("S")
 

@@ -8,23 +8,39 @@ server here; nothing in the services or the server imports this module."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+import importlib
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from fusou.runtime import Runtime
 from fusou.server import metrics
 from fusou.server.app import FusouServer
 from fusou.server.readiness import dependency_check
-from fusou.services.archiver.main import SERVICE as ARCHIVER
-from fusou.services.compactor.main import SERVICE as COMPACTOR
-from fusou.services.ingest.main import SERVICE as INGEST
-from fusou.services.reader.main import SERVICE as READER
 from fusou.services.spec import ServiceSpec
 
+
+class _Services(Mapping[str, ServiceSpec[Any]]):
+    """Each service's spec (``fusou.services.<name>.main.SERVICE``), imported when first asked
+    for: a process hosting the archiver alone does not load the reader's libraries."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self._names = tuple(names)
+
+    def __getitem__(self, name: str) -> ServiceSpec[Any]:
+        if name not in self._names:
+            raise KeyError(name)
+        spec: ServiceSpec[Any] = importlib.import_module(f"fusou.services.{name}.main").SERVICE
+        return spec
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 # By the names ``fusou serve`` accepts, in the order ``fusou up`` hosts them.
-SERVICES: Mapping[str, ServiceSpec[Any]] = {
-    spec.name: spec for spec in (INGEST, ARCHIVER, COMPACTOR, READER)
-}
+SERVICES: Mapping[str, ServiceSpec[Any]] = _Services(("ingest", "archiver", "compactor", "reader"))
 # Named in the API, implemented by later work.
 PLANNED: tuple[str, ...] = ()
 
@@ -40,6 +56,6 @@ def build_server(runtime: Runtime, names: Sequence[str]) -> FusouServer:
         # The buffer's gauges scan it: one exporter per deployment is enough, and the
         # archiver (one replica, the buffer's consumer) is the natural one.
         gauges=functools.partial(metrics.refresh_buffer, runtime.pool)
-        if ARCHIVER.name in names
+        if "archiver" in names
         else None,
     )

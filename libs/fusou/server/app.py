@@ -13,7 +13,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -23,12 +23,15 @@ from fusou.api.access import AccessControl
 from fusou.auth.tokens import configured_tokens
 from fusou.config import ConfigError, Settings
 from fusou.server import metrics
-from fusou.server.flight import FlightHost, FlightService
 from fusou.server.interceptor import ErrorMappingInterceptor
 from fusou.server.observing import ObservingInterceptor
 from fusou.server.readiness import READINESS, Check, watch
 from fusou.server.reflection import enable_reflection
 from fusou.server.tls import server_credentials
+
+if TYPE_CHECKING:
+    # pyarrow.flight is loaded only by a server that hosts a Flight service.
+    from fusou.server.flight import FlightHost, FlightService
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +131,8 @@ class FusouServer:
             raise ConfigError("only one hosted service may serve Arrow Flight")
         try:
             if flights:
+                from fusou.server.flight import FlightHost
+
                 self._flight = FlightHost(self.settings, flights[0], access)
                 self.flight_port = self._flight.start()
             await server.start()
