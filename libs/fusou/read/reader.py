@@ -118,9 +118,10 @@ FROM (SELECT array_agg(schema_version) AS hot_versions, array_agg(seq) AS hot_se
                    CASE WHEN $5::text[] IS NOT NULL AND b.column_stats IS NOT NULL THEN
                      jsonb_build_object(
                        'rows', b.column_stats -> 'rows',
-                       'columns', (SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb)
-                                   FROM jsonb_each(b.column_stats -> 'columns')
-                                   WHERE key = ANY($5::text[])))::text
+                       'columns', (SELECT coalesce(jsonb_object_agg(c, b.column_stats -> 'columns' -> c)
+                                                   FILTER (WHERE b.column_stats -> 'columns' ? c),
+                                                   '{}'::jsonb)
+                                   FROM unnest($5::text[]) AS c))::text
                    END AS column_stats
             FROM fusou_files f JOIN fusou_blocks b USING (file_id)
             WHERE f.table_id = $1 AND f.state = 'active'
