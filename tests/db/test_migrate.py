@@ -197,3 +197,45 @@ async def test_quarantine_migration_keeps_the_compaction_order_and_counts_quaran
         await conn.close()
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_block_statistics_written_as_bytea_give_way_to_jsonb(
+    postgres: PostgresForTests,
+) -> None:
+    """A database migrated when the statistics were bytea (migration 9) takes jsonb ones
+    after migration 10: old statistics are dropped (those blocks are fetched), new ones fit."""
+    name = f"fusou_mig_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(postgres.admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    conn = await asyncpg.connect(database_url_with_name(postgres.admin_url, name))
+    try:
+        await conn.execute(
+            "CREATE TABLE fusou_schema_migrations (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        before = [m for m in available_migrations() if m.version <= 9]
+        for m in before:
+            await conn.execute(m.sql)
+        await conn.executemany(
+            "INSERT INTO fusou_schema_migrations (version, name) VALUES ($1, $2)",
+            [(m.version, m.name) for m in before],
+        )
+        assert (
+            await conn.fetchval(
+                "SELECT data_type FROM information_schema.columns "
+                "WHERE table_name = 'fusou_blocks' AND column_name = 'column_stats'"
+            )
+            == "bytea"
+        )
+        assert 10 in await migrate(conn)
+        assert (
+            await conn.fetchval(
+                "SELECT data_type FROM information_schema.columns "
+                "WHERE table_name = 'fusou_blocks' AND column_name = 'column_stats'"
+            )
+            == "jsonb"
+        )
+    finally:
+        await conn.close()
+        await admin.execute(f'DROP DATABASE "{name}"')
+        await admin.close()

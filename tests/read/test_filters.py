@@ -128,3 +128,24 @@ def test_longs_past_2_53_compare_with_fractions_and_widen_to_doubles() -> None:
         "_fusou_ingested_at", pa.array([0, 0], pa.int64())
     )
     assert conform_to(with_meta, widened).column("n").to_pylist() == [float(big), 3.0]
+
+
+def test_whole_numbers_beyond_the_longs_are_decided_outright() -> None:
+    top = 2**63 - 1
+    table = pa.table({"t": [1, 2, 3], "n": pa.array([top, -top - 1, None], pa.int64())})
+    beyond = float(2**63)  # what 2**63 - 1 rounds to as a double: no long equals it
+
+    def kept(op: Op, *values: float) -> list[int | None]:
+        found: list[int | None] = (
+            apply_filters(table, [Filter("n", op, values)]).column("n").to_pylist()
+        )
+        return found
+
+    assert kept(Op.EQ, beyond) == []
+    assert kept(Op.NE, beyond) == [top, -top - 1]
+    assert kept(Op.LT, beyond) == [top, -top - 1]
+    assert kept(Op.GE, beyond) == []
+    assert kept(Op.GT, -beyond * 2) == [top, -top - 1]
+    assert kept(Op.LE, -beyond * 2) == []
+    assert kept(Op.IN, beyond, 0.5, float(top)) == []  # float(top) is 2**63 too
+    assert kept(Op.IN, beyond, -(2.0**63)) == [-top - 1]

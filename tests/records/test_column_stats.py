@@ -64,3 +64,8 @@ def test_columns_without_usable_bounds_keep_their_null_counts() -> None:
 
 def test_infinite_doubles_leave_no_bounds() -> None:
     assert _stats(x=pa.array([-math.inf, 0.0, 1.0]))["x"] == BlockColumnStats(3, 0)
+
+
+def test_strings_holding_nul_leave_no_bounds() -> None:
+    # jsonb holds no NUL: such bounds would fail the block's registration.
+    assert _stats(s=pa.array(["a\x00b", "c", None]))["s"] == BlockColumnStats(3, 1)

@@ -9,7 +9,6 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from fusou.app import PLANNED, SERVICES, build_server
 from fusou.auth.tokens import configured_tokens
@@ -40,8 +39,7 @@ async def serve(
     names: Sequence[str],
     *,
     on_started: Callable[[FusouServer], None] | None = None,
-) -> bool:
-    """Serve until stopped; False when a call outlived the grace period (see ``exit_now``)."""
+) -> None:
     keep_freed_memory()
     runtime = await open_runtime(settings)
     try:
@@ -51,18 +49,8 @@ async def serve(
         if on_started is not None:
             on_started(server)
         await server.wait()
-        return server.finished
     finally:
         await runtime.close()
-
-
-def exit_now(status: int) -> NoReturn:
-    """Leave without waiting for what still runs: an Arrow Flight call whose client stopped
-    reading holds a write in Flight's C++ server, which would keep the process alive."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
 
 
 def default_data_dir(settings: Settings) -> Path:
@@ -131,11 +119,9 @@ def up(settings: Settings) -> int:
         json.dumps({"database_url": settings.database.url, "object_store_url": settings.store.url})
     )
     try:
-        finished = asyncio.run(serve(settings, names, on_started=announce))
+        asyncio.run(serve(settings, names, on_started=announce))
     finally:
         state.unlink(missing_ok=True)
         if embedded is not None:
             embedded.stop()
-    if not finished:
-        exit_now(0)
     return 0

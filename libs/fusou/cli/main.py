@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
+import traceback
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NoReturn, cast
 
 from fusou import logs
 from fusou.config import ConfigError, Settings
@@ -178,7 +180,7 @@ EXIT_BROKEN_PIPE = 141
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        return _main(argv)
+        code = _main(argv)
     except BrokenPipeError:
         # Whatever is still buffered for standard output goes nowhere, so that the flush at
         # exit does not report the closed pipe once more.
@@ -186,6 +188,30 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return EXIT_BROKEN_PIPE
+    except BaseException:
+        if _flight_calls_left():
+            traceback.print_exc()
+            _exit_now(1)
+        raise
+    if _flight_calls_left():
+        _exit_now(code)
+    return code
+
+
+def _flight_calls_left() -> bool:
+    """Whether a served Arrow Flight call outlived the server's stop (only a process that
+    served Flight has loaded the module that knows)."""
+    served = sys.modules.get("fusou.server.flight")
+    return served is not None and bool(served.calls_outlived_stop())
+
+
+def _exit_now(status: int) -> NoReturn:
+    """Leave without waiting for what still runs (the Flight call holds a thread of Flight's
+    C++ server, which would keep the process alive); everything else is closed by now."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -223,18 +249,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return up(settings)
     if args.command == "serve":
-        from fusou.cli.hosting import check_services, exit_now, serve
+        from fusou.cli.hosting import check_services, serve
 
         check_services(args.services)
-        finished = asyncio.run(
+        asyncio.run(
             serve(
                 settings,
                 args.services,
                 on_started=_announce_ports,
             )
         )
-        if not finished:
-            exit_now(0)
         return 0
     if args.command == "migrate":
         from fusou.db.migrate import migrate_url

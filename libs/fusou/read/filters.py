@@ -119,9 +119,29 @@ def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _as_doubles(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    # Longs past 2**53 round, as they do when a column widens to double: a fractional operand
-    # is below 2**53, so the order between the two is kept.
+    # Only for fractional operands, which are below 2**53 in magnitude: longs past 2**53 round
+    # (as when a column widens to double) without crossing one, so their order is kept.
     return pc.cast(column, pa.float64(), safe=False)
+
+
+# Which longs meet "long op v" for an integral v beyond the longs (v > 0: above them all).
+_BEYOND_LONGS = {
+    Op.EQ: (False, False),
+    Op.NE: (True, True),
+    Op.LT: (True, False),
+    Op.LE: (True, False),
+    Op.GT: (False, True),
+    Op.GE: (False, True),
+}
+
+
+def _beyond_longs(column: pa.ChunkedArray, op: Op, value: float) -> pa.ChunkedArray:
+    """The condition on a long column for an integral operand no long reaches: every non-null
+    row, or none (a null meets nothing)."""
+    above, below = _BEYOND_LONGS[op]
+    holds = above if value > 0 else below
+    valid = pc.is_valid(column)
+    return valid if holds else pc.and_(valid, pa.scalar(False))
 
 
 def _fits_long(value: float) -> bool:
@@ -129,8 +149,9 @@ def _fits_long(value: float) -> bool:
 
 
 def _operand(column: pa.ChunkedArray, value: Any) -> tuple[pa.ChunkedArray, pa.Scalar]:
-    """The column and the value in one type: a long column meets a fractional number as
-    doubles, and a column only ever null meets anything as a null string."""
+    """The column and the value in one type: a long column meets a whole number as a long, a
+    fractional one as doubles (``_condition`` decides whole numbers beyond the longs), and a
+    column only ever null meets anything as a null string."""
     if pa.types.is_integer(column.type) and isinstance(value, float):
         if _fits_long(value):
             return column, pa.scalar(int(value), column.type)
@@ -147,17 +168,22 @@ def _condition(table: pa.Table, f: Filter) -> pa.ChunkedArray:
     if f.op is Op.IS_NOT_NULL:
         return pc.is_valid(column)
     if f.op is Op.IN:
-        wide = pa.types.is_integer(column.type) and any(
-            isinstance(v, float) and not _fits_long(v) for v in f.values
-        )
-        if wide:
-            column = _as_doubles(column)
-        values = pa.array(
-            [int(v) if pa.types.is_integer(column.type) else v for v in f.values], column.type
-        )
+        listed: Sequence[Any] = f.values
+        if pa.types.is_integer(column.type):
+            # No long equals a fractional number, nor one beyond the longs.
+            listed = [int(v) for v in f.values if not isinstance(v, float) or _fits_long(v)]
+        values = pa.array(listed, column.type)
         # is_in matches no null (skip_nulls): a null meets no IN.
         return pc.is_in(column, value_set=values, skip_nulls=True)
-    column, operand = _operand(column, f.values[0])
+    value = f.values[0]
+    if (
+        pa.types.is_integer(column.type)
+        and isinstance(value, float)
+        and value.is_integer()
+        and not _fits_long(value)
+    ):
+        return _beyond_longs(column, f.op, value)
+    column, operand = _operand(column, value)
     return _COMPARE[f.op](column, operand)
 
 

@@ -19,7 +19,8 @@ import pyarrow.compute as pc
 
 from fusou.schema.model import FieldType, TableSchema
 
-# Longer bounds are not kept: a block of long texts is fetched whatever the filter.
+# Longer bounds are not kept (nor bounds holding NUL): such a block is fetched whatever the
+# filter.
 MAX_STRING_BOUND = 64
 _BOUNDED = {FieldType.LONG, FieldType.DOUBLE, FieldType.BOOLEAN, FieldType.STRING}
 
@@ -41,8 +42,10 @@ def _bounds(column: pa.ChunkedArray, ftype: FieldType) -> tuple[Any, Any]:
     low, high = found["min"], found["max"]
     if low is None or high is None:
         return None, None
-    if ftype is FieldType.STRING and max(len(low), len(high)) > MAX_STRING_BOUND:
-        return None, None
+    if ftype is FieldType.STRING and (
+        max(len(low), len(high)) > MAX_STRING_BOUND or "\x00" in low or "\x00" in high
+    ):
+        return None, None  # jsonb holds no NUL character
     if ftype is FieldType.DOUBLE and (math.isinf(low) or math.isinf(high)):
         return None, None  # JSON has no infinity
     return low, high

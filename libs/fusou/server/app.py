@@ -67,9 +67,6 @@ class FusouServer:
     # The Arrow Flight port, 0 when no hosted service serves Flight.
     flight_port: int = 0
     _flight: FlightHost | None = None
-    # False after a stop that left an Arrow Flight call running (see FlightHost.stop): the
-    # process must then exit without waiting for it.
-    finished: bool = True
     _health_server: aio.Server | None = None
     _metrics_http: metrics.MetricsHttp | None = None
     _gauges: asyncio.Task[None] | None = None
@@ -236,9 +233,7 @@ class FusouServer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drain_cut.wait(), drain)
         if self._flight is not None:
-            _, self.finished = await asyncio.gather(
-                self._server.stop(grace), self._flight.stop(grace)
-            )
+            await asyncio.gather(self._server.stop(grace), self._flight.stop(grace))
         else:
             await self._server.stop(grace)
         if self._health_server is not None:

@@ -24,6 +24,7 @@ from pyarrow import flight
 
 from fusou.api.access import OPEN, AccessControl, Grant
 from fusou.config import ConfigError, Settings, read_configured_file
+from fusou.errors import Unavailable
 from fusou.logs import CURRENT_CALL, REQUEST_ID_HEADER, CallInfo, request_id_of
 from fusou.server.flight_status import flight_code, flight_exception
 from fusou.server.observing import record_call
@@ -33,6 +34,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FLIGHT_SERVICE = "/arrow.flight.protocol.FlightService"
+# Set when a call outlived its server's stop: the process must then leave without waiting.
+_OUTLIVED_STOP = threading.Event()
+
+
+def calls_outlived_stop() -> bool:
+    """Whether a Flight call was still running when its server finished stopping. Its write
+    (to a client that stopped reading) holds a thread of Flight's C++ server, which would keep
+    the process from exiting (pyarrow's shutdown takes no deadline)."""
+    return _OUTLIVED_STOP.is_set()
+
+
 # How often a handler waiting for the loop looks whether its client went away.
 _CANCEL_POLL_S = 0.25
 
@@ -139,8 +151,8 @@ class _FlightServer(flight.FlightServerBase):  # type: ignore[misc]
         self.closing = threading.Event()
 
     def cancel_inflight(self) -> None:
-        self.closing.set()
         with self._lock:
+            self.closing.set()
             pending = list(self._inflight)
         for future in pending:
             future.cancel()
@@ -154,12 +166,13 @@ class _FlightServer(flight.FlightServerBase):  # type: ignore[misc]
             CURRENT_CALL.set(call.info)  # the task's own copy of the context
             return await work
 
-        if self.closing.is_set():
-            work.close()
-            call.code = "UNAVAILABLE"
-            raise flight.FlightUnavailableError("the server is shutting down; retry")
-        future = asyncio.run_coroutine_threadsafe(with_context(), self._loop)
         with self._lock:
+            # Under the lock: cancel_inflight either sees this future or ran before the check.
+            if self.closing.is_set():
+                work.close()
+                call.code = "UNAVAILABLE"
+                raise _unavailable("the server is shutting down; retry")
+            future = asyncio.run_coroutine_threadsafe(with_context(), self._loop)
             self._inflight.add(future)
         try:
             while True:
@@ -173,9 +186,7 @@ class _FlightServer(flight.FlightServerBase):  # type: ignore[misc]
         except concurrent.futures.CancelledError:
             # Not the client's doing (that is answered above): the server stopped the work.
             call.code = "UNAVAILABLE"
-            raise flight.FlightUnavailableError(
-                "the server shut down before the read finished; retry"
-            ) from None
+            raise _unavailable("the server shut down before the read finished; retry") from None
         except Exception as exc:
             if isinstance(exc, flight.FlightCancelledError):
                 raise
@@ -222,9 +233,7 @@ class _FlightServer(flight.FlightServerBase):  # type: ignore[misc]
         yield first, pa.py_buffer(answer.app_metadata)
         for batch in batches[1:]:
             if self.closing.is_set():
-                raise flight.FlightUnavailableError(
-                    "the server shut down before the answer was sent; retry"
-                )
+                raise _unavailable("the server shut down before the answer was sent; retry")
             yield batch
 
     def list_flights(self, context: Any, criteria: bytes) -> Iterator[Any]:
@@ -248,6 +257,11 @@ class _FlightServer(flight.FlightServerBase):  # type: ignore[misc]
         raise pa.ArrowNotImplementedError(
             f"{method}: this server answers GetFlightInfo, GetSchema and DoGet only"
         )
+
+
+def _unavailable(message: str) -> Exception:
+    # Through the one mapping, so the answer carries the google.rpc.Status like any other.
+    return flight_exception(Unavailable(message))
 
 
 def _url_host(host: str) -> str:
@@ -317,4 +331,5 @@ class FlightHost:
             await asyncio.wait_for(done.wait(), 1.0)
         if not done.is_set():
             log.warning("Arrow Flight calls still running after the grace period")
+            _OUTLIVED_STOP.set()
         return done.is_set()

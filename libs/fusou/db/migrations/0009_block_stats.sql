@@ -2,5 +2,4 @@
 -- that a filtered read leaves out blocks that cannot match without fetching them. Parquet row
 -- groups (raw fragments, compacted files) have theirs in the footer kept in fusou_files.header.
 -- Blocks archived before this migration have none and are always fetched.
--- jsonb, so that a read takes from it only the columns its filters name.
-ALTER TABLE fusou_blocks ADD COLUMN IF NOT EXISTS column_stats jsonb;
+ALTER TABLE fusou_blocks ADD COLUMN IF NOT EXISTS column_stats bytea;
