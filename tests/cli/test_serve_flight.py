@@ -4,10 +4,8 @@ reading: after the grace period the process leaves without waiting for that writ
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.api.reader.v1 import reader_pb2
 from fusou.api.timestamps import timestamp_of_ms
 from fusou.records.wire_formats import arrow_ipc_bytes
+from tests.support.grpcurl import FUSOU, clean_env
 
 pytestmark = pytest.mark.integration
 
@@ -32,21 +31,18 @@ async def test_a_stalled_flight_client_does_not_keep_the_server_alive(
 ) -> None:
     objects = tmp_path / "objects"
     objects.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FUSOU_")}
-    env.update(
+    env = clean_env(  # free Flight and metrics ports
         FUSOU_DATABASE_URL=database_url,
         FUSOU_OBJECT_STORE_URL=f"file://{objects}",
         FUSOU_GRPC_HOST="127.0.0.1",
         FUSOU_GRPC_PORT="0",
-        FUSOU_FLIGHT_PORT="0",
-        FUSOU_METRICS_PORT="0",
         FUSOU_SHUTDOWN_GRACE_S="1",
         FUSOU_GRPC_MAX_MESSAGE_BYTES=str(128 * 1024 * 1024),
     )
     log = tmp_path / "stderr.log"
     with log.open("wb") as stderr:
         proc = await asyncio.create_subprocess_exec(
-            str(Path(sys.executable).parent / "fusou"),
+            FUSOU,
             *("serve", "ingest", "reader"),
             env=env,
             stdout=subprocess.PIPE,

@@ -51,12 +51,9 @@ class Connection:
         """A client of the reader's Flight port, with the same TLS as the gRPC channel."""
         from pyarrow import flight
 
-        if self.ca_file is None and not self.tls:
+        if not self.secure:
             return flight.connect(f"grpc+tcp://{self.flight_address}")
-        roots = None
-        if self.ca_file is not None:
-            roots = read_configured_file("FUSOU_TARGET_CA_FILE", self.ca_file)
-        return flight.connect(f"grpc+tls://{self.flight_address}", tls_root_certs=roots)
+        return flight.connect(f"grpc+tls://{self.flight_address}", tls_root_certs=self._roots())
 
     def flight_options(self, timeout: float) -> flight.FlightCallOptions:
         from pyarrow import flight
@@ -72,11 +69,20 @@ class Connection:
         return (("authorization", f"Bearer {self.token}"),)
 
     def channel(self, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
-        if self.ca_file is None and not self.tls:
+        if not self.secure:
             return grpc.insecure_channel(self.target, options=list(options))
-        roots = None
-        if self.ca_file is not None:
-            roots = read_configured_file("FUSOU_TARGET_CA_FILE", self.ca_file)
         return grpc.secure_channel(
-            self.target, grpc.ssl_channel_credentials(root_certificates=roots), list(options)
+            self.target,
+            grpc.ssl_channel_credentials(root_certificates=self._roots()),
+            list(options),
         )
+
+    @property
+    def secure(self) -> bool:
+        return self.ca_file is not None or self.tls
+
+    def _roots(self) -> bytes | None:
+        """The certificates to trust: the CA file's, or None for the system's."""
+        if self.ca_file is None:
+            return None
+        return read_configured_file("FUSOU_TARGET_CA_FILE", self.ca_file)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -23,17 +22,10 @@ from fusou.catalog.tables import TableInfo
 from fusou.formats.parquet_file import metadata_of, row_group_at
 from fusou.read.files import BlockRef
 from fusou.read.filters import Filter, Op
-from fusou.records.column_stats import BlockColumnStats, parse_block_stats
+from fusou.records.column_stats import ColumnStats, parse_block_stats
+
+__all__ = ["ABSENT", "UNKNOWN", "ColumnStats", "column_stats", "may_match", "prunable", "prune"]
 from fusou.schema.model import FieldType, TableSchema
-
-
-@dataclass(frozen=True)
-class ColumnStats:
-    rows: int
-    nulls: int | None  # None: unknown
-    low: Any = None  # None (with high): no min/max known
-    high: Any = None
-
 
 # Types whose Parquet statistics compare with a filter's operand as the filter does (JSON is
 # nested in raw fragments and compared as text by filters; bytes take only null tests).
@@ -167,7 +159,7 @@ def _as_read(s: ColumnStats | str | None, double: bool) -> ColumnStats | str | N
 
 def _block_may_match(
     b: BlockRef,
-    avro: Mapping[str, BlockColumnStats] | None,
+    avro: Mapping[str, ColumnStats] | None,
     f: Filter,
     time_field: str,
     double: bool,
@@ -184,7 +176,6 @@ def _block_may_match(
         found = avro.get(f.column)
         if found is None:
             return may_match(f, ABSENT)  # not in the block's schema version: null throughout
-        s = ColumnStats(found.rows, found.nulls, found.low, found.high)
-        return may_match(f, _as_read(s, double))
+        return may_match(f, _as_read(found, double))
     group = row_group_at(b.file.header, b.first_row or 0)
     return may_match(f, _as_read(column_stats(b.file.header, group, f.column), double))

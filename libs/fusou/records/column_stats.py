@@ -26,10 +26,12 @@ _BOUNDED = {FieldType.LONG, FieldType.DOUBLE, FieldType.BOOLEAN, FieldType.STRIN
 
 
 @dataclass(frozen=True)
-class BlockColumnStats:
+class ColumnStats:
+    """One column's statistics in one block (an Avro block, or a Parquet row group)."""
+
     rows: int
-    nulls: int
-    low: Any = None  # None (with high): no bounds kept
+    nulls: int | None  # None: unknown
+    low: Any = None  # None (with high): no bounds known
     high: Any = None
 
 
@@ -68,12 +70,12 @@ def block_stats(table: pa.Table, schema: TableSchema) -> str:
     return orjson.dumps({"rows": table.num_rows, "columns": columns}).decode()
 
 
-def parse_block_stats(data: str | bytes) -> Mapping[str, BlockColumnStats]:
+def parse_block_stats(data: str | bytes) -> Mapping[str, ColumnStats]:
     """The columns' statistics ``block_stats`` serialized (or some of its columns, in the same
     form); a column missing from the full form was not in the block's schema version."""
     raw = orjson.loads(data)
     rows = int(raw["rows"])
     return {
-        name: BlockColumnStats(rows, int(entry[0]), *entry[1:3])
+        name: ColumnStats(rows, int(entry[0]), *entry[1:3])
         for name, entry in raw["columns"].items()
     }

@@ -23,11 +23,12 @@ import pyarrow as pa
 from pyarrow import flight
 
 from fusou.api.access import OPEN, AccessControl, Grant
-from fusou.config import ConfigError, Settings, read_configured_file
+from fusou.config import ConfigError, Settings
 from fusou.errors import Unavailable
 from fusou.logs import CURRENT_CALL, REQUEST_ID_HEADER, CallInfo, request_id_of
 from fusou.server.flight_status import flight_code, flight_exception
 from fusou.server.observing import record_call
+from fusou.server.tls import server_key_pair
 
 log = logging.getLogger(__name__)
 
@@ -282,14 +283,8 @@ class FlightHost:
 
     def start(self) -> int:
         s = self._settings.server
-        tls = None
-        if s.tls_cert_file is not None and s.tls_key_file is not None:
-            tls = [
-                (
-                    read_configured_file("FUSOU_TLS_CERT_FILE", s.tls_cert_file),
-                    read_configured_file("FUSOU_TLS_KEY_FILE", s.tls_key_file),
-                )
-            ]
+        pair = server_key_pair(self._settings)
+        tls = None if pair is None else [pair]
         scheme = "grpc+tls" if tls else "grpc+tcp"
         location = f"{scheme}://{_url_host(s.grpc_host)}:{s.flight_port}"
         try:

@@ -36,6 +36,10 @@ _ARROW_KINDS: dict[grpc.StatusCode, type[Exception]] = {
     grpc.StatusCode.NOT_FOUND: pa.ArrowKeyError,
     grpc.StatusCode.UNIMPLEMENTED: pa.ArrowNotImplementedError,
 }
+# Each kind back to its code: the first code that maps to it (ABORTED travels as UNAVAILABLE).
+_CODE_OF_KIND: dict[type[Exception], str] = {}
+for _code, _kind in [*_FLIGHT_KINDS.items(), *_ARROW_KINDS.items()]:
+    _CODE_OF_KIND.setdefault(_kind, _code.name)
 # What pyarrow appends to the message of an error it converted from a Python exception.
 _PYTHON_DETAIL = ". Detail: Python exception"
 _FLIGHT_DETAIL = ". Detail: "
@@ -69,19 +73,7 @@ def flight_message(exc: BaseException) -> str:
 
 def flight_code(exc: BaseException) -> str:
     """The gRPC code name behind a Flight error (what ``flight_exception`` made of it)."""
-    for kind, code in _CODE_OF_KIND:
+    for kind, code in _CODE_OF_KIND.items():
         if isinstance(exc, kind):
             return code
     return "INTERNAL"
-
-
-_CODE_OF_KIND: tuple[tuple[type[BaseException], str], ...] = (
-    (flight.FlightUnauthenticatedError, "UNAUTHENTICATED"),
-    (flight.FlightUnauthorizedError, "PERMISSION_DENIED"),
-    (flight.FlightUnavailableError, "UNAVAILABLE"),
-    (flight.FlightTimedOutError, "DEADLINE_EXCEEDED"),
-    (flight.FlightCancelledError, "CANCELLED"),
-    (pa.ArrowInvalid, "INVALID_ARGUMENT"),
-    (pa.ArrowKeyError, "NOT_FOUND"),
-    (pa.ArrowNotImplementedError, "UNIMPLEMENTED"),
-)

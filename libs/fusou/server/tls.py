@@ -14,10 +14,20 @@ def _pem(variable: str, path: str) -> bytes:
     return data
 
 
-def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    """TLS credentials, or None for plaintext (neither variable set)."""
+def server_key_pair(settings: Settings) -> tuple[bytes, bytes] | None:
+    """The PEM certificate chain and its key, or None for plaintext (neither variable set):
+    what the gRPC port and the Arrow Flight port both serve TLS with."""
     if settings.server.tls_cert_file is None or settings.server.tls_key_file is None:
         return None
     chain = _pem("FUSOU_TLS_CERT_FILE", settings.server.tls_cert_file)
     key = _pem("FUSOU_TLS_KEY_FILE", settings.server.tls_key_file)
+    return chain, key
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials, or None for plaintext (neither variable set)."""
+    pair = server_key_pair(settings)
+    if pair is None:
+        return None
+    chain, key = pair
     return grpc.ssl_server_credentials([(key, chain)])
