@@ -115,3 +115,18 @@ class Unauthenticated(FusouError):
 
 class PermissionDenied(FusouError):
     """The token may not call this RPC, or not for this dataset."""
+
+
+class DatasetPurging(FailedPrecondition):
+    """The dataset is being purged: nothing new is written to it until the purge is done."""
+
+    def __init__(self, dataset_id: str) -> None:
+        super().__init__(
+            f"dataset {dataset_id!r} is being purged: nothing is written to it until the purge "
+            "completes (an interrupted purge is completed by calling PurgeDataset again)"
+        )
+
+
+class TableGone(Aborted):
+    """A table named by cached catalog data no longer exists (its dataset was purged); the
+    caller reloads the catalog and tries again."""

@@ -8,9 +8,11 @@ from typing import Any
 
 from grpc import aio
 
-from fusou.api.archiver.translate import archive_options, archive_response
+from fusou.api.archiver.translate import archive_options, archive_response, purge_response
 from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.archive.archiver import Archiver
+from fusou.lifecycle.purge import Purger
+from fusou.logs import CURRENT_CALL
 from fusou.server import metrics
 
 Context = aio.ServicerContext[Any, Any]
@@ -19,6 +21,7 @@ Context = aio.ServicerContext[Any, Any]
 class ArchiverServicer(archiver_pb2_grpc.ArchiverServiceServicer):
     def __init__(self, archiver: Archiver) -> None:
         self._archiver = archiver
+        self._purger = archiver.sibling(Purger)
 
     async def Archive(
         self, request: archiver_pb2.ArchiveRequest, context: Context
@@ -34,3 +37,20 @@ class ArchiverServicer(archiver_pb2_grpc.ArchiverServiceServicer):
         if report.lake.error:
             metrics.LAKE_FAILED_PUBLICATIONS.inc()
         return archive_response(report)
+
+    async def PurgeDataset(
+        self, request: archiver_pb2.PurgeDatasetRequest, context: Context
+    ) -> archiver_pb2.PurgeDatasetResponse:
+        call = CURRENT_CALL.get()
+        report = await self._purger.purge(
+            request.dataset_id, (call.principal if call else None) or "anonymous"
+        )
+        if not report.already_purged:
+            metrics.PURGES.labels("complete" if report.complete else "incomplete").inc()
+            # A resumed purge reports what its interrupted calls deleted too; they counted
+            # nothing here.
+            metrics.PURGED_ROWS.inc(
+                report.deleted.get("hot_rows", 0) + report.deleted.get("quarantined_rows", 0)
+            )
+            metrics.PURGED_OBJECTS.inc(report.deleted.get("store_objects", 0))
+        return purge_response(report)

@@ -39,6 +39,11 @@ class FakeArchiver(archiver_pb2_grpc.ArchiverServiceServicer):
     ) -> archiver_pb2.ArchiveResponse:
         return archiver_pb2.ArchiveResponse(total_rows=len(request.dataset_id))
 
+    async def PurgeDataset(
+        self, request: archiver_pb2.PurgeDatasetRequest, context: aio.ServicerContext[Any, Any]
+    ) -> archiver_pb2.PurgeDatasetResponse:
+        return archiver_pb2.PurgeDatasetResponse(dataset_id=request.dataset_id)
+
     async def close(self) -> None:
         self.closed = True
 

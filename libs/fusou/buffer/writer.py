@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from fusou.buffer.copy_format import COPY_COLUMNS, HEADER, TRAILER, BufferRows, copy_rows
+from fusou.catalog.fence import refused_tables
 from fusou.cpu import run_cpu
 from fusou.storage.replay import Answers, record_answers, stored_answer
 
@@ -159,34 +160,47 @@ class GroupCommitWriter:
                 raise
             return
         for item, result in zip(group, results, strict=True):
+            if isinstance(result, Exception):
+                for waiter in (item, *item.followers):
+                    if not waiter.future.done():
+                        waiter.future.set_exception(result)
+                continue
             if not item.future.done():
                 item.future.set_result(result)
             for follower in item.followers:
                 if not follower.future.done():
                     follower.future.set_result(dataclasses.replace(result, replayed=True))
 
-    async def _transaction(self, group: list[_Pending]) -> list[WriteResult]:
-        total = sum(item.rows.num_rows for item in group)
+    async def _transaction(self, group: list[_Pending]) -> list[WriteResult | Exception]:
+        """One transaction for the group: per request, its answer, or why its table refused
+        it (the others are written all the same)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            first = await conn.fetchval("SELECT fusou_allocate_seq($1)", total)
-            results: list[WriteResult] = []
-            for item in group:
-                n = item.rows.num_rows
-                results.append(WriteResult(n, item.rows.schema_version, first, first + n - 1))
-                first += n
-            replays = await self._claim_request_ids(conn, group, results)
-            accepted = [
-                (item, results[i].first_seq) for i, item in enumerate(group) if i not in replays
-            ]
-            for i, replay in replays.items():
-                results[i] = replay
-            if accepted:
-                await conn.copy_to_table(
-                    "fusou_buffer",
-                    source=self._copy_stream(accepted),
-                    columns=list(COPY_COLUMNS),
-                    format="binary",
-                )
+            refused = await refused_tables(conn, [item.rows.table_id for item in group])
+            writing = [item for item in group if item.rows.table_id not in refused]
+            written = iter(await self._write(conn, writing) if writing else [])
+        return [refused.get(item.rows.table_id) or next(written) for item in group]
+
+    async def _write(self, conn: asyncpg.Connection, group: list[_Pending]) -> list[WriteResult]:
+        total = sum(item.rows.num_rows for item in group)
+        first = await conn.fetchval("SELECT fusou_allocate_seq($1)", total)
+        results: list[WriteResult] = []
+        for item in group:
+            n = item.rows.num_rows
+            results.append(WriteResult(n, item.rows.schema_version, first, first + n - 1))
+            first += n
+        replays = await self._claim_request_ids(conn, group, results)
+        accepted = [
+            (item, results[i].first_seq) for i, item in enumerate(group) if i not in replays
+        ]
+        for i, replay in replays.items():
+            results[i] = replay
+        if accepted:
+            await conn.copy_to_table(
+                "fusou_buffer",
+                source=self._copy_stream(accepted),
+                columns=list(COPY_COLUMNS),
+                format="binary",
+            )
         return results
 
     async def _claim_request_ids(

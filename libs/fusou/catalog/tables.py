@@ -15,6 +15,7 @@ from functools import cached_property
 
 import asyncpg
 
+from fusou.catalog.fence import lock_dataset
 from fusou.errors import InvalidArgument
 from fusou.schema.evolve import merge_batch_schema
 from fusou.schema.model import FieldType, TableSchema, field_name_problem
@@ -60,6 +61,9 @@ class TableRegistry:
             info = await self._load(conn, dataset_id, table)
         if info is not None:
             self.remember(info)
+        elif refresh:
+            # Gone (its dataset was purged): a table created again gets a new id.
+            self._tables.pop(key, None)
         return info
 
     async def version(self, table_id: int, version: int) -> TableSchema:
@@ -106,6 +110,7 @@ class TableRegistry:
             "INSERT INTO fusou_datasets (dataset_id) VALUES ($1) ON CONFLICT DO NOTHING",
             dataset_id,
         )
+        await lock_dataset(conn, dataset_id)
         await conn.execute(
             "INSERT INTO fusou_tables (dataset_id, table_name) VALUES ($1, $2) "
             "ON CONFLICT DO NOTHING",
@@ -154,6 +159,7 @@ class TableRegistry:
                 "INSERT INTO fusou_datasets (dataset_id) VALUES ($1) ON CONFLICT DO NOTHING",
                 dataset_id,
             )
+            await lock_dataset(conn, dataset_id)
             inserted = await conn.fetchval(
                 "INSERT INTO fusou_tables (dataset_id, table_name, time_field, key_fields) "
                 "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING table_id",
@@ -236,7 +242,12 @@ class TableRegistry:
             self._versions[(info.table_id, info.latest.version)] = info.latest
         key = (info.dataset_id, info.name)
         current = self._tables.get(key)
-        if current is None or current.latest.version <= info.latest.version:
+        # A table purged and created again has a higher id; the newer table wins.
+        if (
+            current is None
+            or current.table_id < info.table_id
+            or (current.table_id == info.table_id and current.latest.version <= info.latest.version)
+        ):
             self._tables[key] = info
 
 

@@ -1,5 +1,5 @@
-"""``fusou archive``, ``fusou compact`` and ``fusou stats``: clients of Archive, Compact and
-GetStats, for people and for the Kubernetes CronJobs (a JSON summary on stdout, one line on
+"""``fusou archive``, ``fusou compact``, ``fusou purge`` and ``fusou stats``: clients of
+Archive, Compact, PurgeDataset and GetStats, for people and for the Kubernetes CronJobs (a JSON summary on stdout, one line on
 stderr per table that failed, and a non-zero exit when the call or any table fails)."""
 
 from __future__ import annotations
@@ -107,4 +107,18 @@ def run_compact(
         for d in response.datasets
         if d.status == compactor_pb2.COMPACT_STATUS_FAILED
     ]
+    return as_json(response), failures
+
+
+def run_purge(conn: Connection, *, dataset: str, timeout: float) -> tuple[str, list[str]]:
+    """The JSON summary, and what the verification found left when the purge is incomplete."""
+    request = archiver_pb2.PurgeDatasetRequest(dataset_id=dataset)
+    with conn.channel() as channel, _Elapsed(f"purging {dataset}"):
+        response = archiver_pb2_grpc.ArchiverServiceStub(channel).PurgeDataset(
+            request, timeout=timeout, metadata=conn.metadata
+        )
+    failures = []
+    if not response.complete:
+        left = ", ".join(f"{kind}: {n}" for kind, n in sorted(response.remaining.items()))
+        failures.append(f"incomplete, still there: {left}; run `fusou purge` again")
     return as_json(response), failures

@@ -113,6 +113,18 @@ def _parser() -> argparse.ArgumentParser:
     compact.add_argument("--timeout", type=float, default=3600.0, help="seconds")
     compact.add_argument("--target", default=None, help=_TARGET_HELP)
 
+    purge = sub.add_parser(
+        "purge",
+        help="delete every row, object and catalog entry of a dataset, then verify that "
+        "nothing is left (PurgeDataset); run again to complete an interrupted purge",
+    )
+    purge.add_argument("dataset")
+    purge.add_argument(
+        "--yes", action="store_true", help="confirm: the dataset's data cannot be brought back"
+    )
+    purge.add_argument("--timeout", type=float, default=3600.0, help="seconds")
+    purge.add_argument("--target", default=None, help=_TARGET_HELP)
+
     upload = sub.add_parser(
         "upload", help="send Parquet files as one raw bundle to UploadRaw (TABLE=FILE ...)"
     )
@@ -311,6 +323,7 @@ def _client(args: argparse.Namespace, settings: Settings) -> int:
         "archive": _admin,
         "stats": _admin,
         "compact": _admin,
+        "purge": _admin,
         "upload": _upload,
         "read": _read,
     }
@@ -362,10 +375,18 @@ def _read(args: argparse.Namespace) -> int:
 
 
 def _admin(args: argparse.Namespace) -> int:
-    from fusou.cli.admin_client import run_archive, run_compact, run_stats
+    from fusou.cli.admin_client import run_archive, run_compact, run_purge, run_stats
+    from fusou.cli.input_error import InputError
 
     failures: list[str] = []
-    if args.command == "compact":
+    if args.command == "purge":
+        if not args.yes:
+            raise InputError(
+                f"purging deletes every row and file of dataset {args.dataset!r} for good: "
+                "add --yes to confirm"
+            )
+        output, failures = run_purge(args.conn, dataset=args.dataset, timeout=args.timeout)
+    elif args.command == "compact":
         output, failures = run_compact(
             args.conn, dataset=args.dataset, table=args.table, timeout=args.timeout
         )

@@ -18,7 +18,7 @@ from fusou.catalog.tables import DEFAULT_TIME_FIELD, TableInfo, TableRegistry
 from fusou.clock import SYSTEM_CLOCK, Clock
 from fusou.config import Settings
 from fusou.cpu import run_in_process
-from fusou.errors import Aborted, FieldViolation, InvalidArgument
+from fusou.errors import Aborted, FieldViolation, InvalidArgument, TableGone
 from fusou.ingest.prepare import Limits, Prepared, TableContext, prepare
 from fusou.ingest.request import IngestRequest
 from fusou.names import name_problem
@@ -86,6 +86,16 @@ class Ingestor:
             if previous is not None:
                 return previous
         info = await self._registry.get(req.dataset_id, req.table)
+        try:
+            return await self._ingest_as(req, request_id, info)
+        except TableGone:
+            # The cached table was purged: write to the table as the catalog has it now.
+            info = await self._registry.get(req.dataset_id, req.table, refresh=True)
+            return await self._ingest_as(req, request_id, info)
+
+    async def _ingest_as(
+        self, req: IngestRequest, request_id: str | None, info: TableInfo | None
+    ) -> WriteResult:
         for _ in range(MAX_SCHEMA_ROUNDS):
             prepared: Prepared = await run_in_process(
                 prepare,

@@ -93,7 +93,7 @@ class ReadResult:
 # order, so the arrays line up; the sort only makes each schema version one run (were it lost,
 # a version would come in several runs, each decoded alone: slower, still right).
 _SNAPSHOT = """
-SELECT h.*, f.*, b.*
+SELECT EXISTS (SELECT 1 FROM fusou_tables WHERE table_id = $1) AS table_exists, h.*, f.*, b.*
 FROM (SELECT array_agg(schema_version) AS hot_versions, array_agg(seq) AS hot_seqs,
              array_agg(ingested_at) AS hot_ingested, array_agg(length(record)) AS hot_lengths,
              string_agg(record, ''::bytea) AS hot_records
@@ -287,6 +287,15 @@ class Reader:
                 sorted({f.column for f in req.filters}) or None,
             )
         assert snapshot is not None
+        if not snapshot["table_exists"]:
+            # The cached table was purged: read the table of that name now, if there is one.
+            fresh = await self._registry.get(info.dataset_id, info.name, refresh=True)
+            if fresh is None or fresh.table_id == info.table_id:
+                raise NotFound(f"no table {info.name!r} in dataset {info.dataset_id!r}")
+            problems = self._request_violations(req, fresh)
+            if problems:
+                raise InvalidArgument.many(problems)
+            return await self._gather(fresh, req, stats)
         hot = _HotRows.from_snapshot(snapshot)
         files = {
             row[0]: FileRef(row[0], row[1], bytes(row[2]), *row[3:])

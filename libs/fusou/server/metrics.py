@@ -90,6 +90,18 @@ ARCHIVE_SECONDS = Histogram(
     buckets=_RUN_BUCKETS,
     registry=REGISTRY,
 )
+PURGES = Counter(
+    "fusou_purges",
+    "PurgeDataset calls, by outcome: complete, incomplete (something remained; call again).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+PURGED_ROWS = Counter(
+    "fusou_purged_rows", "Hot and quarantined rows deleted by PurgeDataset.", registry=REGISTRY
+)
+PURGED_OBJECTS = Counter(
+    "fusou_purged_objects", "Store objects deleted by PurgeDataset.", registry=REGISTRY
+)
 COMPACTED_ROWS = Counter(
     "fusou_compacted_rows", "Rows written to optimized files.", registry=REGISTRY
 )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from fusou.catalog.files import BlockEntry, FileEntry, register_file_entry, register_object
 from fusou.catalog.tables import DEFAULT_TIME_FIELD, TableInfo
 from fusou.cpu import run_cpu
-from fusou.errors import FieldViolation, InvalidArgument
+from fusou.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArgument
 from fusou.jobs import StorageJob
 from fusou.lake.run import publish
 from fusou.names import name_problem
@@ -261,8 +261,9 @@ class RawUploader(StorageJob):
         await self._checkpoint("uploaded")
         try:
             result = await self._register(manifest, key, stored.size, collector)
-        except InvalidArgument:
-            # The table changed under the upload (a concurrent schema): nothing is registered.
+        except (InvalidArgument, FailedPrecondition, Aborted):
+            # The table changed under the upload (a concurrent schema), or its dataset is being
+            # purged: nothing is registered.
             await self._store.delete(key)
             raise
         await self._publish(manifest.dataset_id, sorted(tables))

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+from google.protobuf import timestamp_pb2
+
 from fusou.api.archiver.v1 import archiver_pb2
 from fusou.archive.archiver import ArchiveOptions, ArchiveReport, TableStatus
+from fusou.lifecycle.purge import PurgeReport
 
 _STATUS = {
     TableStatus.ARCHIVED: archiver_pb2.TABLE_ARCHIVE_STATUS_ARCHIVED,
@@ -54,4 +59,27 @@ def archive_response(report: ArchiveReport) -> archiver_pb2.ArchiveResponse:
         sweep_error=report.sweep_error,
         lake_tables_published=report.lake.published,
         lake_error=report.lake.error,
+    )
+
+
+def _timestamp(when: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
+    if when is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(when)
+    return ts
+
+
+def purge_response(report: PurgeReport) -> archiver_pb2.PurgeDatasetResponse:
+    return archiver_pb2.PurgeDatasetResponse(
+        purge_id=report.purge_id,
+        dataset_id=report.dataset_id,
+        requested_by=report.requested_by,
+        started_at=_timestamp(report.started_at),
+        finished_at=_timestamp(report.finished_at),
+        complete=report.complete,
+        already_purged=report.already_purged,
+        attempts=report.attempts,
+        deleted=report.deleted,
+        remaining=report.remaining,
     )

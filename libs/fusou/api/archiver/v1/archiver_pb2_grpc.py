@@ -40,6 +40,11 @@ class ArchiverServiceStub:
                 request_serializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.ArchiveRequest.SerializeToString,
                 response_deserializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.ArchiveResponse.FromString,
                 _registered_method=True)
+        self.PurgeDataset = channel.unary_unary(
+                '/fusou.archiver.v1.ArchiverService/PurgeDataset',
+                request_serializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.PurgeDatasetRequest.SerializeToString,
+                response_deserializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.PurgeDatasetResponse.FromString,
+                _registered_method=True)
 
 
 class ArchiverServiceServicer:
@@ -53,6 +58,18 @@ class ArchiverServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PurgeDataset(self, request, context):
+        """PurgeDataset deletes every row, object and catalog entry of a dataset: hot and quarantined
+        rows, cold, raw, optimized and lake files, Iceberg tables, schemas, stored request answers.
+        It then lists the store and counts the database's rows of the dataset again, and keeps an
+        audit record (who, when, counts; no data). While it runs, writes to the dataset fail with
+        FAILED_PRECONDITION. Calling it again completes an interrupted purge, or answers the record
+        of the finished one (already_purged). NOT_FOUND for a dataset that never existed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArchiverServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -60,6 +77,11 @@ def add_ArchiverServiceServicer_to_server(servicer, server):
                     servicer.Archive,
                     request_deserializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.ArchiveRequest.FromString,
                     response_serializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.ArchiveResponse.SerializeToString,
+            ),
+            'PurgeDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeDataset,
+                    request_deserializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.PurgeDatasetRequest.FromString,
+                    response_serializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.PurgeDatasetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,6 +112,33 @@ class ArchiverService:
             '/fusou.archiver.v1.ArchiverService/Archive',
             fusou_dot_archiver_dot_v1_dot_archiver__pb2.ArchiveRequest.SerializeToString,
             fusou_dot_archiver_dot_v1_dot_archiver__pb2.ArchiveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fusou.archiver.v1.ArchiverService/PurgeDataset',
+            fusou_dot_archiver_dot_v1_dot_archiver__pb2.PurgeDatasetRequest.SerializeToString,
+            fusou_dot_archiver_dot_v1_dot_archiver__pb2.PurgeDatasetResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,14 @@ class ArchiverServiceStub:
     def __new__(cls, channel: _aio.Channel) -> ArchiverServiceAsyncStub: ...
     Archive: _grpc.UnaryUnaryMultiCallable[_archiver_pb2.ArchiveRequest, _archiver_pb2.ArchiveResponse]
     """Archive moves the rows older than the minimum age, per (dataset, table)."""
+    PurgeDataset: _grpc.UnaryUnaryMultiCallable[_archiver_pb2.PurgeDatasetRequest, _archiver_pb2.PurgeDatasetResponse]
+    """PurgeDataset deletes every row, object and catalog entry of a dataset: hot and quarantined
+    rows, cold, raw, optimized and lake files, Iceberg tables, schemas, stored request answers.
+    It then lists the store and counts the database's rows of the dataset again, and keeps an
+    audit record (who, when, counts; no data). While it runs, writes to the dataset fail with
+    FAILED_PRECONDITION. Calling it again completes an interrupted purge, or answers the record
+    of the finished one (already_purged). NOT_FOUND for a dataset that never existed.
+    """
 
 @_typing.type_check_only
 class ArchiverServiceAsyncStub(ArchiverServiceStub):
@@ -43,6 +51,14 @@ class ArchiverServiceAsyncStub(ArchiverServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Archive: _aio.UnaryUnaryMultiCallable[_archiver_pb2.ArchiveRequest, _archiver_pb2.ArchiveResponse]  # type: ignore[assignment]
     """Archive moves the rows older than the minimum age, per (dataset, table)."""
+    PurgeDataset: _aio.UnaryUnaryMultiCallable[_archiver_pb2.PurgeDatasetRequest, _archiver_pb2.PurgeDatasetResponse]  # type: ignore[assignment]
+    """PurgeDataset deletes every row, object and catalog entry of a dataset: hot and quarantined
+    rows, cold, raw, optimized and lake files, Iceberg tables, schemas, stored request answers.
+    It then lists the store and counts the database's rows of the dataset again, and keeps an
+    audit record (who, when, counts; no data). While it runs, writes to the dataset fail with
+    FAILED_PRECONDITION. Calling it again completes an interrupted purge, or answers the record
+    of the finished one (already_purged). NOT_FOUND for a dataset that never existed.
+    """
 
 class ArchiverServiceServicer(metaclass=_abc_1.ABCMeta):
     """ArchiverService moves hot rows from the buffer to cold Avro files."""
@@ -54,5 +70,19 @@ class ArchiverServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_archiver_pb2.ArchiveResponse, _abc.Awaitable[_archiver_pb2.ArchiveResponse]]:
         """Archive moves the rows older than the minimum age, per (dataset, table)."""
+
+    @_abc_1.abstractmethod
+    def PurgeDataset(
+        self,
+        request: _archiver_pb2.PurgeDatasetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_archiver_pb2.PurgeDatasetResponse, _abc.Awaitable[_archiver_pb2.PurgeDatasetResponse]]:
+        """PurgeDataset deletes every row, object and catalog entry of a dataset: hot and quarantined
+        rows, cold, raw, optimized and lake files, Iceberg tables, schemas, stored request answers.
+        It then lists the store and counts the database's rows of the dataset again, and keeps an
+        audit record (who, when, counts; no data). While it runs, writes to the dataset fail with
+        FAILED_PRECONDITION. Calling it again completes an interrupted purge, or answers the record
+        of the finished one (already_purged). NOT_FOUND for a dataset that never existed.
+        """
 
 def add_ArchiverServiceServicer_to_server(servicer: ArchiverServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

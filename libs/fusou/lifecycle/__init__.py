@@ -1,0 +1,1 @@
+"""Removing data on purpose: purging a dataset everywhere (``purge``)."""

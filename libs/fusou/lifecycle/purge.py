@@ -1,0 +1,388 @@
+"""PurgeDataset: every row, object and catalog entry of a dataset, gone, verified and audited.
+
+The steps, each idempotent, so that a purge killed anywhere is completed by calling it again
+(the audit row in ``fusou_purges`` stays ``running`` until then):
+
+1. mark the dataset ``purging`` (and open the audit row): from then on ingest, uploads and
+   table creation refuse it (``fusou.buffer.fence``);
+2. per table, holding its archive, compaction and lake locks (so no run of the table is
+   writing), and the dataset row FOR UPDATE (so no write that passed the fence is still
+   uncommitted): delete its hot and quarantined rows, its files and blocks, its lake ledger,
+   its schemas and the table itself;
+3. delete what belongs to the dataset as a whole: its objects' catalog rows, its stored
+   request answers, its Iceberg tables and namespace;
+4. delete every object under the dataset's prefixes of the store (raw, cold, optimized, lake),
+   and what killed writes left there;
+5. verify: count what the database still holds for the dataset and its tables, and list the
+   store's prefixes again. Only when nothing remains is the dataset row deleted and the audit
+   row marked ``done``, in one transaction.
+
+Catalog rows go before objects: a crash in between leaves unregistered objects, which step 4
+of the next call deletes, never a catalog row naming a missing object.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import asyncpg
+
+from fusou.errors import NotFound
+from fusou.jobs import StorageJob
+from fusou.names import check_name
+from fusou.objectstore.retry import with_retries
+from fusou.storage.keys import LAKE, dataset_prefixes, kind_prefix
+from fusou.storage.locks import (
+    ARCHIVE_LOCK,
+    COMPACT_LOCK,
+    LAKE_LOCK,
+    PURGE_LOCK,
+    dataset_key,
+    wait_lock,
+)
+
+log = logging.getLogger(__name__)
+
+# Store deletion rounds before the verification reports what is left: a second round takes an
+# upload whose object landed while the first one listed (its registration is refused).
+STORE_ROUNDS = 2
+
+# Per table, in an order that respects the foreign keys: what the purge deletes and counts.
+_TABLE_STATEMENTS: tuple[tuple[str | None, str], ...] = (
+    (
+        "blocks",
+        "DELETE FROM fusou_blocks b USING fusou_files f "
+        "WHERE b.file_id = f.file_id AND f.table_id = $1",
+    ),
+    ("lake_files", "DELETE FROM fusou_lake_files WHERE table_id = $1"),
+    (None, "DELETE FROM fusou_lake_tables WHERE table_id = $1"),
+    ("files", "DELETE FROM fusou_files WHERE table_id = $1"),
+    ("quarantined_rows", "DELETE FROM fusou_quarantine WHERE table_id = $1"),
+    ("hot_rows", "DELETE FROM fusou_buffer WHERE table_id = $1"),
+    (None, "DELETE FROM fusou_table_schemas WHERE table_id = $1"),
+    ("tables", "DELETE FROM fusou_tables WHERE table_id = $1"),
+)
+
+# What the verification counts: rows of the dataset's tables (by id) and of the dataset.
+_TABLE_REMAINS = (
+    ("tables", "fusou_tables"),
+    ("schemas", "fusou_table_schemas"),
+    ("hot_rows", "fusou_buffer"),
+    ("quarantined_rows", "fusou_quarantine"),
+    ("files", "fusou_files"),
+    ("lake_files", "fusou_lake_files"),
+    ("lake_tables", "fusou_lake_tables"),
+)
+_DATASET_REMAINS = (
+    ("tables", "SELECT count(*) FROM fusou_tables WHERE dataset_id = $1"),
+    ("objects", "SELECT count(*) FROM fusou_objects WHERE dataset_id = $1"),
+    ("request_ids", "SELECT count(*) FROM fusou_ingest_requests WHERE dataset_id = $1"),
+    ("upload_request_ids", "SELECT count(*) FROM fusou_upload_requests WHERE dataset_id = $1"),
+)
+_ICEBERG_REMAINS = (
+    (
+        "iceberg_tables",
+        "SELECT count(*) FROM iceberg_tables WHERE table_namespace = $1 AND catalog_name = $2",
+    ),
+    (
+        "iceberg_namespaces",
+        "SELECT count(*) FROM iceberg_namespace_properties "
+        "WHERE namespace = $1 AND catalog_name = $2",
+    ),
+)
+
+
+@dataclass
+class PurgeReport:
+    purge_id: int
+    dataset_id: str
+    requested_by: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    # Calls that took this purge up: more than 1 when an earlier one was interrupted.
+    attempts: int
+    deleted: dict[str, int] = field(default_factory=dict)
+    # What the verification found left (empty when the purge is complete).
+    remaining: dict[str, int] = field(default_factory=dict)
+    # The dataset did not exist: this is the record of the purge that removed it.
+    already_purged: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.finished_at is not None
+
+    @classmethod
+    def of(cls, row: asyncpg.Record, *, already_purged: bool = False) -> PurgeReport:
+        return cls(
+            purge_id=row["purge_id"],
+            dataset_id=row["dataset_id"],
+            requested_by=row["requested_by"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            attempts=row["attempts"],
+            deleted=dict(json.loads(row["deleted"])),
+            remaining=dict(json.loads(row["remaining"])),
+            already_purged=already_purged,
+        )
+
+
+def _count(status: str) -> int:
+    """The row count of a command status ("DELETE 12")."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _added(counts: Mapping[str, int], more: Mapping[str, int]) -> dict[str, int]:
+    return {k: counts.get(k, 0) + more.get(k, 0) for k in {*counts, *more}}
+
+
+_AUDIT_COLUMNS = (
+    "purge_id, dataset_id, requested_by, started_at, finished_at, attempts, deleted, remaining"
+)
+
+
+class Purger(StorageJob):
+    async def purge(self, dataset_id: str, requested_by: str) -> PurgeReport:
+        """Purge ``dataset_id``, or complete an interrupted purge of it; NotFound when the
+        dataset does not exist and was never purged."""
+        check_name("dataset_id", dataset_id)
+        async with (
+            self._pool.acquire() as conn,
+            wait_lock(conn, PURGE_LOCK, dataset_key(dataset_id)),
+        ):
+            begun = await self._begin(conn, dataset_id, requested_by or "anonymous")
+            if begun.already_purged:
+                return begun
+            await self._checkpoint("purge-marked")
+            purge_id = begun.purge_id
+            tables = await conn.fetch(
+                "SELECT table_id FROM fusou_tables WHERE dataset_id = $1 ORDER BY table_id",
+                dataset_id,
+            )
+            for row in tables:
+                await self._purge_table(conn, purge_id, dataset_id, row["table_id"])
+                await self._checkpoint("purge-table")
+            await self._purge_dataset_rows(conn, purge_id, dataset_id)
+            await self._checkpoint("purge-catalog")
+            for _ in range(STORE_ROUNDS):
+                await self._purge_store(conn, purge_id, dataset_id)
+                await self._checkpoint("purge-store")
+                remaining = await self._remaining(conn, purge_id, dataset_id)
+                if not remaining:
+                    break
+            report = await self._finish(conn, purge_id, dataset_id, remaining)
+            await self._checkpoint("purge-done")
+        if remaining:
+            log.error("purge %d of %s left %s", purge_id, dataset_id, remaining)
+        else:
+            log.info("purged %s: %s", dataset_id, report.deleted)
+        return report
+
+    async def _begin(
+        self, conn: asyncpg.Connection, dataset_id: str, requested_by: str
+    ) -> PurgeReport:
+        async with conn.transaction():
+            # FOR UPDATE waits for the writes that passed the fence before the flag is set.
+            exists = await conn.fetchval(
+                "SELECT true FROM fusou_datasets WHERE dataset_id = $1 FOR UPDATE", dataset_id
+            )
+            running = await conn.fetchval(
+                "SELECT purge_id FROM fusou_purges WHERE dataset_id = $1 AND state = 'running'",
+                dataset_id,
+            )
+            if not exists and running is None:
+                done = await conn.fetchrow(
+                    f"SELECT {_AUDIT_COLUMNS} FROM fusou_purges "
+                    "WHERE dataset_id = $1 AND state = 'done' ORDER BY purge_id DESC LIMIT 1",
+                    dataset_id,
+                )
+                if done is None:
+                    raise NotFound(f"dataset {dataset_id!r} does not exist")
+                return PurgeReport.of(done, already_purged=True)
+            await conn.execute(
+                "UPDATE fusou_datasets SET purging = true, compaction_needed = false "
+                "WHERE dataset_id = $1",
+                dataset_id,
+            )
+            if running is None:
+                row = await conn.fetchrow(
+                    "INSERT INTO fusou_purges (dataset_id, requested_by) VALUES ($1, $2) "
+                    f"RETURNING {_AUDIT_COLUMNS}",
+                    dataset_id,
+                    requested_by,
+                )
+            else:
+                row = await conn.fetchrow(
+                    "UPDATE fusou_purges SET attempts = attempts + 1 WHERE purge_id = $1 "
+                    f"RETURNING {_AUDIT_COLUMNS}",
+                    running,
+                )
+        assert row is not None
+        return PurgeReport.of(row)
+
+    async def _purge_table(
+        self, conn: asyncpg.Connection, purge_id: int, dataset_id: str, table_id: int
+    ) -> None:
+        # Archive and compaction runs of the table hold these from their first read to their
+        # last write; the purge waits for a run in progress and then leaves it nothing.
+        async with (
+            wait_lock(conn, ARCHIVE_LOCK, table_id),
+            wait_lock(conn, COMPACT_LOCK, table_id),
+            wait_lock(conn, LAKE_LOCK, table_id),
+            conn.transaction(),
+        ):
+            await conn.execute(
+                "SELECT 1 FROM fusou_datasets WHERE dataset_id = $1 FOR UPDATE", dataset_id
+            )
+            counts: dict[str, int] = {}
+            for kind, statement in _TABLE_STATEMENTS:
+                deleted = _count(await conn.execute(statement, table_id))
+                if kind is not None:
+                    counts[kind] = deleted
+            await self._record(conn, purge_id, counts, table_id=table_id)
+
+    async def _purge_dataset_rows(
+        self, conn: asyncpg.Connection, purge_id: int, dataset_id: str
+    ) -> None:
+        catalog = self._settings.lake.catalog
+        async with conn.transaction():
+            objects = await conn.fetchrow(
+                "WITH gone AS (DELETE FROM fusou_objects WHERE dataset_id = $1 "
+                "RETURNING size_bytes) SELECT count(*) AS n, coalesce(sum(size_bytes), 0) AS b "
+                "FROM gone",
+                dataset_id,
+            )
+            assert objects is not None
+            requests = _count(
+                await conn.execute(
+                    "DELETE FROM fusou_ingest_requests WHERE dataset_id = $1", dataset_id
+                )
+            ) + _count(
+                await conn.execute(
+                    "DELETE FROM fusou_upload_requests WHERE dataset_id = $1", dataset_id
+                )
+            )
+            iceberg = _count(
+                await conn.execute(
+                    "DELETE FROM iceberg_tables WHERE catalog_name = $1 AND table_namespace = $2",
+                    catalog,
+                    dataset_id,
+                )
+            )
+            await conn.execute(
+                "DELETE FROM iceberg_namespace_properties "
+                "WHERE catalog_name = $1 AND namespace = $2",
+                catalog,
+                dataset_id,
+            )
+            await self._record(
+                conn,
+                purge_id,
+                {
+                    "objects": int(objects["n"]),
+                    "object_bytes": int(objects["b"]),
+                    "request_ids": requests,
+                    "iceberg_tables": iceberg,
+                },
+            )
+
+    def _prefixes(self, dataset_id: str) -> list[str]:
+        return [*dataset_prefixes(dataset_id), kind_prefix(LAKE, dataset_id)]
+
+    async def _purge_store(self, conn: asyncpg.Connection, purge_id: int, dataset_id: str) -> None:
+        keys = 0
+        size = 0
+        # Writes still in progress fail at their end rather than leave a part behind.
+        horizon = self._clock.now() + dt.timedelta(seconds=1)
+        for prefix in self._prefixes(dataset_id):
+            listed = await with_retries(partial(self._listing, prefix), f"listing {prefix}")
+            if listed:
+                await with_retries(
+                    partial(self._store.delete_many, list(listed)), f"deleting {prefix}"
+                )
+            keys += len(listed)
+            size += sum(listed.values())
+            await with_retries(
+                partial(self._store.sweep_incomplete, horizon, prefix), f"sweeping {prefix}"
+            )
+        async with conn.transaction():
+            await self._record(conn, purge_id, {"store_objects": keys, "store_bytes": size})
+
+    async def _listing(self, prefix: str) -> dict[str, int]:
+        return {info.key: info.size async for info in self._store.list(prefix)}
+
+    async def _remaining(
+        self, conn: asyncpg.Connection, purge_id: int, dataset_id: str
+    ) -> dict[str, int]:
+        table_ids = await conn.fetchval(
+            "SELECT table_ids FROM fusou_purges WHERE purge_id = $1", purge_id
+        )
+        found: dict[str, int] = {}
+        for kind, table in _TABLE_REMAINS:
+            n = await conn.fetchval(
+                f"SELECT count(*) FROM {table} WHERE table_id = ANY($1::integer[])",
+                table_ids,
+            )
+            found[kind] = found.get(kind, 0) + n
+        found["blocks"] = await conn.fetchval(
+            "SELECT count(*) FROM fusou_blocks b JOIN fusou_files f USING (file_id) "
+            "WHERE f.table_id = ANY($1::integer[])",
+            table_ids,
+        )
+        for kind, query in _DATASET_REMAINS:
+            found[kind] = found.get(kind, 0) + await conn.fetchval(query, dataset_id)
+        for kind, query in _ICEBERG_REMAINS:
+            found[kind] = await conn.fetchval(query, dataset_id, self._settings.lake.catalog)
+        for prefix in self._prefixes(dataset_id):
+            listed = await with_retries(partial(self._listing, prefix), f"listing {prefix}")
+            found["store_objects"] = found.get("store_objects", 0) + len(listed)
+        return {kind: n for kind, n in found.items() if n}
+
+    async def _finish(
+        self,
+        conn: asyncpg.Connection,
+        purge_id: int,
+        dataset_id: str,
+        remaining: dict[str, int],
+    ) -> PurgeReport:
+        async with conn.transaction():
+            if not remaining:
+                await conn.execute("DELETE FROM fusou_datasets WHERE dataset_id = $1", dataset_id)
+            row = await conn.fetchrow(
+                "UPDATE fusou_purges SET remaining = $2, "
+                "state = CASE WHEN $2 = '{}'::jsonb THEN 'done' ELSE 'running' END, "
+                "finished_at = CASE WHEN $2 = '{}'::jsonb THEN now() END "
+                f"WHERE purge_id = $1 RETURNING {_AUDIT_COLUMNS}",
+                purge_id,
+                json.dumps(remaining),
+            )
+        assert row is not None
+        return PurgeReport.of(row)
+
+    @staticmethod
+    async def _record(
+        conn: asyncpg.Connection,
+        purge_id: int,
+        counts: Mapping[str, int],
+        *,
+        table_id: int | None = None,
+    ) -> None:
+        """Add ``counts`` to the audit row, in the transaction that deleted them (so that a
+        resumed purge counts nothing twice)."""
+        current: Any = await conn.fetchval(
+            "SELECT deleted FROM fusou_purges WHERE purge_id = $1 FOR UPDATE", purge_id
+        )
+        total = _added(json.loads(current), counts)
+        await conn.execute(
+            "UPDATE fusou_purges SET deleted = $2, "
+            "table_ids = CASE WHEN $3::integer IS NULL OR $3 = ANY(table_ids) THEN table_ids "
+            "ELSE table_ids || $3::integer END WHERE purge_id = $1",
+            purge_id,
+            json.dumps(total),
+            table_id,
+        )

@@ -1,0 +1,3 @@
+from tests.read.conftest import stubs
+
+__all__ = ["stubs"]
