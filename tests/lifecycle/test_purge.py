@@ -4,6 +4,7 @@ nothing of another dataset is touched."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,13 +16,17 @@ from fusou.api.archiver.v1 import archiver_pb2
 from fusou.api.compactor.v1 import compactor_pb2
 from fusou.api.ingest.v1 import ingest_pb2
 from fusou.api.structs import structs
+from fusou.catalog.tables import TableRegistry
+from fusou.errors import Aborted
 from fusou.lifecycle.purge import Purger
+from fusou.upload.uploader import Fragment, Manifest, RawUploader
 from tests.archive.oracle import Crash, CrashAt, Hold, parked
+from tests.compact.oracle import stored
 from tests.lifecycle.footprint import Footprint, footprint, table_ids
 from tests.read.conftest import Stubs
-from tests.read.oracle import Oracle, archive, ingest
-from tests.read.test_equivalence import READS, battle, read_all
-from tests.upload.helpers import upload
+from tests.read.oracle import Oracle, archive, ingest, read, read_request
+from tests.read.test_equivalence import READS, battle, minute, read_all
+from tests.upload.helpers import parquet_bytes, upload
 
 pytestmark = pytest.mark.integration
 
@@ -242,31 +247,148 @@ async def test_writes_during_a_purge_are_refused_and_leave_nothing(stubs: Stubs)
 
 async def test_ingest_racing_a_purge_leaves_no_row_behind(stubs: Stubs) -> None:
     """Ingest keeps writing while the purge runs: every write is refused, lands before the
-    purge took its table (and is purged), or lands after the purge in a new table."""
+    purge took its table (and is purged), or lands after the purge in a new table, where it is
+    read back."""
     await fill(stubs, VICTIM)
     ids = await table_ids(stubs.url, VICTIM)
     stop = asyncio.Event()
-    codes: list[grpc.StatusCode] = []
+    purged = asyncio.Event()
+    enough = asyncio.Event()  # writes begun after the purge returned that were acknowledged
+    # (api_no, status, whether the call started after the purge had returned)
+    calls: list[tuple[int, grpc.StatusCode, bool]] = []
+    numbers = iter(range(1000, 1_000_000))
 
     async def writer() -> None:
         while not stop.is_set():
-            codes.append(await code_of_ingest(stubs, VICTIM))
+            n = next(numbers)
+            after = purged.is_set()
+            try:
+                await stubs.ingest.Ingest(
+                    ingest_pb2.IngestRequest(
+                        dataset_id=VICTIM, table="battle", rows=structs([battle(n)])
+                    )
+                )
+                code = grpc.StatusCode.OK
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+            calls.append((n, code, after))
+            if sum(1 for _, c, late in calls if late and c == grpc.StatusCode.OK) >= 8:
+                enough.set()
 
     writers = [asyncio.create_task(writer()) for _ in range(4)]
     try:
         await asyncio.sleep(0.2)
         answer = await purge(stubs, VICTIM)
-        await asyncio.sleep(0.2)
+        purged.set()
+        await asyncio.wait_for(enough.wait(), 60)
     finally:
         stop.set()
         await asyncio.gather(*writers)
     assert answer.complete
-    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.FAILED_PRECONDITION}, set(codes)
-    assert grpc.StatusCode.OK in codes
-    # Nothing in the purged tables; what was written after is in a new table, and readable.
-    assert (await footprint(stubs.url, stubs.services.runtime.store, "no-such-dataset", ids)).empty
-    after = await table_ids(stubs.url, VICTIM)
-    assert not set(after) & set(ids)
+    codes = {code for _, code, _ in calls}
+    # ABORTED: a table created in the instant its dataset's purge ended (retry).
+    allowed = {grpc.StatusCode.OK, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ABORTED}
+    assert codes <= allowed, codes
+    assert grpc.StatusCode.FAILED_PRECONDITION in codes, "no write met the purge"
+    # Nothing in the purged tables.
+    rows = await footprint(stubs.url, stubs.services.runtime.store, "no-such-dataset", ids)
+    assert rows.empty, rows
+    # Every row of the dataset now is one acknowledged, and every write begun after the purge
+    # returned is there.
+    conn = await asyncpg.connect(stubs.url)
+    try:
+        after = await table_ids(stubs.url, VICTIM)
+        assert after and not set(after) & set(ids)
+        n_rows = await conn.fetchval(
+            "SELECT count(*) FROM fusou_buffer WHERE table_id = ANY($1::integer[])", after
+        )
+    finally:
+        await conn.close()
+    acknowledged = [n for n, code, _ in calls if code == grpc.StatusCode.OK]
+    late = [n for n, code, after in calls if after and code == grpc.StatusCode.OK]
+    assert len(late) <= n_rows <= len(acknowledged)
+    found = await read_numbers(stubs, VICTIM)
+    assert set(late) <= found <= set(acknowledged)
+    assert len(found) == n_rows
+
+
+async def read_numbers(stubs: Stubs, name: str) -> set[int]:
+    """The api_no of every row of the dataset's battle table, read through ReadRange."""
+    answer = await read(stubs.reader, read_request(name, "battle", minute(-(10**5)), minute(10**7)))
+    assert answer.table is not None
+    return {int(n) for n in answer.table.column("api_no").to_pylist()}
+
+
+async def test_runs_during_a_purge_write_nothing_that_stays(stubs: Stubs) -> None:
+    """Archive, compaction and lake publication of the dataset, while it is being purged,
+    wait for the tables the purge holds or find nothing in those it deleted."""
+    await fill(stubs, VICTIM)
+    bystander = await fill(stubs, BYSTANDER)
+    ids = await table_ids(stubs.url, VICTIM)
+    rt = stubs.services.runtime
+    hold = Hold("purge-table")
+    run = Purger(rt.settings, rt.pool, rt.store, rt.registry, checkpoint=hold).purge(
+        VICTIM, "tester"
+    )
+    async with parked(run, hold) as task:
+        stubs.services.clock.advance(3600)
+        archived = await stubs.archiver.Archive(
+            archiver_pb2.ArchiveRequest(dataset_id=VICTIM, min_age_seconds=0)
+        )
+        assert archived.failed_tables == 0, archived
+        await stubs.compactor.Compact(compactor_pb2.CompactRequest(dataset_id=VICTIM))
+    report = await task
+    assert report.complete
+    assert (await prints(stubs, VICTIM, ids)).empty
+    # Runs after the purge find nothing to write either.
+    await stubs.archiver.Archive(archiver_pb2.ArchiveRequest(min_age_seconds=0))
+    await stubs.compactor.Compact(compactor_pb2.CompactRequest())
+    assert (await prints(stubs, VICTIM, ids)).empty
+    await check_reads(stubs, bystander)
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def test_an_upload_whose_bundle_a_purge_deleted_is_refused(stubs: Stubs) -> None:
+    """The bundle is stored, the purge runs to its end (deleting it), then the upload
+    registers: it must not be acknowledged with a catalog row naming a missing object."""
+    await fill(stubs, VICTIM)
+    ids = await table_ids(stubs.url, VICTIM)
+    rt = stubs.services.runtime
+    data = parquet_bytes([battle(i) for i in range(5)])
+    manifest = Manifest(VICTIM, [Fragment("battle", 0, len(data))], len(data))
+    hold = Hold("uploaded")
+    uploader = RawUploader(rt.settings, rt.pool, rt.store, rt.registry, checkpoint=hold)
+    async with parked(uploader.upload(manifest, _chunks(data)), hold) as task:
+        assert (await purge(stubs, VICTIM)).complete
+    with pytest.raises(Aborted, match="purged while uploading"):
+        await task
+    assert (await prints(stubs, VICTIM, ids)).empty
+    assert await table_ids(stubs.url, VICTIM) == []
+
+
+async def test_an_upload_reading_a_purged_tables_time_field_is_refused(stubs: Stubs) -> None:
+    """Another process still caches the purged table (its time field ``seen``); the table
+    created again keeps time in ``timestamp``: the upload is refused, not stored wrong."""
+    rt = stubs.services.runtime
+    await stubs.ingest.DeclareTable(
+        ingest_pb2.DeclareTableRequest(dataset_id=VICTIM, table="sightings", time_field="seen")
+    )
+    elsewhere = TableRegistry(rt.pool)
+    assert (await elsewhere.get(VICTIM, "sightings")) is not None
+    assert (await purge(stubs, VICTIM)).complete
+    data = parquet_bytes([{"seen": minute(i), "v": i} for i in range(5)])
+    manifest = Manifest(VICTIM, [Fragment("sightings", 0, len(data))], len(data))
+    uploader = RawUploader(rt.settings, rt.pool, rt.store, elsewhere)
+    with pytest.raises(Aborted, match="created again"):
+        await uploader.upload(manifest, _chunks(data))
+    assert await table_ids(stubs.url, VICTIM) == []
+    assert await stored(rt.store, ("raw/",)) == set()
+    # The registry was refreshed: a retry reads the fragments as the table is now.
+    info = await elsewhere.get(VICTIM, "sightings")
+    assert info is None
 
 
 @pytest.mark.parametrize(

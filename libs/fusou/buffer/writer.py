@@ -175,7 +175,9 @@ class GroupCommitWriter:
         """One transaction for the group: per request, its answer, or why its table refused
         it (the others are written all the same)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            refused = await refused_tables(conn, [item.rows.table_id for item in group])
+            refused = await refused_tables(
+                conn, [item.dataset_id for item in group], [item.rows.table_id for item in group]
+            )
             writing = [item for item in group if item.rows.table_id not in refused]
             written = iter(await self._write(conn, writing) if writing else [])
         return [refused.get(item.rows.table_id) or next(written) for item in group]

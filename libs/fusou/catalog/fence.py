@@ -1,34 +1,64 @@
 """The fence that keeps writes out of a dataset being purged (``fusou.lifecycle.purge``).
 
-A write locks the row of each dataset it writes to, KEY SHARE, in the transaction that writes,
-and refuses a dataset marked ``purging``. The purge marks the dataset, then takes its row FOR
-UPDATE before deleting each table: that waits for every write that locked the row before the
-mark, and every write after it sees the mark. KEY SHARE conflicts with nothing else done to a
-dataset row (flag updates take weaker locks), so concurrent writes never wait on each other.
+A write takes the dataset's fence lock shared, in the transaction that writes, and then
+refuses a dataset marked ``purging``. The purge takes the lock exclusively to set the mark and
+again before deleting each table: that waits for every write that took the lock before the
+mark, and every write after it sees the mark. It is an advisory transaction lock rather than a
+row lock because PostgreSQL queues lock requests fairly only for those: a purge waiting for the
+lock holds back the writes that come after it, where a row locked FOR UPDATE can wait for as
+long as overlapping KEY SHARE holders keep coming. Shared holders never wait on each other.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
+from typing import Final
 
 import asyncpg
 
 from fusou.errors import Aborted, DatasetPurging, TableGone
 
+# The advisory lock class of the fence (beside those of ``fusou.storage.locks``).
+FENCE_LOCK: Final = 7239016
+
+
+def dataset_key(dataset_id: str) -> int:
+    """A lock key for a dataset: its name's CRC-32 as a signed 32-bit integer. Two datasets
+    may share a key; their purges then take turns, which is all a collision costs."""
+    return zlib.crc32(dataset_id.encode()) - 2**31
+
+
+async def enter_datasets(conn: asyncpg.Connection, dataset_ids: Sequence[str]) -> None:
+    """Take the fence of each dataset shared, until this transaction ends."""
+    # In key order: a write waiting for one purge never holds what another purge waits for
+    # ahead of it.
+    keys = sorted({dataset_key(d) for d in dataset_ids})
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock_shared($1, k) FROM unnest($2::integer[]) AS k ORDER BY k",
+        FENCE_LOCK,
+        keys,
+    )
+
+
+async def close_dataset(conn: asyncpg.Connection, dataset_id: str) -> None:
+    """Take the dataset's fence exclusively, until this transaction ends: once it returns, no
+    write that took the fence before is still uncommitted."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", FENCE_LOCK, dataset_key(dataset_id))
+
 
 async def refused_tables(
-    conn: asyncpg.Connection, table_ids: Sequence[int]
+    conn: asyncpg.Connection, dataset_ids: Sequence[str], table_ids: Sequence[int]
 ) -> dict[int, Exception]:
-    """Lock the datasets of ``table_ids`` for this transaction's writes, and say which tables
-    refuse them: DatasetPurging for a dataset being purged, TableGone for a table that no
-    longer exists (the caller's catalog cache named a purged table)."""
+    """Enter the fences of ``dataset_ids`` for this transaction's writes to ``table_ids``, and
+    say which tables refuse them: DatasetPurging for a dataset being purged, TableGone for a
+    table that no longer exists (the caller's catalog cache named a purged table)."""
+    await enter_datasets(conn, dataset_ids)
+    # A statement of its own, after the lock: its snapshot sees a mark set before the lock.
     wanted = sorted(set(table_ids))
     rows = await conn.fetch(
-        # In dataset order, the order the purge would meet them in; one dataset at a time
-        # anyway, so no two transactions wait on each other in a cycle.
         "SELECT t.table_id, d.dataset_id, d.purging FROM fusou_tables t "
-        "JOIN fusou_datasets d USING (dataset_id) WHERE t.table_id = ANY($1::integer[]) "
-        "ORDER BY d.dataset_id FOR KEY SHARE OF d",
+        "JOIN fusou_datasets d USING (dataset_id) WHERE t.table_id = ANY($1::integer[])",
         wanted,
     )
     found = {r["table_id"]: r for r in rows}
@@ -43,13 +73,14 @@ async def refused_tables(
 
 
 async def lock_dataset(conn: asyncpg.Connection, dataset_id: str) -> None:
-    """Lock the dataset's row for this transaction's writes (the dataset must exist); raise
+    """Enter the dataset's fence for this transaction's writes (the dataset must exist); raise
     DatasetPurging while it is being purged."""
+    await enter_datasets(conn, [dataset_id])
     purging = await conn.fetchval(
-        "SELECT purging FROM fusou_datasets WHERE dataset_id = $1 FOR KEY SHARE", dataset_id
+        "SELECT purging FROM fusou_datasets WHERE dataset_id = $1", dataset_id
     )
     if purging is None:
-        # Its purge completed between this transaction's insert of the row and this lock.
+        # Its purge completed between this transaction's insert of the row and the fence.
         raise Aborted(f"dataset {dataset_id!r} was purged just now; retry")
     if purging:
         raise DatasetPurging(dataset_id)

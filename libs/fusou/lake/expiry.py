@@ -132,7 +132,10 @@ async def delete_retired(
         for table_id in sorted({r.table_id for r in retired}):
             files = [r for r in retired if r.table_id == table_id]
             async with wait_pool_lock(pool, LAKE_LOCK, table_id):
-                ds, name = await _identifier(pool, table_id)
+                ident = await _identifier(pool, table_id)
+                if ident is None:
+                    continue  # purged since: its files and their ledger rows went with it
+                ds, name = ident
                 table = await asyncio.to_thread(_load, catalog, (ds, name))
                 if table is not None:
                     table = await tidy(table, store, location, ds, name, cutoff)
@@ -150,13 +153,12 @@ async def delete_retired(
     return deleted
 
 
-async def _identifier(pool: asyncpg.Pool, table_id: int) -> tuple[str, str]:
+async def _identifier(pool: asyncpg.Pool, table_id: int) -> tuple[str, str] | None:
     async with pool.acquire() as conn:
         row = await conn.fetchrow(
             "SELECT dataset_id, table_name FROM fusou_tables WHERE table_id = $1", table_id
         )
-    assert row is not None
-    return (row["dataset_id"], row["table_name"])
+    return None if row is None else (row["dataset_id"], row["table_name"])
 
 
 def _load(catalog: SqlCatalog, ident: tuple[str, str]) -> Table | None:

@@ -185,7 +185,9 @@ class LakePublisher(StorageJob):
 
     async def _publish_once(self, target: _Target, outcome: TablePublication) -> None:
         info = await self._registry.get(target.dataset_id, target.name, refresh=True)
-        if info is None:
+        if info is None or info.table_id != target.table_id:
+            # Purged since it was listed (and perhaps created again, under another id whose
+            # lock this run does not hold): nothing of the old table may be written again.
             return
         async with self._pool.acquire() as conn:
             live = await ledger.live_files(conn, info.table_id)

@@ -4,10 +4,9 @@ The steps, each idempotent, so that a purge killed anywhere is completed by call
 (the audit row in ``fusou_purges`` stays ``running`` until then):
 
 1. mark the dataset ``purging`` (and open the audit row): from then on ingest, uploads and
-   table creation refuse it (``fusou.buffer.fence``);
+   table creation refuse it (``fusou.catalog.fence``);
 2. per table, holding its archive, compaction and lake locks (so no run of the table is
-   writing), and the dataset row FOR UPDATE (so no write that passed the fence is still
-   uncommitted): delete its hot and quarantined rows, its files and blocks, its lake ledger,
+   writing), and the dataset's fence (so no write that passed it is still uncommitted): delete its hot and quarantined rows, its files and blocks, its lake ledger,
    its schemas and the table itself;
 3. delete what belongs to the dataset as a whole: its objects' catalog rows, its stored
    request answers, its Iceberg tables and namespace;
@@ -33,6 +32,7 @@ from typing import Any
 
 import asyncpg
 
+from fusou.catalog.fence import close_dataset, dataset_key
 from fusou.errors import NotFound
 from fusou.jobs import StorageJob
 from fusou.names import check_name
@@ -43,7 +43,6 @@ from fusou.storage.locks import (
     COMPACT_LOCK,
     LAKE_LOCK,
     PURGE_LOCK,
-    dataset_key,
     wait_lock,
 )
 
@@ -187,9 +186,10 @@ class Purger(StorageJob):
         self, conn: asyncpg.Connection, dataset_id: str, requested_by: str
     ) -> PurgeReport:
         async with conn.transaction():
-            # FOR UPDATE waits for the writes that passed the fence before the flag is set.
+            # Waits for the writes that entered the fence before the mark is set.
+            await close_dataset(conn, dataset_id)
             exists = await conn.fetchval(
-                "SELECT true FROM fusou_datasets WHERE dataset_id = $1 FOR UPDATE", dataset_id
+                "SELECT true FROM fusou_datasets WHERE dataset_id = $1", dataset_id
             )
             running = await conn.fetchval(
                 "SELECT purge_id FROM fusou_purges WHERE dataset_id = $1 AND state = 'running'",
@@ -236,9 +236,8 @@ class Purger(StorageJob):
             wait_lock(conn, LAKE_LOCK, table_id),
             conn.transaction(),
         ):
-            await conn.execute(
-                "SELECT 1 FROM fusou_datasets WHERE dataset_id = $1 FOR UPDATE", dataset_id
-            )
+            # No write that passed the fence before the mark is still uncommitted.
+            await close_dataset(conn, dataset_id)
             counts: dict[str, int] = {}
             for kind, statement in _TABLE_STATEMENTS:
                 deleted = _count(await conn.execute(statement, table_id))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-import zlib
 from collections.abc import AsyncIterator
 from typing import Final
 
@@ -25,14 +24,9 @@ ARCHIVE_LOCK: Final = 7239012
 COMPACT_LOCK: Final = 7239013
 # Publishing table N's Iceberg table (the key is the table id): one commit at a time per table.
 LAKE_LOCK: Final = 7239014
-# Purging a dataset (the key is ``dataset_key``): one purge of a dataset at a time.
+# Purging a dataset (the key is ``fusou.catalog.fence.dataset_key``): one purge of a dataset
+# at a time. (7239016 is the fence's, in ``fusou.catalog.fence``.)
 PURGE_LOCK: Final = 7239015
-
-
-def dataset_key(dataset_id: str) -> int:
-    """A lock key for a dataset: its name's CRC-32 as a signed 32-bit integer. Two datasets
-    may share a key; their purges then take turns, which is all a collision costs."""
-    return zlib.crc32(dataset_id.encode()) - 2**31
 
 
 @contextlib.asynccontextmanager

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from fusou.catalog.files import BlockEntry, FileEntry, register_file_entry, register_object
@@ -23,6 +23,7 @@ from fusou.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArg
 from fusou.jobs import StorageJob
 from fusou.lake.run import publish
 from fusou.names import name_problem
+from fusou.objectstore.base import ObjectNotFound
 from fusou.records.limits import RowLimits
 from fusou.schema.evolve import merge_batch_schema
 from fusou.schema.model import FieldType, TableSchema
@@ -260,7 +261,7 @@ class RawUploader(StorageJob):
             await stream.aclose()
         await self._checkpoint("uploaded")
         try:
-            result = await self._register(manifest, key, stored.size, collector)
+            result = await self._register(manifest, key, stored.size, collector, time_fields)
         except (InvalidArgument, FailedPrecondition, Aborted):
             # The table changed under the upload (a concurrent schema), or its dataset is being
             # purged: nothing is registered.
@@ -287,7 +288,12 @@ class RawUploader(StorageJob):
         return None if raw is None else UploadResult.from_json(raw)
 
     async def _register(
-        self, manifest: Manifest, key: str, size: int, collector: _Collector
+        self,
+        manifest: Manifest,
+        key: str,
+        size: int,
+        collector: _Collector,
+        time_fields: Mapping[str, str],
     ) -> UploadResult:
         infos = collector.infos
         ds = manifest.dataset_id
@@ -315,8 +321,22 @@ class RawUploader(StorageJob):
             # deadlock.
             for name, types in sorted(collector.table_types().items()):
                 info = await self._registry.evolve_in(conn, ds, name, types)
+                if info.time_field != time_fields[name]:
+                    # The cached table the fragments were read by was purged, and this one
+                    # keeps its time in another field.
+                    await self._registry.get(ds, name, refresh=True)
+                    raise Aborted(
+                        f"table {ds}/{name} was purged and created again while uploading; "
+                        "upload again"
+                    )
                 infos_by_table[name] = info
                 evolved.append(info)
+            # Past the fence, no purge can start before this commits; one that ended before
+            # it may have deleted the bundle (uploaded before the purge listed the store).
+            try:
+                await self._store.head(key)
+            except ObjectNotFound:
+                raise Aborted(f"dataset {ds!r} was purged while uploading; upload again") from None
             total_rows = sum(info.rows for info in infos.values())
             next_seq = int(await conn.fetchval("SELECT fusou_allocate_seq($1)", total_rows))
             object_id = await register_object(conn, ds, key, "raw", size)

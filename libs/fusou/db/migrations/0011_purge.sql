@@ -1,7 +1,8 @@
 -- Purging a dataset (PurgeDataset). While purging is set, nothing new is written to the
--- dataset: ingest and uploads lock its row (KEY SHARE) and refuse when it is set, and the purge
--- takes the row FOR UPDATE before deleting each table, so no write that passed the check is
--- still uncommitted by then. The row goes last, once the purge verified that nothing remains.
+-- dataset: writes take the dataset's fence (an advisory transaction lock) shared and refuse
+-- when it is set, and the purge takes the fence exclusively to set it and before deleting each
+-- table, so no write that passed the check is still uncommitted by then (fusou.catalog.fence).
+-- The row goes last, once the purge verified that nothing remains.
 ALTER TABLE fusou_datasets ADD COLUMN purging boolean NOT NULL DEFAULT false;
 
 -- The audit trail of purges: who asked, when, and how much went. It holds no data of the
