@@ -8,9 +8,16 @@ from typing import Any
 
 from grpc import aio
 
-from fusou.api.archiver.translate import archive_options, archive_response, purge_response
+from fusou.api.archiver.translate import (
+    archive_options,
+    archive_response,
+    delete_request,
+    delete_response,
+    purge_response,
+)
 from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.archive.archiver import Archiver
+from fusou.lifecycle.delete import RowDeleter
 from fusou.lifecycle.purge import Purger
 from fusou.logs import CURRENT_CALL
 from fusou.server import metrics
@@ -22,6 +29,7 @@ class ArchiverServicer(archiver_pb2_grpc.ArchiverServiceServicer):
     def __init__(self, archiver: Archiver) -> None:
         self._archiver = archiver
         self._purger = archiver.sibling(Purger)
+        self._deleter = archiver.sibling(RowDeleter)
 
     async def Archive(
         self, request: archiver_pb2.ArchiveRequest, context: Context
@@ -41,10 +49,7 @@ class ArchiverServicer(archiver_pb2_grpc.ArchiverServiceServicer):
     async def PurgeDataset(
         self, request: archiver_pb2.PurgeDatasetRequest, context: Context
     ) -> archiver_pb2.PurgeDatasetResponse:
-        call = CURRENT_CALL.get()
-        report = await self._purger.purge(
-            request.dataset_id, (call.principal if call else None) or "anonymous"
-        )
+        report = await self._purger.purge(request.dataset_id, _principal())
         if not report.already_purged:
             metrics.PURGES.labels("complete" if report.complete else "incomplete").inc()
             # A resumed purge reports what its interrupted calls deleted too; they counted
@@ -54,3 +59,17 @@ class ArchiverServicer(archiver_pb2_grpc.ArchiverServiceServicer):
             )
             metrics.PURGED_OBJECTS.inc(report.deleted.get("store_objects", 0))
         return purge_response(report)
+
+    async def DeleteRows(
+        self, request: archiver_pb2.DeleteRowsRequest, context: Context
+    ) -> archiver_pb2.DeleteRowsResponse:
+        result = await self._deleter.delete_rows(delete_request(request), _principal())
+        metrics.DELETIONS.labels("delete").inc()
+        metrics.DELETED_HOT_ROWS.inc(result.hot_rows_deleted)
+        return delete_response(result)
+
+
+def _principal() -> str:
+    """Who the audit records name: the token's name, or "anonymous" without authentication."""
+    call = CURRENT_CALL.get()
+    return (call.principal if call else None) or "anonymous"

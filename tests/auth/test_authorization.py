@@ -103,6 +103,18 @@ async def purge_dataset(c: Clients, dataset: str, md: Metadata) -> object:
     )
 
 
+async def delete_rows(c: Clients, dataset: str, md: Metadata) -> object:
+    return await c.archiver.DeleteRows(
+        archiver_pb2.DeleteRowsRequest(
+            dataset_id=dataset,
+            table="battle",
+            start_time=timestamp_of_ms(T0),
+            end_time=timestamp_of_ms(T0 + 1),
+        ),
+        metadata=md,
+    )
+
+
 async def compact(c: Clients, dataset: str, md: Metadata) -> object:
     return await c.compactor.Compact(compactor_pb2.CompactRequest(dataset_id=dataset), metadata=md)
 
@@ -116,6 +128,7 @@ RPCS: dict[str, tuple[Call, set[str], bool]] = {
     "GetStats": (get_stats, {"admin"}, True),
     "Archive": (archive, {"admin"}, True),
     "PurgeDataset": (purge_dataset, {"admin"}, False),
+    "DeleteRows": (delete_rows, {"admin"}, False),
     "Compact": (compact, {"admin"}, True),
 }
 

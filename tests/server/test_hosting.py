@@ -44,6 +44,11 @@ class FakeArchiver(archiver_pb2_grpc.ArchiverServiceServicer):
     ) -> archiver_pb2.PurgeDatasetResponse:
         return archiver_pb2.PurgeDatasetResponse(dataset_id=request.dataset_id)
 
+    async def DeleteRows(
+        self, request: archiver_pb2.DeleteRowsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> archiver_pb2.DeleteRowsResponse:
+        return archiver_pb2.DeleteRowsResponse()
+
     async def close(self) -> None:
         self.closed = True
 

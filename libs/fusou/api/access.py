@@ -67,6 +67,7 @@ RULES: Mapping[str, MethodRule] = {
         _ADMINS, _dataset_id, empty_means_all=True
     ),
     _method(archiver_pb2, "ArchiverService", "PurgeDataset"): MethodRule(_ADMINS, _dataset_id),
+    _method(archiver_pb2, "ArchiverService", "DeleteRows"): MethodRule(_ADMINS, _dataset_id),
     _method(compactor_pb2, "CompactorService", "Compact"): MethodRule(
         _ADMINS, _dataset_id, empty_means_all=True
     ),

@@ -45,6 +45,8 @@ class FileEntry:
     # Raw fragments: the seq of their first row, and when they arrived (epoch ms).
     first_seq: int | None = None
     ingested_at: int | None = None
+    # The highest deletion the writer applied to the rows (compaction's outputs).
+    deletions_applied: int = 0
 
 
 async def register_object(
@@ -66,8 +68,9 @@ async def register_file_entry(conn: asyncpg.Connection, object_id: int, f: FileE
     file_id: int = await conn.fetchval(
         "INSERT INTO fusou_files (object_id, table_id, format, byte_offset, byte_length, "
         "row_count, uncompressed_bytes, min_time, max_time, schema_version, codec, header, "
-        "first_seq, ingested_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING file_id",
+        "first_seq, ingested_at, deletions_applied) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
+        "RETURNING file_id",
         object_id,
         f.table_id,
         f.file_format,
@@ -82,6 +85,7 @@ async def register_file_entry(conn: asyncpg.Connection, object_id: int, f: FileE
         f.header,
         f.first_seq,
         f.ingested_at,
+        f.deletions_applied,
     )
     if f.blocks:
         await conn.execute(

@@ -40,6 +40,7 @@ async def commit(
     outputs: list[OutputFile],
     keys: list[str],
     checkpoint: Checkpoint,
+    deletions_applied: int = 0,
 ) -> None:
     async with pool.acquire() as conn, conn.transaction():
         retired = await retire_files(
@@ -69,6 +70,7 @@ async def commit(
                     codec=CODEC,
                     header=out.footer,
                     blocks=out.blocks,
+                    deletions_applied=deletions_applied,
                 ),
             )
         await checkpoint("commit")

@@ -52,7 +52,13 @@ from fusou.catalog.tables import TableInfo
 from fusou.compact.claim import DatasetLease
 from fusou.compact.cleanup import delete_retired, sweep_dataset_orphans
 from fusou.compact.commit import commit, upload_outputs
-from fusou.compact.inputs import InputFile, candidates, select
+from fusou.compact.inputs import (
+    InputFile,
+    candidates,
+    retire_applied_deletions,
+    select,
+    table_deletions,
+)
 from fusou.compact.rewrite import RewriteThreads
 from fusou.errors import Aborted, InvalidArgument, NotFound
 from fusou.jobs import StorageJob, describe_failure
@@ -60,6 +66,7 @@ from fusou.lake.report import LakeUnpublished
 from fusou.lake.run import publish
 from fusou.names import check_name
 from fusou.objectstore.retry import with_retries
+from fusou.read.deletions import Deletion
 from fusou.read.fetch import FetchStats, Span, fetch_spans
 from fusou.read.files import whole_file_span
 from fusou.storage.locks import COMPACT_LOCK, try_pool_lock
@@ -85,6 +92,8 @@ class TableOutcome:
     output_rows: int = 0
     output_bytes: int = 0
     duplicates_removed: int = 0
+    # Deletions this run found applied to every file and hot row they reach, and forgot.
+    deletions_retired: int = 0
     more_remaining: bool = False
     skipped_busy: bool = False
     error: str = ""
@@ -288,17 +297,21 @@ class Compactor(StorageJob):
                 # A runner whose claim lapsed is still at work on it.
                 result.more_remaining = result.skipped_busy = True
                 return
-            info, inputs = await self._plan(info, result)
+            info, inputs, deletions = await self._plan(info, result)
             if inputs:
-                await self._compact_inputs(info, inputs, result)
+                await self._compact_inputs(info, inputs, deletions, result)
+            async with self._pool.acquire() as conn:
+                result.deletions_retired = await retire_applied_deletions(conn, info.table_id)
 
     async def _plan(
         self, info: TableInfo, result: TableOutcome
-    ) -> tuple[TableInfo, list[InputFile]]:
-        """The table's inputs for this run, within the guardrails, and the schema to read them
-        into."""
+    ) -> tuple[TableInfo, list[InputFile], list[Deletion]]:
+        """The table's inputs for this run, within the guardrails, the schema to read them
+        into, and the deletions to apply."""
         s = self._settings
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            # One snapshot: a file written under a deletion is never chosen without it.
+            deletions = await table_deletions(conn, info.table_id)
             found = await candidates(conn, info.table_id, s.compact.target_file_bytes)
         # A file registered after the run loaded the schema may be of a newer version;
         # versions commit before their files, so a reload now covers every input (an older
@@ -307,22 +320,32 @@ class Compactor(StorageJob):
             info = await self._registry.get(info.dataset_id, info.name, refresh=True) or info
         chosen = select(found, s.compact.max_fragments, s.compact.max_bytes)
         result.more_remaining = chosen.more_remaining
-        return info, chosen.inputs
+        return info, chosen.inputs, deletions
 
     async def _compact_inputs(
-        self, info: TableInfo, inputs: list[InputFile], result: TableOutcome
+        self,
+        info: TableInfo,
+        inputs: list[InputFile],
+        deletions: list[Deletion],
+        result: TableOutcome,
     ) -> None:
         s = self._settings
         started = time.monotonic()
         fetched = await self._fetch(info, inputs)
         await self._checkpoint("read")
         outputs, rows, duplicates = await self._threads.rewrite(
-            inputs, fetched, info, s.compact.target_file_bytes, s.compact.row_group_rows
+            inputs,
+            fetched,
+            info,
+            s.compact.target_file_bytes,
+            s.compact.row_group_rows,
+            deletions,
         )
         del fetched
         keys = await upload_outputs(self._store, info, outputs, self._checkpoint)
         await self._checkpoint("uploaded")
-        await commit(self._pool, info, inputs, outputs, keys, self._checkpoint)
+        applied = max((d.deletion_id for d in deletions), default=0)
+        await commit(self._pool, info, inputs, outputs, keys, self._checkpoint, applied)
         await self._checkpoint("committed")
         result.input_files = len(inputs)
         result.input_rows = sum(f.rows for f in inputs)

@@ -14,22 +14,30 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from fusou.read.deletions import DELETIONS_JSON, Deletion, deletions_of
 from fusou.read.files import BlockRef, FileRef
 
 _CANDIDATES = """
-SELECT f.file_id, f.object_id, o.object_key, o.kind, f.format = 'parquet' AS parquet,
-       f.byte_offset, f.byte_length, f.row_count, f.uncompressed_bytes, f.header,
-       f.schema_version, f.first_seq, f.ingested_at, f.min_time, f.max_time,
-       array_agg(b.byte_offset ORDER BY b.block_no) AS block_offsets,
-       array_agg(b.byte_length ORDER BY b.block_no) AS block_lengths,
-       array_agg(b.first_row ORDER BY b.block_no) AS block_first_rows
-FROM fusou_files f
-JOIN fusou_objects o USING (object_id)
-JOIN fusou_blocks b USING (file_id)
-WHERE f.table_id = $1 AND f.state = 'active'
-  AND (o.kind IN ('raw', 'cold') OR f.byte_length < $2)
-GROUP BY f.file_id, o.object_key, o.kind
-ORDER BY f.min_time, f.file_id
+SELECT * FROM (
+  SELECT f.file_id, f.object_id, o.object_key, o.kind, f.format = 'parquet' AS parquet,
+         f.byte_offset, f.byte_length, f.row_count, f.uncompressed_bytes, f.header,
+         f.schema_version, f.first_seq, f.ingested_at, f.min_time, f.max_time,
+         array_agg(b.byte_offset ORDER BY b.block_no) AS block_offsets,
+         array_agg(b.byte_length ORDER BY b.block_no) AS block_lengths,
+         array_agg(b.first_row ORDER BY b.block_no) AS block_first_rows,
+         -- A deletion reaches the file and it was not written under it: rewriting the file
+         -- makes the deletion physical.
+         EXISTS (SELECT 1 FROM fusou_deletions d
+                 WHERE d.table_id = f.table_id AND d.deletion_id > f.deletions_applied
+                   AND d.start_time <= f.max_time AND d.end_time > f.min_time) AS deleting
+  FROM fusou_files f
+  JOIN fusou_objects o USING (object_id)
+  JOIN fusou_blocks b USING (file_id)
+  WHERE f.table_id = $1 AND f.state = 'active'
+  GROUP BY f.file_id, o.object_key, o.kind
+) c
+WHERE c.kind IN ('raw', 'cold') OR c.byte_length < $2 OR c.deleting
+ORDER BY c.min_time, c.file_id
 """
 
 
@@ -43,6 +51,8 @@ class InputFile:
     min_time: int
     max_time: int
     blocks: tuple[BlockRef, ...]
+    # A deletion waits for this file to be rewritten.
+    deleting: bool = False
 
     @property
     def cost(self) -> int:
@@ -84,6 +94,7 @@ async def candidates(
                 r["min_time"],
                 r["max_time"],
                 blocks,
+                r["deleting"],
             )
         )
     return out
@@ -96,14 +107,16 @@ class Selection:
 
 
 def select(found: Sequence[InputFile], max_files: int, max_bytes: int) -> Selection:
-    """New data first (raw fragments and cold files, oldest first): as many as the guardrails
-    allow, and at least one, so that a file larger than the byte guardrail is not stuck for
-    ever. Then small optimized files, only where they fit: they are compacted already, and
+    """New data first (raw fragments, cold files and files a deletion waits for, oldest
+    first): as many as the guardrails allow, and at least one, so that a file larger than the
+    byte guardrail is not stuck for ever. Then small optimized files, only where they fit: they are compacted already, and
     forcing one in would rewrite it on every run (each run's output is itself a small
     optimized file) and break the memory bound. With no new data, optimized files are merged
     only when at least two fit together."""
-    new = [f for f in found if f.kind != "optimized"]
-    small = sorted((f for f in found if f.kind == "optimized"), key=lambda f: f.cost)
+    new = [f for f in found if f.kind != "optimized" or f.deleting]
+    small = sorted(
+        (f for f in found if f.kind == "optimized" and not f.deleting), key=lambda f: f.cost
+    )
     chosen: list[InputFile] = []
     total = 0
     for f in new:
@@ -134,3 +147,26 @@ def in_time_order(inputs: Sequence[InputFile]) -> list[InputFile] | None:
         if a.max_time >= b.min_time:
             return None
     return ordered
+
+
+async def table_deletions(conn: asyncpg.Connection, table_id: int) -> list[Deletion]:
+    """Every deletion of the table: a run applies them all to what it rewrites."""
+    raw = await conn.fetchval("SELECT " + DELETIONS_JSON, table_id, None, None)
+    return deletions_of(raw)
+
+
+async def retire_applied_deletions(conn: asyncpg.Connection, table_id: int) -> int:
+    """Forget the table's deletions that no stored row can meet any more: every active file
+    their range reaches was written under them, and no hot row they hide is left (rows
+    ingested while one committed). Run under the table's compaction lock."""
+    status = await conn.execute(
+        "DELETE FROM fusou_deletions d WHERE d.table_id = $1 "
+        "AND NOT EXISTS (SELECT 1 FROM fusou_files f WHERE f.table_id = d.table_id "
+        "  AND f.state = 'active' AND f.deletions_applied < d.deletion_id "
+        "  AND f.min_time < d.end_time AND f.max_time >= d.start_time) "
+        "AND NOT EXISTS (SELECT 1 FROM fusou_buffer b WHERE b.table_id = d.table_id "
+        "  AND b.seq <= d.max_seq AND b.event_time >= d.start_time "
+        "  AND b.event_time < d.end_time)",
+        table_id,
+    )
+    return int(status.rsplit(" ", 1)[-1])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from fusou.compact.inputs import InputFile, in_time_order
 from fusou.compact.output import OutputFile, ParquetFilesWriter
 from fusou.formats.avro_container import SEQ_FIELD
 from fusou.formats.file_metadata import FileDescription
+from fusou.read.deletions import Deletion, drop_deleted
 from fusou.read.fetch import Span
 from fusou.read.files import decode_file_blocks, decode_whole_parquet, whole_file_span
 from fusou.read.merge import merge, read_schema
@@ -63,6 +65,7 @@ class RewriteThreads:
         info: TableInfo,
         target_bytes: int,
         row_group_rows: int,
+        deletions: list[Deletion],
     ) -> tuple[list[OutputFile], int, int]:
         """``rewrite`` on the rewrite thread."""
         pools = self._get()
@@ -76,6 +79,7 @@ class RewriteThreads:
             row_group_rows,
             pools.decode,
             pools.encode,
+            deletions,
         )
 
     def close(self) -> None:
@@ -119,9 +123,11 @@ def rewrite(
     row_group_rows: int,
     decode_threads: ThreadPoolExecutor,
     encode_thread: ThreadPoolExecutor,
+    deletions: Sequence[Deletion] = (),
 ) -> tuple[list[OutputFile], int, int]:
     """Decode, reconcile, deduplicate, sort and write the inputs (CPU work, on a thread):
-    the compacted files, their rows, and the duplicates dropped.
+    the compacted files, their rows, and the duplicates dropped. Rows the deletions hide are
+    left out first, as reads leave them out.
 
     Inputs whose time ranges do not overlap (the common case: uploads and archives of
     successive periods) stream through the writer one by one, each sorted on its own, while
@@ -135,9 +141,11 @@ def rewrite(
 
     def decode(f: InputFile) -> list[pa.Table]:
         if f.ref.parquet:
-            return [decode_whole_parquet(f.ref, fetched.pop(whole_file_span(f.ref)), latest)]
-        blocks = [fetched.pop(b.span) for b in f.blocks]
-        return decode_file_blocks(list(f.blocks), blocks, latest)
+            parts = [decode_whole_parquet(f.ref, fetched.pop(whole_file_span(f.ref)), latest)]
+        else:
+            blocks = [fetched.pop(b.span) for b in f.blocks]
+            parts = decode_file_blocks(list(f.blocks), blocks, latest)
+        return drop_deleted(parts, deletions, latest.time_field)[0]
 
     ordered = in_time_order(inputs)
     duplicates = 0

@@ -64,6 +64,7 @@ _TABLE_STATEMENTS: tuple[tuple[str | None, str], ...] = (
     ("files", "DELETE FROM fusou_files WHERE table_id = $1"),
     ("quarantined_rows", "DELETE FROM fusou_quarantine WHERE table_id = $1"),
     ("hot_rows", "DELETE FROM fusou_buffer WHERE table_id = $1"),
+    (None, "DELETE FROM fusou_deletions WHERE table_id = $1"),
     (None, "DELETE FROM fusou_table_schemas WHERE table_id = $1"),
     ("tables", "DELETE FROM fusou_tables WHERE table_id = $1"),
 )
@@ -77,6 +78,7 @@ _TABLE_REMAINS = (
     ("files", "fusou_files"),
     ("lake_files", "fusou_lake_files"),
     ("lake_tables", "fusou_lake_tables"),
+    ("deletions", "fusou_deletions"),
 )
 _DATASET_REMAINS = (
     ("tables", "SELECT count(*) FROM fusou_tables WHERE dataset_id = $1"),

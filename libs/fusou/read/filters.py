@@ -187,14 +187,21 @@ def _condition(table: pa.Table, f: Filter) -> pa.ChunkedArray:
     return _COMPARE[f.op](column, operand)
 
 
-def apply_filters(table: pa.Table, filters: Sequence[Filter]) -> pa.Table:
-    """The rows of ``table`` that meet every filter, in their order."""
-    if not filters or not table.num_rows:
-        return table
+def filter_mask(table: pa.Table, filters: Sequence[Filter]) -> pa.ChunkedArray:
+    """Per row of ``table``, whether it meets every filter (null where a null was compared:
+    such a row meets none)."""
+    assert filters
     mask = None
     for f in filters:
         cond = _condition(table, f)
         mask = cond if mask is None else pc.and_kleene(mask, cond)
     assert mask is not None
+    return mask
+
+
+def apply_filters(table: pa.Table, filters: Sequence[Filter]) -> pa.Table:
+    """The rows of ``table`` that meet every filter, in their order."""
+    if not filters or not table.num_rows:
+        return table
     # A null in the mask (a null compared) drops the row, as false does.
-    return table.filter(mask, null_selection_behavior="drop")
+    return table.filter(filter_mask(table, filters), null_selection_behavior="drop")

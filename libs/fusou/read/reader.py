@@ -28,6 +28,7 @@ from fusou.names import name_problem
 from fusou.objectstore.base import ObjectNotFound, ObjectStore
 from fusou.read.cache import BlockCache
 from fusou.read.decode import decode_hot_rows
+from fusou.read.deletions import DELETIONS_JSON, Deletion, deletions_of, drop_deleted
 from fusou.read.fetch import FetchStats, Span, fetch_spans
 from fusou.read.files import BlockRef, FileRef, decode_file_blocks
 from fusou.read.filters import Filter, apply_filters, filter_violations
@@ -93,7 +94,8 @@ class ReadResult:
 # order, so the arrays line up; the sort only makes each schema version one run (were it lost,
 # a version would come in several runs, each decoded alone: slower, still right).
 _SNAPSHOT = """
-SELECT EXISTS (SELECT 1 FROM fusou_tables WHERE table_id = $1) AS table_exists, h.*, f.*, b.*
+SELECT EXISTS (SELECT 1 FROM fusou_tables WHERE table_id = $1) AS table_exists,
+       {deletions} AS deletions, h.*, f.*, b.*
 FROM (SELECT array_agg(schema_version) AS hot_versions, array_agg(seq) AS hot_seqs,
              array_agg(ingested_at) AS hot_ingested, array_agg(length(record)) AS hot_lengths,
              string_agg(record, ''::bytea) AS hot_records
@@ -128,7 +130,7 @@ FROM (SELECT array_agg(schema_version) AS hot_versions, array_agg(seq) AS hot_se
               AND f.min_time < $3 AND f.max_time >= $2
               AND b.min_time < $3 AND b.max_time >= $2
             ORDER BY b.file_id, b.block_no) sorted) b
-"""
+""".replace("{deletions}", DELETIONS_JSON)
 
 
 @dataclass(frozen=True)
@@ -175,10 +177,12 @@ def _hot_part(
 
 
 def _merge_and_project(
-    parts: list[pa.Table], info: TableInfo, req: ReadRequest
+    parts: list[pa.Table], deletions: list[Deletion], info: TableInfo, req: ReadRequest
 ) -> tuple[pa.Table, int, int]:
     """The answer, the duplicates the dedup rule removed, and the rows the filters left out
-    (after it: a filter never changes which version of a key wins)."""
+    (after it: a filter never changes which version of a key wins). Deleted rows go first:
+    as if they had never been written."""
+    parts, _ = drop_deleted(parts, deletions, info.latest.time_field)
     merged, duplicates = merge(parts, info.latest, info.key_fields, req.start, req.end)
     kept = apply_filters(merged, req.filters)
     filtered = merged.num_rows - kept.num_rows
@@ -245,7 +249,7 @@ class Reader:
         stats = ReadStats()
         for attempt in range(2):
             try:
-                info, parts = await self._gather(info, req, stats)
+                info, parts, deletions = await self._gather(info, req, stats)
                 break
             except ObjectNotFound as missing:
                 if attempt == 1:
@@ -257,7 +261,7 @@ class Reader:
                 stats = ReadStats(replans=1)
         small = sum(p.num_rows for p in parts) < SMALL_RESULT_ROWS
         out, duplicates, filtered = await run_cpu_unless_small(
-            small, _merge_and_project, parts, info, req
+            small, _merge_and_project, parts, deletions, info, req
         )
         stats.duplicates_removed = duplicates
         stats.rows_filtered = filtered
@@ -276,7 +280,7 @@ class Reader:
 
     async def _gather(
         self, info: TableInfo, req: ReadRequest, stats: ReadStats
-    ) -> tuple[TableInfo, list[pa.Table]]:
+    ) -> tuple[TableInfo, list[pa.Table], list[Deletion]]:
         async with self._pool.acquire() as conn:
             snapshot = await conn.fetchrow(
                 _SNAPSHOT,
@@ -348,7 +352,7 @@ class Reader:
                 await run_cpu_unless_small(small, _hot_part, schema, info.latest, hot, lo, hi)
             )
         parts.extend(await self._cold(info, plan, stats))
-        return info, parts
+        return info, parts, deletions_of(snapshot["deletions"])
 
     async def _cold(
         self, info: TableInfo, blocks: list[BlockRef], stats: ReadStats

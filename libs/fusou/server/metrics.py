@@ -102,6 +102,17 @@ PURGED_ROWS = Counter(
 PURGED_OBJECTS = Counter(
     "fusou_purged_objects", "Store objects deleted by PurgeDataset.", registry=REGISTRY
 )
+DELETIONS = Counter(
+    "fusou_deletions",
+    "Deletions recorded, by reason: delete (DeleteRows), retention (EnforceRetention).",
+    ["reason"],
+    registry=REGISTRY,
+)
+DELETED_HOT_ROWS = Counter(
+    "fusou_deleted_hot_rows",
+    "Hot rows deleted at once by deletions (the rest go when compaction rewrites their files).",
+    registry=REGISTRY,
+)
 COMPACTED_ROWS = Counter(
     "fusou_compacted_rows", "Rows written to optimized files.", registry=REGISTRY
 )

@@ -7,7 +7,11 @@ import datetime as dt
 from google.protobuf import timestamp_pb2
 
 from fusou.api.archiver.v1 import archiver_pb2
+from fusou.api.reader.translate import read_filters
+from fusou.api.timestamps import required_range
 from fusou.archive.archiver import ArchiveOptions, ArchiveReport, TableStatus
+from fusou.errors import InvalidArgument
+from fusou.lifecycle.delete import DeleteRequest, DeleteResult
 from fusou.lifecycle.purge import PurgeReport
 
 _STATUS = {
@@ -82,4 +86,25 @@ def purge_response(report: PurgeReport) -> archiver_pb2.PurgeDatasetResponse:
         attempts=report.attempts,
         deleted=report.deleted,
         remaining=report.remaining,
+    )
+
+
+def delete_request(request: archiver_pb2.DeleteRowsRequest) -> DeleteRequest:
+    span = required_range(request)
+    if not span.ordered:
+        raise InvalidArgument("end_time", "must be after start_time")
+    return DeleteRequest(
+        dataset_id=request.dataset_id,
+        table=request.table,
+        start=span.start,
+        end=span.end,
+        filters=read_filters(request.filters),
+    )
+
+
+def delete_response(result: DeleteResult) -> archiver_pb2.DeleteRowsResponse:
+    return archiver_pb2.DeleteRowsResponse(
+        deletion_id=result.deletion_id,
+        max_seq=result.max_seq,
+        hot_rows_deleted=result.hot_rows_deleted,
     )

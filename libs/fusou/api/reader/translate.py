@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2
 
 from fusou.api.reader.answers import (
     ARROW_FIELD,
@@ -20,7 +20,7 @@ from fusou.api.reader.answers import (
     to_structs,
 )
 from fusou.api.reader.v1 import reader_pb2
-from fusou.api.timestamps import timestamp_violations
+from fusou.api.timestamps import required_range
 from fusou.catalog.stats import TableStats
 from fusou.cpu import run_cpu, run_cpu_unless_small
 from fusou.errors import FieldViolation, InvalidArgument
@@ -28,33 +28,18 @@ from fusou.read.filters import Filter, Op
 from fusou.read.reader import SMALL_RESULT_ROWS, ReadRequest, ReadResult, ReadStats
 
 
-def _millis(ts: timestamp_pb2.Timestamp) -> int:
-    # Rounded up: for whole-millisecond times t, start <= t < end holds in nanoseconds exactly
-    # when ceil(start) <= t < ceil(end) holds in milliseconds.
-    return ts.seconds * 1000 + -(-ts.nanos // 1_000_000)
-
-
 def read_request(request: reader_pb2.ReadRangeRequest) -> ReadRequest:
     """The read ``request`` asks for; INVALID_ARGUMENT naming each missing or unplaceable time
     (the Reader checks the rest)."""
-    violations: list[FieldViolation] = []
-    for name in ("start_time", "end_time"):
-        if not request.HasField(name):
-            violations.append(FieldViolation(name, "is required"))
-        else:
-            violations.extend(timestamp_violations(name, getattr(request, name)))
-    if violations:
-        raise InvalidArgument.many(violations)
-    start_ns = request.start_time.seconds * 10**9 + request.start_time.nanos
-    end_ns = request.end_time.seconds * 10**9 + request.end_time.nanos
+    span = required_range(request)
     return ReadRequest(
         dataset_id=request.dataset_id,
         table=request.table,
-        start=_millis(request.start_time),
-        end=_millis(request.end_time),
+        start=span.start,
+        end=span.end,
         columns=list(dict.fromkeys(request.columns)),
         limit=request.limit,
-        ordered=end_ns > start_ns,
+        ordered=span.ordered,
         filters=read_filters(request.filters),
     )
 

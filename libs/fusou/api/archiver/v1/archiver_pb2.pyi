@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from fusou.api.reader.v1 import reader_pb2 as _reader_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -339,3 +340,69 @@ class PurgeDatasetResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PurgeDatasetResponse: _TypeAlias = PurgeDatasetResponse  # noqa: Y015
+
+@_typing.final
+class DeleteRowsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASET_ID_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    FILTERS_FIELD_NUMBER: _builtins.int
+    dataset_id: _builtins.str
+    table: _builtins.str
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Half-open, both required: the rows whose time field lies in [start_time, end_time)."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def filters(self) -> _containers.RepeatedCompositeFieldContainer[_reader_pb2.Filter]:
+        """All must hold for a row to go; none: every row of the range."""
+
+    def __init__(
+        self,
+        *,
+        dataset_id: _builtins.str = ...,
+        table: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        filters: _abc.Iterable[_reader_pb2.Filter] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_id", b"dataset_id", "end_time", b"end_time", "filters", b"filters", "start_time", b"start_time", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteRowsRequest: _TypeAlias = DeleteRowsRequest  # noqa: Y015
+
+@_typing.final
+class DeleteRowsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETION_ID_FIELD_NUMBER: _builtins.int
+    MAX_SEQ_FIELD_NUMBER: _builtins.int
+    HOT_ROWS_DELETED_FIELD_NUMBER: _builtins.int
+    deletion_id: _builtins.int
+    """The deletion's id in the catalog (fusou_deletions) until compaction made it physical."""
+    max_seq: _builtins.int
+    """Rows with a seq up to this one (all stored when the deletion committed) are hidden."""
+    hot_rows_deleted: _builtins.int
+    """Hot rows deleted at once (none when filters were given: those go with compaction)."""
+    def __init__(
+        self,
+        *,
+        deletion_id: _builtins.int = ...,
+        max_seq: _builtins.int = ...,
+        hot_rows_deleted: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deletion_id", b"deletion_id", "hot_rows_deleted", b"hot_rows_deleted", "max_seq", b"max_seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteRowsResponse: _TypeAlias = DeleteRowsResponse  # noqa: Y015

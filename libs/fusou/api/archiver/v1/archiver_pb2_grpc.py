@@ -45,6 +45,11 @@ class ArchiverServiceStub:
                 request_serializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.PurgeDatasetRequest.SerializeToString,
                 response_deserializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.PurgeDatasetResponse.FromString,
                 _registered_method=True)
+        self.DeleteRows = channel.unary_unary(
+                '/fusou.archiver.v1.ArchiverService/DeleteRows',
+                request_serializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.DeleteRowsRequest.SerializeToString,
+                response_deserializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.DeleteRowsResponse.FromString,
+                _registered_method=True)
 
 
 class ArchiverServiceServicer:
@@ -70,6 +75,19 @@ class ArchiverServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteRows(self, request, context):
+        """DeleteRows hides, from its return on, every row of the table stored so far whose time
+        lies in [start_time, end_time) and whose values meet every filter (ReadRange's conditions;
+        on a table with key fields, conditions on key fields only). Reads apply it before the
+        dedup rule, as if the rows had never been written. Hot rows go at once when no filter is
+        given; the rest go physically when compaction rewrites the files holding them (the dataset
+        is flagged for compaction). NOT_FOUND for an unknown table; INVALID_ARGUMENT, changing
+        nothing, for a reversed range or a bad filter.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArchiverServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -82,6 +100,11 @@ def add_ArchiverServiceServicer_to_server(servicer, server):
                     servicer.PurgeDataset,
                     request_deserializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.PurgeDatasetRequest.FromString,
                     response_serializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.PurgeDatasetResponse.SerializeToString,
+            ),
+            'DeleteRows': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRows,
+                    request_deserializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.DeleteRowsRequest.FromString,
+                    response_serializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.DeleteRowsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -139,6 +162,33 @@ class ArchiverService:
             '/fusou.archiver.v1.ArchiverService/PurgeDataset',
             fusou_dot_archiver_dot_v1_dot_archiver__pb2.PurgeDatasetRequest.SerializeToString,
             fusou_dot_archiver_dot_v1_dot_archiver__pb2.PurgeDatasetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fusou.archiver.v1.ArchiverService/DeleteRows',
+            fusou_dot_archiver_dot_v1_dot_archiver__pb2.DeleteRowsRequest.SerializeToString,
+            fusou_dot_archiver_dot_v1_dot_archiver__pb2.DeleteRowsResponse.FromString,
             options,
             channel_credentials,
             insecure,

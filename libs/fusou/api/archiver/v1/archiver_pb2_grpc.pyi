@@ -43,6 +43,15 @@ class ArchiverServiceStub:
     FAILED_PRECONDITION. Calling it again completes an interrupted purge, or answers the record
     of the finished one (already_purged). NOT_FOUND for a dataset that never existed.
     """
+    DeleteRows: _grpc.UnaryUnaryMultiCallable[_archiver_pb2.DeleteRowsRequest, _archiver_pb2.DeleteRowsResponse]
+    """DeleteRows hides, from its return on, every row of the table stored so far whose time
+    lies in [start_time, end_time) and whose values meet every filter (ReadRange's conditions;
+    on a table with key fields, conditions on key fields only). Reads apply it before the
+    dedup rule, as if the rows had never been written. Hot rows go at once when no filter is
+    given; the rest go physically when compaction rewrites the files holding them (the dataset
+    is flagged for compaction). NOT_FOUND for an unknown table; INVALID_ARGUMENT, changing
+    nothing, for a reversed range or a bad filter.
+    """
 
 @_typing.type_check_only
 class ArchiverServiceAsyncStub(ArchiverServiceStub):
@@ -58,6 +67,15 @@ class ArchiverServiceAsyncStub(ArchiverServiceStub):
     audit record (who, when, counts; no data). While it runs, writes to the dataset fail with
     FAILED_PRECONDITION. Calling it again completes an interrupted purge, or answers the record
     of the finished one (already_purged). NOT_FOUND for a dataset that never existed.
+    """
+    DeleteRows: _aio.UnaryUnaryMultiCallable[_archiver_pb2.DeleteRowsRequest, _archiver_pb2.DeleteRowsResponse]  # type: ignore[assignment]
+    """DeleteRows hides, from its return on, every row of the table stored so far whose time
+    lies in [start_time, end_time) and whose values meet every filter (ReadRange's conditions;
+    on a table with key fields, conditions on key fields only). Reads apply it before the
+    dedup rule, as if the rows had never been written. Hot rows go at once when no filter is
+    given; the rest go physically when compaction rewrites the files holding them (the dataset
+    is flagged for compaction). NOT_FOUND for an unknown table; INVALID_ARGUMENT, changing
+    nothing, for a reversed range or a bad filter.
     """
 
 class ArchiverServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -83,6 +101,21 @@ class ArchiverServiceServicer(metaclass=_abc_1.ABCMeta):
         audit record (who, when, counts; no data). While it runs, writes to the dataset fail with
         FAILED_PRECONDITION. Calling it again completes an interrupted purge, or answers the record
         of the finished one (already_purged). NOT_FOUND for a dataset that never existed.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteRows(
+        self,
+        request: _archiver_pb2.DeleteRowsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_archiver_pb2.DeleteRowsResponse, _abc.Awaitable[_archiver_pb2.DeleteRowsResponse]]:
+        """DeleteRows hides, from its return on, every row of the table stored so far whose time
+        lies in [start_time, end_time) and whose values meet every filter (ReadRange's conditions;
+        on a table with key fields, conditions on key fields only). Reads apply it before the
+        dedup rule, as if the rows had never been written. Hot rows go at once when no filter is
+        given; the rest go physically when compaction rewrites the files holding them (the dataset
+        is flagged for compaction). NOT_FOUND for an unknown table; INVALID_ARGUMENT, changing
+        nothing, for a reversed range or a bad filter.
         """
 
 def add_ArchiverServiceServicer_to_server(servicer: ArchiverServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
