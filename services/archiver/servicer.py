@@ -14,11 +14,13 @@ from fusou.api.archiver.translate import (
     delete_request,
     delete_response,
     purge_response,
+    retention_response,
 )
 from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.archive.archiver import Archiver
 from fusou.lifecycle.delete import RowDeleter
 from fusou.lifecycle.purge import Purger
+from fusou.lifecycle.retention import RetentionEnforcer
 from fusou.logs import CURRENT_CALL
 from fusou.server import metrics
 
@@ -30,6 +32,7 @@ class ArchiverServicer(archiver_pb2_grpc.ArchiverServiceServicer):
         self._archiver = archiver
         self._purger = archiver.sibling(Purger)
         self._deleter = archiver.sibling(RowDeleter)
+        self._retention = archiver.sibling(RetentionEnforcer)
 
     async def Archive(
         self, request: archiver_pb2.ArchiveRequest, context: Context
@@ -67,6 +70,18 @@ class ArchiverServicer(archiver_pb2_grpc.ArchiverServiceServicer):
         metrics.DELETIONS.labels("delete").inc()
         metrics.DELETED_HOT_ROWS.inc(result.hot_rows_deleted)
         return delete_response(result)
+
+    async def EnforceRetention(
+        self, request: archiver_pb2.EnforceRetentionRequest, context: Context
+    ) -> archiver_pb2.EnforceRetentionResponse:
+        results = await self._retention.enforce(request.dataset_id, request.table, _principal())
+        for r in results:
+            if r.deletion_id:
+                metrics.DELETIONS.labels("retention").inc()
+            metrics.DELETED_HOT_ROWS.inc(r.hot_rows_deleted)
+            if r.error:
+                metrics.RETENTION_FAILED_TABLES.inc()
+        return retention_response(results)
 
 
 def _principal() -> str:

@@ -12,6 +12,7 @@ from grpc import aio
 
 from fusou.api.ingest.messages import (
     declare_response,
+    declared_retention,
     ingest_response,
     upload_chunks,
     upload_manifest,
@@ -90,5 +91,6 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             request.time_field,
             request.key_fields,
             request.avro_schema,
+            declared_retention(request),
         )
         return declare_response(result)

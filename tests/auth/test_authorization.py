@@ -115,6 +115,12 @@ async def delete_rows(c: Clients, dataset: str, md: Metadata) -> object:
     )
 
 
+async def enforce_retention(c: Clients, dataset: str, md: Metadata) -> object:
+    return await c.archiver.EnforceRetention(
+        archiver_pb2.EnforceRetentionRequest(dataset_id=dataset), metadata=md
+    )
+
+
 async def compact(c: Clients, dataset: str, md: Metadata) -> object:
     return await c.compactor.Compact(compactor_pb2.CompactRequest(dataset_id=dataset), metadata=md)
 
@@ -129,6 +135,7 @@ RPCS: dict[str, tuple[Call, set[str], bool]] = {
     "Archive": (archive, {"admin"}, True),
     "PurgeDataset": (purge_dataset, {"admin"}, False),
     "DeleteRows": (delete_rows, {"admin"}, False),
+    "EnforceRetention": (enforce_retention, {"admin"}, True),
     "Compact": (compact, {"admin"}, True),
 }
 

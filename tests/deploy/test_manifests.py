@@ -158,9 +158,13 @@ def test_deployments_probe_liveness_and_readiness_over_grpc_with_limits() -> Non
 
 @pytest.mark.parametrize(
     ("command", "schedule", "service"),
-    [("archive", "0 * * * *", "archiver"), ("compact", "*/15 * * * *", "compactor")],
+    [
+        ("archive", "0 * * * *", "archiver"),
+        ("compact", "*/15 * * * *", "compactor"),
+        ("retention", "30 * * * *", "archiver"),
+    ],
 )
-def test_cronjobs_run_archive_and_compact_without_overlap(
+def test_cronjobs_run_archive_compact_and_retention_without_overlap(
     command: str, schedule: str, service: str
 ) -> None:
     (job,) = [j for j in of_kind("CronJob") if j["metadata"]["name"] == f"fusou-{command}"]
@@ -182,7 +186,7 @@ def test_cronjobs_run_archive_and_compact_without_overlap(
     if command == "compact":
         # The run's own time bound ends first, so a run is never killed mid-commit.
         assert run["activeDeadlineSeconds"] > Settings().compact.timeout_ms / 1000
-    assert run["activeDeadlineSeconds"] < 60 * (60 if command == "archive" else 15)
+    assert run["activeDeadlineSeconds"] < 60 * (15 if command == "compact" else 60)
 
 
 def test_the_example_overlay_configures_tokens_that_must_be_replaced_to_start() -> None:

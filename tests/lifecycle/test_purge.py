@@ -16,6 +16,7 @@ from fusou.api.archiver.v1 import archiver_pb2
 from fusou.api.compactor.v1 import compactor_pb2
 from fusou.api.ingest.v1 import ingest_pb2
 from fusou.api.structs import structs
+from fusou.api.timestamps import timestamp_of_ms
 from fusou.catalog.tables import TableRegistry
 from fusou.errors import Aborted
 from fusou.lifecycle.purge import Purger
@@ -64,6 +65,15 @@ async def fill(stubs: Stubs, name: str) -> Dataset:
     )
     await stubs.compactor.Compact(compactor_pb2.CompactRequest(dataset_id=name))
     await ingest(stubs.ingest, ds.battle, name, "battle", [battle(i) for i in range(90, 120)])
+    # A deletion still waiting for compaction (of a range that holds nothing).
+    await stubs.archiver.DeleteRows(
+        archiver_pb2.DeleteRowsRequest(
+            dataset_id=name,
+            table="battle",
+            start_time=timestamp_of_ms(minute(5000)),
+            end_time=timestamp_of_ms(minute(6000)),
+        )
+    )
     conn = await asyncpg.connect(stubs.url)
     try:
         # A quarantined row, as the archiver leaves one (copied, so the buffer keeps its own).
@@ -129,6 +139,7 @@ async def test_a_purge_leaves_nothing_of_the_dataset_and_touches_no_other(stubs:
     # Every kind of place holds some of it, or the scan proves nothing.
     assert {"fusou_buffer", "fusou_quarantine", "fusou_files", "fusou_blocks"} <= set(before.rows)
     assert {"fusou_lake_files", "iceberg_tables", "fusou_ingest_requests"} <= set(before.rows)
+    assert "fusou_deletions" in before.rows
     kinds = {key.split("/", 1)[0] for key in before.objects}
     assert kinds >= {"raw", "optimized", "lake"}, kinds
     await check_reads(stubs, victim)

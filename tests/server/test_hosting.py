@@ -49,6 +49,13 @@ class FakeArchiver(archiver_pb2_grpc.ArchiverServiceServicer):
     ) -> archiver_pb2.DeleteRowsResponse:
         return archiver_pb2.DeleteRowsResponse()
 
+    async def EnforceRetention(
+        self,
+        request: archiver_pb2.EnforceRetentionRequest,
+        context: aio.ServicerContext[Any, Any],
+    ) -> archiver_pb2.EnforceRetentionResponse:
+        return archiver_pb2.EnforceRetentionResponse()
+
     async def close(self) -> None:
         self.closed = True
 

@@ -68,6 +68,9 @@ RULES: Mapping[str, MethodRule] = {
     ),
     _method(archiver_pb2, "ArchiverService", "PurgeDataset"): MethodRule(_ADMINS, _dataset_id),
     _method(archiver_pb2, "ArchiverService", "DeleteRows"): MethodRule(_ADMINS, _dataset_id),
+    _method(archiver_pb2, "ArchiverService", "EnforceRetention"): MethodRule(
+        _ADMINS, _dataset_id, empty_means_all=True
+    ),
     _method(compactor_pb2, "CompactorService", "Compact"): MethodRule(
         _ADMINS, _dataset_id, empty_means_all=True
     ),

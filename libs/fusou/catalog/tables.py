@@ -8,10 +8,13 @@ which merges against the database's latest under a row lock.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Final
 
 import asyncpg
 
@@ -23,6 +26,15 @@ from fusou.schema.model import FieldType, TableSchema, field_name_problem
 DEFAULT_TIME_FIELD = "timestamp"
 
 
+class Unchanged(enum.Enum):
+    """A setting a redeclaration leaves as it is."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED: Final = Unchanged.UNCHANGED
+
+
 @dataclass(frozen=True)
 class TableInfo:
     table_id: int
@@ -31,6 +43,8 @@ class TableInfo:
     time_field: str
     key_fields: tuple[str, ...]
     latest: TableSchema
+    # How long the table keeps rows (ms, by their time); None: for ever.
+    retention_ms: int | None = None
 
     @cached_property
     def latest_json(self) -> str:
@@ -133,8 +147,11 @@ class TableRegistry:
         time_field: str,
         key_fields: Sequence[str],
         schema: TableSchema | None,
+        retention_ms: int | Unchanged | None = UNCHANGED,
     ) -> DeclareResult:
-        """Fix a table's definition before data arrives; redeclaring the same is a no-op."""
+        """Fix a table's definition before data arrives; redeclaring the same is a no-op, but
+        for ``retention_ms``, which a redeclaration changes (None: keep rows for ever;
+        UNCHANGED: as it is, or for ever for a new table)."""
         if len(key_fields) > self.max_fields:
             raise InvalidArgument(
                 "key_fields",
@@ -182,6 +199,13 @@ class TableRegistry:
                     )
             elif schema is not None:
                 info = await self._store_version(conn, info, schema.with_version(1))
+            if not isinstance(retention_ms, Unchanged) and retention_ms != info.retention_ms:
+                await conn.execute(
+                    "UPDATE fusou_tables SET retention_ms = $2 WHERE table_id = $1",
+                    info.table_id,
+                    retention_ms,
+                )
+                info = dataclasses.replace(info, retention_ms=retention_ms)
         self.remember(info)
         return DeclareResult(info, inserted is not None)
 
@@ -191,7 +215,8 @@ class TableRegistry:
         self, conn: asyncpg.Connection, dataset_id: str, table: str, *, lock: bool = False
     ) -> TableInfo | None:
         row = await conn.fetchrow(
-            "SELECT table_id, time_field, key_fields, latest_version FROM fusou_tables "
+            "SELECT table_id, time_field, key_fields, latest_version, retention_ms "
+            "FROM fusou_tables "
             # NO KEY UPDATE serializes schema changes without waiting for transactions that
             # only reference the table (registering files takes a KEY SHARE lock on it).
             "WHERE dataset_id = $1 AND table_name = $2" + (" FOR NO KEY UPDATE" if lock else ""),
@@ -215,7 +240,13 @@ class TableRegistry:
                 cached = TableSchema.from_avro(json.loads(raw), version)
             latest = cached
         return TableInfo(
-            table_id, dataset_id, table, row["time_field"], tuple(row["key_fields"]), latest
+            table_id,
+            dataset_id,
+            table,
+            row["time_field"],
+            tuple(row["key_fields"]),
+            latest,
+            row["retention_ms"],
         )
 
     async def _store_version(
@@ -232,9 +263,7 @@ class TableRegistry:
             info.table_id,
             schema.version,
         )
-        return TableInfo(
-            info.table_id, info.dataset_id, info.name, info.time_field, info.key_fields, schema
-        )
+        return dataclasses.replace(info, latest=schema)
 
     def remember(self, info: TableInfo) -> None:
         """Cache what a committed transaction (or a read) showed."""

@@ -1,5 +1,5 @@
-"""``fusou archive``, ``fusou compact``, ``fusou purge`` and ``fusou stats``: clients of
-Archive, Compact, PurgeDataset and GetStats, for people and for the Kubernetes CronJobs (a JSON summary on stdout, one line on
+"""``fusou archive``, ``compact``, ``purge``, ``delete``, ``retention`` and ``stats``: clients
+of Archive, Compact, PurgeDataset, DeleteRows, EnforceRetention and GetStats, for people and for the Kubernetes CronJobs (a JSON summary on stdout, one line on
 stderr per table that failed, and a non-zero exit when the call or any table fails)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf import json_format
@@ -16,6 +17,7 @@ from google.protobuf.message import Message
 from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.api.compactor.v1 import compactor_pb2, compactor_pb2_grpc
 from fusou.api.reader.v1 import reader_pb2, reader_pb2_grpc
+from fusou.api.timestamps import timestamp_of_ms
 from fusou.cli.connection import Connection
 
 
@@ -121,4 +123,41 @@ def run_purge(conn: Connection, *, dataset: str, timeout: float) -> tuple[str, l
     if not response.complete:
         left = ", ".join(f"{kind}: {n}" for kind, n in sorted(response.remaining.items()))
         failures.append(f"incomplete, still there: {left}; run `fusou purge` again")
+    return as_json(response), failures
+
+
+def run_delete(
+    conn: Connection,
+    *,
+    dataset: str,
+    table: str,
+    start: int,
+    end: int,
+    filters: Sequence[reader_pb2.Filter],
+    timeout: float,
+) -> str:
+    request = archiver_pb2.DeleteRowsRequest(
+        dataset_id=dataset,
+        table=table,
+        start_time=timestamp_of_ms(start),
+        end_time=timestamp_of_ms(end),
+        filters=list(filters),
+    )
+    with conn.channel() as channel:
+        response = archiver_pb2_grpc.ArchiverServiceStub(channel).DeleteRows(
+            request, timeout=timeout, metadata=conn.metadata
+        )
+    return as_json(response)
+
+
+def run_retention(
+    conn: Connection, *, dataset: str, table: str, timeout: float
+) -> tuple[str, list[str]]:
+    """The JSON summary, and the tables that failed, one line each."""
+    request = archiver_pb2.EnforceRetentionRequest(dataset_id=dataset, table=table)
+    with conn.channel() as channel, _Elapsed("enforcing retention"):
+        response = archiver_pb2_grpc.ArchiverServiceStub(channel).EnforceRetention(
+            request, timeout=timeout, metadata=conn.metadata
+        )
+    failures = [f"{t.dataset_id}/{t.table}: {t.error}" for t in response.tables if t.error]
     return as_json(response), failures

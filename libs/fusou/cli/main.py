@@ -125,6 +125,35 @@ def _parser() -> argparse.ArgumentParser:
     purge.add_argument("--timeout", type=float, default=3600.0, help="seconds")
     purge.add_argument("--target", default=None, help=_TARGET_HELP)
 
+    delete = sub.add_parser(
+        "delete",
+        help="delete a table's rows in a time range, optionally only those meeting conditions "
+        "(DeleteRows)",
+    )
+    delete.add_argument("dataset")
+    delete.add_argument("table")
+    delete.add_argument("--from", dest="start", required=True, help="start (inclusive)")
+    delete.add_argument("--to", dest="end", required=True, help="end (exclusive)")
+    delete.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="CONDITION",
+        help="delete only rows meeting it (repeat: all of them), as for `fusou read`",
+    )
+    delete.add_argument("--yes", action="store_true", help="confirm: deleted rows are gone")
+    delete.add_argument("--timeout", type=float, default=600.0, help="seconds")
+    delete.add_argument("--target", default=None, help=_TARGET_HELP)
+
+    retention = sub.add_parser(
+        "retention",
+        help="delete the rows older than each table's retention (EnforceRetention, for CronJobs)",
+    )
+    retention.add_argument("--dataset", default="", help="only this dataset")
+    retention.add_argument("--table", default="", help="only this table (needs --dataset)")
+    retention.add_argument("--timeout", type=float, default=3600.0, help="seconds")
+    retention.add_argument("--target", default=None, help=_TARGET_HELP)
+
     upload = sub.add_parser(
         "upload", help="send Parquet files as one raw bundle to UploadRaw (TABLE=FILE ...)"
     )
@@ -324,6 +353,8 @@ def _client(args: argparse.Namespace, settings: Settings) -> int:
         "stats": _admin,
         "compact": _admin,
         "purge": _admin,
+        "delete": _admin,
+        "retention": _admin,
         "upload": _upload,
         "read": _read,
     }
@@ -375,11 +406,41 @@ def _read(args: argparse.Namespace) -> int:
 
 
 def _admin(args: argparse.Namespace) -> int:
-    from fusou.cli.admin_client import run_archive, run_compact, run_purge, run_stats
+    from fusou.cli.admin_client import (
+        run_archive,
+        run_compact,
+        run_delete,
+        run_purge,
+        run_retention,
+        run_stats,
+    )
     from fusou.cli.input_error import InputError
+    from fusou.cli.read_client import parse_time
+    from fusou.cli.where import parse_where
 
     failures: list[str] = []
-    if args.command == "purge":
+    if args.command == "delete":
+        filters = [parse_where(w) for w in args.where]
+        start, end = parse_time(args.start), parse_time(args.end)
+        if not args.yes:
+            raise InputError(
+                f"deleting rows of {args.dataset}/{args.table} cannot be undone: "
+                "add --yes to confirm"
+            )
+        output = run_delete(
+            args.conn,
+            dataset=args.dataset,
+            table=args.table,
+            start=start,
+            end=end,
+            filters=filters,
+            timeout=args.timeout,
+        )
+    elif args.command == "retention":
+        output, failures = run_retention(
+            args.conn, dataset=args.dataset, table=args.table, timeout=args.timeout
+        )
+    elif args.command == "purge":
         if not args.yes:
             raise InputError(
                 f"purging deletes every row and file of dataset {args.dataset!r} for good: "

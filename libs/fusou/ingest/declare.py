@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from fusou.catalog.tables import DEFAULT_TIME_FIELD, DeclareResult, TableRegistry
+from fusou.catalog.tables import (
+    DEFAULT_TIME_FIELD,
+    UNCHANGED,
+    DeclareResult,
+    TableRegistry,
+    Unchanged,
+)
 from fusou.errors import InvalidArgument
 from fusou.names import check_name
 from fusou.schema.model import TableSchema
@@ -18,6 +24,7 @@ async def declare_table(
     time_field: str,
     key_fields: Sequence[str],
     avro_schema: str,
+    retention_ms: int | Unchanged | None = UNCHANGED,
 ) -> DeclareResult:
     """Declare the table; an empty ``time_field`` means the default, an empty ``avro_schema``
     none (the first batch then sets the schema)."""
@@ -35,4 +42,6 @@ async def declare_table(
         if isinstance(raw, dict) and "fusou.time_field" not in raw:
             raw = {**raw, "fusou.time_field": time_field}
         schema = TableSchema.from_avro(raw, max_fields=registry.max_fields)
-    return await registry.declare(dataset_id, table, time_field, list(key_fields), schema)
+    return await registry.declare(
+        dataset_id, table, time_field, list(key_fields), schema, retention_ms
+    )

@@ -113,6 +113,11 @@ DELETED_HOT_ROWS = Counter(
     "Hot rows deleted at once by deletions (the rest go when compaction rewrites their files).",
     registry=REGISTRY,
 )
+RETENTION_FAILED_TABLES = Counter(
+    "fusou_retention_failed_tables",
+    "Tables whose retention an EnforceRetention call failed to enforce.",
+    registry=REGISTRY,
+)
 COMPACTED_ROWS = Counter(
     "fusou_compacted_rows", "Rows written to optimized files.", registry=REGISTRY
 )

@@ -8,11 +8,12 @@ from google.protobuf import timestamp_pb2
 
 from fusou.api.archiver.v1 import archiver_pb2
 from fusou.api.reader.translate import read_filters
-from fusou.api.timestamps import required_range
+from fusou.api.timestamps import required_range, timestamp_of_ms
 from fusou.archive.archiver import ArchiveOptions, ArchiveReport, TableStatus
 from fusou.errors import InvalidArgument
 from fusou.lifecycle.delete import DeleteRequest, DeleteResult
 from fusou.lifecycle.purge import PurgeReport
+from fusou.lifecycle.retention import TableRetention
 
 _STATUS = {
     TableStatus.ARCHIVED: archiver_pb2.TABLE_ARCHIVE_STATUS_ARCHIVED,
@@ -107,4 +108,25 @@ def delete_response(result: DeleteResult) -> archiver_pb2.DeleteRowsResponse:
         deletion_id=result.deletion_id,
         max_seq=result.max_seq,
         hot_rows_deleted=result.hot_rows_deleted,
+    )
+
+
+def retention_response(results: list[TableRetention]) -> archiver_pb2.EnforceRetentionResponse:
+    tables = []
+    for r in results:
+        t = archiver_pb2.TableRetentionResult(
+            dataset_id=r.dataset_id,
+            table=r.table,
+            deletion_id=r.deletion_id,
+            hot_rows_deleted=r.hot_rows_deleted,
+            error=r.error,
+        )
+        if r.retention_ms is not None:
+            t.retention.FromMilliseconds(r.retention_ms)
+            t.cutoff.CopyFrom(timestamp_of_ms(r.cutoff))
+        tables.append(t)
+    return archiver_pb2.EnforceRetentionResponse(
+        tables=tables,
+        total_hot_rows_deleted=sum(r.hot_rows_deleted for r in results),
+        failed_tables=sum(1 for r in results if r.error),
     )

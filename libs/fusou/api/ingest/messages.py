@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from fusou.api.ingest.v1 import ingest_pb2
 from fusou.api.timestamps import timestamp_of_ms
 from fusou.buffer.writer import WriteResult
-from fusou.catalog.tables import DeclareResult
+from fusou.catalog.tables import UNCHANGED, DeclareResult, Unchanged
 from fusou.errors import InvalidArgument
 from fusou.upload.uploader import Fragment, Manifest, UploadResult
 
@@ -63,6 +63,22 @@ def upload_response(result: UploadResult) -> ingest_pb2.UploadRawResponse:
 
 
 def declare_response(result: DeclareResult) -> ingest_pb2.DeclareTableResponse:
-    return ingest_pb2.DeclareTableResponse(
+    answer = ingest_pb2.DeclareTableResponse(
         schema_version=result.info.latest.version, created=result.created
     )
+    if result.info.retention_ms is not None:
+        answer.retention.FromMilliseconds(result.info.retention_ms)
+    return answer
+
+
+def declared_retention(request: ingest_pb2.DeclareTableRequest) -> int | Unchanged | None:
+    """The retention a DeclareTable asks for, in milliseconds: UNCHANGED when unset, None for
+    zero (for ever); INVALID_ARGUMENT for a negative one."""
+    if not request.HasField("retention"):
+        return UNCHANGED
+    d = request.retention
+    if d.seconds < 0 or d.nanos < 0:
+        raise InvalidArgument("retention", "must not be negative")
+    # Rounded up: a retention is never shorter than asked.
+    ms = d.seconds * 1000 + -(-d.nanos // 1_000_000)
+    return ms or None

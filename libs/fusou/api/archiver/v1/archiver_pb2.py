@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from fusou.api.reader.v1 import reader_pb2 as fusou_dot_reader_dot_v1_dot_reader__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n fusou/archiver/v1/archiver.proto\x12\x11\x66usou.archiver.v1\x1a\x1c\x66usou/reader/v1/reader.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x01\n\x0e\x41rchiveRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x1c\n\x0fmin_age_seconds\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\x12max_rows_per_table\x18\x04 \x01(\x03\x12\x12\n\nmax_tables\x18\x05 \x01(\x05\x42\x12\n\x10_min_age_seconds\"\x9e\x02\n\x0f\x41rchiveResponse\x12\x35\n\x06tables\x18\x01 \x03(\x0b\x32%.fusou.archiver.v1.TableArchiveResult\x12\x12\n\ntotal_rows\x18\x02 \x01(\x03\x12\x13\n\x0btotal_files\x18\x03 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x04 \x01(\x03\x12\x17\n\x0forphans_deleted\x18\x05 \x01(\x03\x12\x15\n\rfailed_tables\x18\x06 \x01(\x05\x12\x1e\n\x16total_rows_quarantined\x18\x07 \x01(\x03\x12\x13\n\x0bsweep_error\x18\x08 \x01(\t\x12\x1d\n\x15lake_tables_published\x18\t \x01(\x05\x12\x12\n\nlake_error\x18\n \x01(\t\"\xb8\x02\n\x12TableArchiveResult\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x0c\n\x04rows\x18\x03 \x01(\x03\x12\r\n\x05\x66iles\x18\x04 \x01(\x03\x12\x0e\n\x06\x62locks\x18\x05 \x01(\x03\x12\r\n\x05\x62ytes\x18\x06 \x01(\x03\x12\x1a\n\x12uncompressed_bytes\x18\x07 \x01(\x03\x12\x19\n\x11\x63ompression_ratio\x18\x08 \x01(\x01\x12\x16\n\x0emore_remaining\x18\t \x01(\x08\x12\x14\n\x0cskipped_busy\x18\n \x01(\x08\x12\x35\n\x06status\x18\x0b \x01(\x0e\x32%.fusou.archiver.v1.TableArchiveStatus\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x18\n\x10rows_quarantined\x18\r \x01(\x03\")\n\x13PurgeDatasetRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\"\xe3\x03\n\x14PurgeDatasetResponse\x12\x10\n\x08purge_id\x18\x01 \x01(\x03\x12\x12\n\ndataset_id\x18\x02 \x01(\t\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\x12.\n\nstarted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63omplete\x18\x06 \x01(\x08\x12\x16\n\x0e\x61lready_purged\x18\x07 \x01(\x08\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12\x45\n\x07\x64\x65leted\x18\t \x03(\x0b\x32\x34.fusou.archiver.v1.PurgeDatasetResponse.DeletedEntry\x12I\n\tremaining\x18\n \x03(\x0b\x32\x36.fusou.archiver.v1.PurgeDatasetResponse.RemainingEntry\x1a.\n\x0c\x44\x65letedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x30\n\x0eRemainingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xbe\x01\n\x11\x44\x65leteRowsRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07\x66ilters\x18\x05 \x03(\x0b\x32\x17.fusou.reader.v1.Filter\"T\n\x12\x44\x65leteRowsResponse\x12\x13\n\x0b\x64\x65letion_id\x18\x01 \x01(\x03\x12\x0f\n\x07max_seq\x18\x02 \x01(\x03\x12\x18\n\x10hot_rows_deleted\x18\x03 \x01(\x03*\xef\x01\n\x12TableArchiveStatus\x12$\n TABLE_ARCHIVE_STATUS_UNSPECIFIED\x10\x00\x12!\n\x1dTABLE_ARCHIVE_STATUS_ARCHIVED\x10\x01\x12&\n\"TABLE_ARCHIVE_STATUS_NOTHING_TO_DO\x10\x02\x12 \n\x1cTABLE_ARCHIVE_STATUS_PARTIAL\x10\x03\x12%\n!TABLE_ARCHIVE_STATUS_SKIPPED_BUSY\x10\x04\x12\x1f\n\x1bTABLE_ARCHIVE_STATUS_FAILED\x10\x05\x32\x9f\x02\n\x0f\x41rchiverService\x12P\n\x07\x41rchive\x12!.fusou.archiver.v1.ArchiveRequest\x1a\".fusou.archiver.v1.ArchiveResponse\x12_\n\x0cPurgeDataset\x12&.fusou.archiver.v1.PurgeDatasetRequest\x1a\'.fusou.archiver.v1.PurgeDatasetResponse\x12Y\n\nDeleteRows\x12$.fusou.archiver.v1.DeleteRowsRequest\x1a%.fusou.archiver.v1.DeleteRowsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n fusou/archiver/v1/archiver.proto\x12\x11\x66usou.archiver.v1\x1a\x1c\x66usou/reader/v1/reader.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x01\n\x0e\x41rchiveRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x1c\n\x0fmin_age_seconds\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\x12max_rows_per_table\x18\x04 \x01(\x03\x12\x12\n\nmax_tables\x18\x05 \x01(\x05\x42\x12\n\x10_min_age_seconds\"\x9e\x02\n\x0f\x41rchiveResponse\x12\x35\n\x06tables\x18\x01 \x03(\x0b\x32%.fusou.archiver.v1.TableArchiveResult\x12\x12\n\ntotal_rows\x18\x02 \x01(\x03\x12\x13\n\x0btotal_files\x18\x03 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x04 \x01(\x03\x12\x17\n\x0forphans_deleted\x18\x05 \x01(\x03\x12\x15\n\rfailed_tables\x18\x06 \x01(\x05\x12\x1e\n\x16total_rows_quarantined\x18\x07 \x01(\x03\x12\x13\n\x0bsweep_error\x18\x08 \x01(\t\x12\x1d\n\x15lake_tables_published\x18\t \x01(\x05\x12\x12\n\nlake_error\x18\n \x01(\t\"\xb8\x02\n\x12TableArchiveResult\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x0c\n\x04rows\x18\x03 \x01(\x03\x12\r\n\x05\x66iles\x18\x04 \x01(\x03\x12\x0e\n\x06\x62locks\x18\x05 \x01(\x03\x12\r\n\x05\x62ytes\x18\x06 \x01(\x03\x12\x1a\n\x12uncompressed_bytes\x18\x07 \x01(\x03\x12\x19\n\x11\x63ompression_ratio\x18\x08 \x01(\x01\x12\x16\n\x0emore_remaining\x18\t \x01(\x08\x12\x14\n\x0cskipped_busy\x18\n \x01(\x08\x12\x35\n\x06status\x18\x0b \x01(\x0e\x32%.fusou.archiver.v1.TableArchiveStatus\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x18\n\x10rows_quarantined\x18\r \x01(\x03\")\n\x13PurgeDatasetRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\"\xe3\x03\n\x14PurgeDatasetResponse\x12\x10\n\x08purge_id\x18\x01 \x01(\x03\x12\x12\n\ndataset_id\x18\x02 \x01(\t\x12\x14\n\x0crequested_by\x18\x03 \x01(\t\x12.\n\nstarted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63omplete\x18\x06 \x01(\x08\x12\x16\n\x0e\x61lready_purged\x18\x07 \x01(\x08\x12\x10\n\x08\x61ttempts\x18\x08 \x01(\x05\x12\x45\n\x07\x64\x65leted\x18\t \x03(\x0b\x32\x34.fusou.archiver.v1.PurgeDatasetResponse.DeletedEntry\x12I\n\tremaining\x18\n \x03(\x0b\x32\x36.fusou.archiver.v1.PurgeDatasetResponse.RemainingEntry\x1a.\n\x0c\x44\x65letedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x30\n\x0eRemainingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xbe\x01\n\x11\x44\x65leteRowsRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07\x66ilters\x18\x05 \x03(\x0b\x32\x17.fusou.reader.v1.Filter\"T\n\x12\x44\x65leteRowsResponse\x12\x13\n\x0b\x64\x65letion_id\x18\x01 \x01(\x03\x12\x0f\n\x07max_seq\x18\x02 \x01(\x03\x12\x18\n\x10hot_rows_deleted\x18\x03 \x01(\x03\"<\n\x17\x45nforceRetentionRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\"\x8a\x01\n\x18\x45nforceRetentionResponse\x12\x37\n\x06tables\x18\x01 \x03(\x0b\x32\'.fusou.archiver.v1.TableRetentionResult\x12\x1e\n\x16total_hot_rows_deleted\x18\x02 \x01(\x03\x12\x15\n\rfailed_tables\x18\x03 \x01(\x05\"\xd1\x01\n\x14TableRetentionResult\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12,\n\tretention\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x06\x63utoff\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65letion_id\x18\x05 \x01(\x03\x12\x18\n\x10hot_rows_deleted\x18\x06 \x01(\x03\x12\r\n\x05\x65rror\x18\x07 \x01(\t*\xef\x01\n\x12TableArchiveStatus\x12$\n TABLE_ARCHIVE_STATUS_UNSPECIFIED\x10\x00\x12!\n\x1dTABLE_ARCHIVE_STATUS_ARCHIVED\x10\x01\x12&\n\"TABLE_ARCHIVE_STATUS_NOTHING_TO_DO\x10\x02\x12 \n\x1cTABLE_ARCHIVE_STATUS_PARTIAL\x10\x03\x12%\n!TABLE_ARCHIVE_STATUS_SKIPPED_BUSY\x10\x04\x12\x1f\n\x1bTABLE_ARCHIVE_STATUS_FAILED\x10\x05\x32\x8c\x03\n\x0f\x41rchiverService\x12P\n\x07\x41rchive\x12!.fusou.archiver.v1.ArchiveRequest\x1a\".fusou.archiver.v1.ArchiveResponse\x12_\n\x0cPurgeDataset\x12&.fusou.archiver.v1.PurgeDatasetRequest\x1a\'.fusou.archiver.v1.PurgeDatasetResponse\x12Y\n\nDeleteRows\x12$.fusou.archiver.v1.DeleteRowsRequest\x1a%.fusou.archiver.v1.DeleteRowsResponse\x12k\n\x10\x45nforceRetention\x12*.fusou.archiver.v1.EnforceRetentionRequest\x1a+.fusou.archiver.v1.EnforceRetentionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,26 +38,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PURGEDATASETRESPONSE_DELETEDENTRY']._serialized_options = b'8\001'
   _globals['_PURGEDATASETRESPONSE_REMAININGENTRY']._loaded_options = None
   _globals['_PURGEDATASETRESPONSE_REMAININGENTRY']._serialized_options = b'8\001'
-  _globals['_TABLEARCHIVESTATUS']._serialized_start=1683
-  _globals['_TABLEARCHIVESTATUS']._serialized_end=1922
-  _globals['_ARCHIVEREQUEST']._serialized_start=119
-  _globals['_ARCHIVEREQUEST']._serialized_end=268
-  _globals['_ARCHIVERESPONSE']._serialized_start=271
-  _globals['_ARCHIVERESPONSE']._serialized_end=557
-  _globals['_TABLEARCHIVERESULT']._serialized_start=560
-  _globals['_TABLEARCHIVERESULT']._serialized_end=872
-  _globals['_PURGEDATASETREQUEST']._serialized_start=874
-  _globals['_PURGEDATASETREQUEST']._serialized_end=915
-  _globals['_PURGEDATASETRESPONSE']._serialized_start=918
-  _globals['_PURGEDATASETRESPONSE']._serialized_end=1401
-  _globals['_PURGEDATASETRESPONSE_DELETEDENTRY']._serialized_start=1305
-  _globals['_PURGEDATASETRESPONSE_DELETEDENTRY']._serialized_end=1351
-  _globals['_PURGEDATASETRESPONSE_REMAININGENTRY']._serialized_start=1353
-  _globals['_PURGEDATASETRESPONSE_REMAININGENTRY']._serialized_end=1401
-  _globals['_DELETEROWSREQUEST']._serialized_start=1404
-  _globals['_DELETEROWSREQUEST']._serialized_end=1594
-  _globals['_DELETEROWSRESPONSE']._serialized_start=1596
-  _globals['_DELETEROWSRESPONSE']._serialized_end=1680
-  _globals['_ARCHIVERSERVICE']._serialized_start=1925
-  _globals['_ARCHIVERSERVICE']._serialized_end=2212
+  _globals['_TABLEARCHIVESTATUS']._serialized_start=2130
+  _globals['_TABLEARCHIVESTATUS']._serialized_end=2369
+  _globals['_ARCHIVEREQUEST']._serialized_start=151
+  _globals['_ARCHIVEREQUEST']._serialized_end=300
+  _globals['_ARCHIVERESPONSE']._serialized_start=303
+  _globals['_ARCHIVERESPONSE']._serialized_end=589
+  _globals['_TABLEARCHIVERESULT']._serialized_start=592
+  _globals['_TABLEARCHIVERESULT']._serialized_end=904
+  _globals['_PURGEDATASETREQUEST']._serialized_start=906
+  _globals['_PURGEDATASETREQUEST']._serialized_end=947
+  _globals['_PURGEDATASETRESPONSE']._serialized_start=950
+  _globals['_PURGEDATASETRESPONSE']._serialized_end=1433
+  _globals['_PURGEDATASETRESPONSE_DELETEDENTRY']._serialized_start=1337
+  _globals['_PURGEDATASETRESPONSE_DELETEDENTRY']._serialized_end=1383
+  _globals['_PURGEDATASETRESPONSE_REMAININGENTRY']._serialized_start=1385
+  _globals['_PURGEDATASETRESPONSE_REMAININGENTRY']._serialized_end=1433
+  _globals['_DELETEROWSREQUEST']._serialized_start=1436
+  _globals['_DELETEROWSREQUEST']._serialized_end=1626
+  _globals['_DELETEROWSRESPONSE']._serialized_start=1628
+  _globals['_DELETEROWSRESPONSE']._serialized_end=1712
+  _globals['_ENFORCERETENTIONREQUEST']._serialized_start=1714
+  _globals['_ENFORCERETENTIONREQUEST']._serialized_end=1774
+  _globals['_ENFORCERETENTIONRESPONSE']._serialized_start=1777
+  _globals['_ENFORCERETENTIONRESPONSE']._serialized_end=1915
+  _globals['_TABLERETENTIONRESULT']._serialized_start=1918
+  _globals['_TABLERETENTIONRESULT']._serialized_end=2127
+  _globals['_ARCHIVERSERVICE']._serialized_start=2372
+  _globals['_ARCHIVERSERVICE']._serialized_end=2768
 # @@protoc_insertion_point(module_scope)

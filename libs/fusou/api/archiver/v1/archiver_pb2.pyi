@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from fusou.api.reader.v1 import reader_pb2 as _reader_pb2
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -406,3 +407,103 @@ class DeleteRowsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteRowsResponse: _TypeAlias = DeleteRowsResponse  # noqa: Y015
+
+@_typing.final
+class EnforceRetentionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASET_ID_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    dataset_id: _builtins.str
+    """Only this dataset when set."""
+    table: _builtins.str
+    """Only this table when set (requires dataset_id)."""
+    def __init__(
+        self,
+        *,
+        dataset_id: _builtins.str = ...,
+        table: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_id", b"dataset_id", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnforceRetentionRequest: _TypeAlias = EnforceRetentionRequest  # noqa: Y015
+
+@_typing.final
+class EnforceRetentionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLES_FIELD_NUMBER: _builtins.int
+    TOTAL_HOT_ROWS_DELETED_FIELD_NUMBER: _builtins.int
+    FAILED_TABLES_FIELD_NUMBER: _builtins.int
+    total_hot_rows_deleted: _builtins.int
+    failed_tables: _builtins.int
+    """Tables whose error is set."""
+    @_builtins.property
+    def tables(self) -> _containers.RepeatedCompositeFieldContainer[Global___TableRetentionResult]:
+        """The tables with a retention (and a table named in the request, with or without one)."""
+
+    def __init__(
+        self,
+        *,
+        tables: _abc.Iterable[Global___TableRetentionResult] | None = ...,
+        total_hot_rows_deleted: _builtins.int = ...,
+        failed_tables: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed_tables", b"failed_tables", "tables", b"tables", "total_hot_rows_deleted", b"total_hot_rows_deleted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnforceRetentionResponse: _TypeAlias = EnforceRetentionResponse  # noqa: Y015
+
+@_typing.final
+class TableRetentionResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASET_ID_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    RETENTION_FIELD_NUMBER: _builtins.int
+    CUTOFF_FIELD_NUMBER: _builtins.int
+    DELETION_ID_FIELD_NUMBER: _builtins.int
+    HOT_ROWS_DELETED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    dataset_id: _builtins.str
+    table: _builtins.str
+    deletion_id: _builtins.int
+    """The deletion this call recorded (DeleteRows'); 0 when none was needed (nothing older than
+    the cutoff, or an earlier call's deletion reaches it).
+    """
+    hot_rows_deleted: _builtins.int
+    error: _builtins.str
+    """What went wrong, when something did."""
+    @_builtins.property
+    def retention(self) -> _duration_pb2.Duration:
+        """Unset: the table keeps rows for ever."""
+
+    @_builtins.property
+    def cutoff(self) -> _timestamp_pb2.Timestamp:
+        """Rows whose time is before this are deleted."""
+
+    def __init__(
+        self,
+        *,
+        dataset_id: _builtins.str = ...,
+        table: _builtins.str = ...,
+        retention: _duration_pb2.Duration | None = ...,
+        cutoff: _timestamp_pb2.Timestamp | None = ...,
+        deletion_id: _builtins.int = ...,
+        hot_rows_deleted: _builtins.int = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cutoff", b"cutoff", "retention", b"retention"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cutoff", b"cutoff", "dataset_id", b"dataset_id", "deletion_id", b"deletion_id", "error", b"error", "hot_rows_deleted", b"hot_rows_deleted", "retention", b"retention", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TableRetentionResult: _TypeAlias = TableRetentionResult  # noqa: Y015

@@ -50,6 +50,11 @@ class ArchiverServiceStub:
                 request_serializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.DeleteRowsRequest.SerializeToString,
                 response_deserializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.DeleteRowsResponse.FromString,
                 _registered_method=True)
+        self.EnforceRetention = channel.unary_unary(
+                '/fusou.archiver.v1.ArchiverService/EnforceRetention',
+                request_serializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.EnforceRetentionRequest.SerializeToString,
+                response_deserializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.EnforceRetentionResponse.FromString,
+                _registered_method=True)
 
 
 class ArchiverServiceServicer:
@@ -88,6 +93,16 @@ class ArchiverServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnforceRetention(self, request, context):
+        """EnforceRetention deletes, in every table with a retention (DeclareTable's), the rows whose
+        time is older than now minus the retention, as DeleteRows would (what the retention
+        CronJob calls). Goes on past a table that fails; NOT_FOUND for a named dataset or table
+        that does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArchiverServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +120,11 @@ def add_ArchiverServiceServicer_to_server(servicer, server):
                     servicer.DeleteRows,
                     request_deserializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.DeleteRowsRequest.FromString,
                     response_serializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.DeleteRowsResponse.SerializeToString,
+            ),
+            'EnforceRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnforceRetention,
+                    request_deserializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.EnforceRetentionRequest.FromString,
+                    response_serializer=fusou_dot_archiver_dot_v1_dot_archiver__pb2.EnforceRetentionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -189,6 +209,33 @@ class ArchiverService:
             '/fusou.archiver.v1.ArchiverService/DeleteRows',
             fusou_dot_archiver_dot_v1_dot_archiver__pb2.DeleteRowsRequest.SerializeToString,
             fusou_dot_archiver_dot_v1_dot_archiver__pb2.DeleteRowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnforceRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fusou.archiver.v1.ArchiverService/EnforceRetention',
+            fusou_dot_archiver_dot_v1_dot_archiver__pb2.EnforceRetentionRequest.SerializeToString,
+            fusou_dot_archiver_dot_v1_dot_archiver__pb2.EnforceRetentionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,12 @@ class ArchiverServiceStub:
     is flagged for compaction). NOT_FOUND for an unknown table; INVALID_ARGUMENT, changing
     nothing, for a reversed range or a bad filter.
     """
+    EnforceRetention: _grpc.UnaryUnaryMultiCallable[_archiver_pb2.EnforceRetentionRequest, _archiver_pb2.EnforceRetentionResponse]
+    """EnforceRetention deletes, in every table with a retention (DeclareTable's), the rows whose
+    time is older than now minus the retention, as DeleteRows would (what the retention
+    CronJob calls). Goes on past a table that fails; NOT_FOUND for a named dataset or table
+    that does not exist.
+    """
 
 @_typing.type_check_only
 class ArchiverServiceAsyncStub(ArchiverServiceStub):
@@ -76,6 +82,12 @@ class ArchiverServiceAsyncStub(ArchiverServiceStub):
     given; the rest go physically when compaction rewrites the files holding them (the dataset
     is flagged for compaction). NOT_FOUND for an unknown table; INVALID_ARGUMENT, changing
     nothing, for a reversed range or a bad filter.
+    """
+    EnforceRetention: _aio.UnaryUnaryMultiCallable[_archiver_pb2.EnforceRetentionRequest, _archiver_pb2.EnforceRetentionResponse]  # type: ignore[assignment]
+    """EnforceRetention deletes, in every table with a retention (DeclareTable's), the rows whose
+    time is older than now minus the retention, as DeleteRows would (what the retention
+    CronJob calls). Goes on past a table that fails; NOT_FOUND for a named dataset or table
+    that does not exist.
     """
 
 class ArchiverServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -116,6 +128,18 @@ class ArchiverServiceServicer(metaclass=_abc_1.ABCMeta):
         given; the rest go physically when compaction rewrites the files holding them (the dataset
         is flagged for compaction). NOT_FOUND for an unknown table; INVALID_ARGUMENT, changing
         nothing, for a reversed range or a bad filter.
+        """
+
+    @_abc_1.abstractmethod
+    def EnforceRetention(
+        self,
+        request: _archiver_pb2.EnforceRetentionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_archiver_pb2.EnforceRetentionResponse, _abc.Awaitable[_archiver_pb2.EnforceRetentionResponse]]:
+        """EnforceRetention deletes, in every table with a retention (DeclareTable's), the rows whose
+        time is older than now minus the retention, as DeleteRows would (what the retention
+        CronJob calls). Goes on past a table that fails; NOT_FOUND for a named dataset or table
+        that does not exist.
         """
 
 def add_ArchiverServiceServicer_to_server(servicer: ArchiverServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

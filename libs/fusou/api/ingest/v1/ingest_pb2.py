@@ -22,35 +22,36 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66usou/ingest/v1/ingest.proto\x12\x0f\x66usou.ingest.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n\rIngestRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12%\n\x04rows\x18\x04 \x03(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tarrow_ipc\x18\x05 \x01(\x0c\"u\n\x0eIngestResponse\x12\x14\n\x0crows_written\x18\x01 \x01(\x03\x12\x16\n\x0eschema_version\x18\x02 \x01(\x05\x12\x11\n\tfirst_seq\x18\x03 \x01(\x03\x12\x10\n\x08last_seq\x18\x04 \x01(\x03\x12\x10\n\x08replayed\x18\x05 \x01(\x08\"`\n\x10UploadRawRequest\x12\x30\n\x08manifest\x18\x01 \x01(\x0b\x32\x1c.fusou.ingest.v1.RawManifestH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"|\n\x0bRawManifest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12/\n\tfragments\x18\x02 \x03(\x0b\x32\x1c.fusou.ingest.v1.RawFragment\x12\x14\n\x0ctotal_length\x18\x03 \x01(\x03\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"<\n\x0bRawFragment\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\"\x86\x01\n\x11UploadRawResponse\x12\x12\n\nobject_key\x18\x01 \x01(\t\x12\x14\n\x0c\x62ytes_stored\x18\x02 \x01(\x03\x12\x35\n\tfragments\x18\x03 \x03(\x0b\x32\".fusou.ingest.v1.RawFragmentResult\x12\x10\n\x08replayed\x18\x04 \x01(\x08\"\x8c\x01\n\x11RawFragmentResult\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x03\x12,\n\x08min_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08max_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"u\n\x13\x44\x65\x63lareTableRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x12\n\ntime_field\x18\x03 \x01(\t\x12\x12\n\nkey_fields\x18\x04 \x03(\t\x12\x13\n\x0b\x61vro_schema\x18\x05 \x01(\t\"?\n\x14\x44\x65\x63lareTableResponse\x12\x16\n\x0eschema_version\x18\x01 \x01(\x05\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x32\x8d\x02\n\rIngestService\x12I\n\x06Ingest\x12\x1e.fusou.ingest.v1.IngestRequest\x1a\x1f.fusou.ingest.v1.IngestResponse\x12T\n\tUploadRaw\x12!.fusou.ingest.v1.UploadRawRequest\x1a\".fusou.ingest.v1.UploadRawResponse(\x01\x12[\n\x0c\x44\x65\x63lareTable\x12$.fusou.ingest.v1.DeclareTableRequest\x1a%.fusou.ingest.v1.DeclareTableResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66usou/ingest/v1/ingest.proto\x12\x0f\x66usou.ingest.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n\rIngestRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12%\n\x04rows\x18\x04 \x03(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tarrow_ipc\x18\x05 \x01(\x0c\"u\n\x0eIngestResponse\x12\x14\n\x0crows_written\x18\x01 \x01(\x03\x12\x16\n\x0eschema_version\x18\x02 \x01(\x05\x12\x11\n\tfirst_seq\x18\x03 \x01(\x03\x12\x10\n\x08last_seq\x18\x04 \x01(\x03\x12\x10\n\x08replayed\x18\x05 \x01(\x08\"`\n\x10UploadRawRequest\x12\x30\n\x08manifest\x18\x01 \x01(\x0b\x32\x1c.fusou.ingest.v1.RawManifestH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"|\n\x0bRawManifest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12/\n\tfragments\x18\x02 \x03(\x0b\x32\x1c.fusou.ingest.v1.RawFragment\x12\x14\n\x0ctotal_length\x18\x03 \x01(\x03\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"<\n\x0bRawFragment\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\"\x86\x01\n\x11UploadRawResponse\x12\x12\n\nobject_key\x18\x01 \x01(\t\x12\x14\n\x0c\x62ytes_stored\x18\x02 \x01(\x03\x12\x35\n\tfragments\x18\x03 \x03(\x0b\x32\".fusou.ingest.v1.RawFragmentResult\x12\x10\n\x08replayed\x18\x04 \x01(\x08\"\x8c\x01\n\x11RawFragmentResult\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x03\x12,\n\x08min_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08max_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x01\n\x13\x44\x65\x63lareTableRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x12\n\ntime_field\x18\x03 \x01(\t\x12\x12\n\nkey_fields\x18\x04 \x03(\t\x12\x13\n\x0b\x61vro_schema\x18\x05 \x01(\t\x12,\n\tretention\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"m\n\x14\x44\x65\x63lareTableResponse\x12\x16\n\x0eschema_version\x18\x01 \x01(\x05\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12,\n\tretention\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration2\x8d\x02\n\rIngestService\x12I\n\x06Ingest\x12\x1e.fusou.ingest.v1.IngestRequest\x1a\x1f.fusou.ingest.v1.IngestResponse\x12T\n\tUploadRaw\x12!.fusou.ingest.v1.UploadRawRequest\x1a\".fusou.ingest.v1.UploadRawResponse(\x01\x12[\n\x0c\x44\x65\x63lareTable\x12$.fusou.ingest.v1.DeclareTableRequest\x1a%.fusou.ingest.v1.DeclareTableResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fusou.api.ingest.v1.ingest_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INGESTREQUEST']._serialized_start=113
-  _globals['_INGESTREQUEST']._serialized_end=241
-  _globals['_INGESTRESPONSE']._serialized_start=243
-  _globals['_INGESTRESPONSE']._serialized_end=360
-  _globals['_UPLOADRAWREQUEST']._serialized_start=362
-  _globals['_UPLOADRAWREQUEST']._serialized_end=458
-  _globals['_RAWMANIFEST']._serialized_start=460
-  _globals['_RAWMANIFEST']._serialized_end=584
-  _globals['_RAWFRAGMENT']._serialized_start=586
-  _globals['_RAWFRAGMENT']._serialized_end=646
-  _globals['_UPLOADRAWRESPONSE']._serialized_start=649
-  _globals['_UPLOADRAWRESPONSE']._serialized_end=783
-  _globals['_RAWFRAGMENTRESULT']._serialized_start=786
-  _globals['_RAWFRAGMENTRESULT']._serialized_end=926
-  _globals['_DECLARETABLEREQUEST']._serialized_start=928
-  _globals['_DECLARETABLEREQUEST']._serialized_end=1045
-  _globals['_DECLARETABLERESPONSE']._serialized_start=1047
-  _globals['_DECLARETABLERESPONSE']._serialized_end=1110
-  _globals['_INGESTSERVICE']._serialized_start=1113
-  _globals['_INGESTSERVICE']._serialized_end=1382
+  _globals['_INGESTREQUEST']._serialized_start=145
+  _globals['_INGESTREQUEST']._serialized_end=273
+  _globals['_INGESTRESPONSE']._serialized_start=275
+  _globals['_INGESTRESPONSE']._serialized_end=392
+  _globals['_UPLOADRAWREQUEST']._serialized_start=394
+  _globals['_UPLOADRAWREQUEST']._serialized_end=490
+  _globals['_RAWMANIFEST']._serialized_start=492
+  _globals['_RAWMANIFEST']._serialized_end=616
+  _globals['_RAWFRAGMENT']._serialized_start=618
+  _globals['_RAWFRAGMENT']._serialized_end=678
+  _globals['_UPLOADRAWRESPONSE']._serialized_start=681
+  _globals['_UPLOADRAWRESPONSE']._serialized_end=815
+  _globals['_RAWFRAGMENTRESULT']._serialized_start=818
+  _globals['_RAWFRAGMENTRESULT']._serialized_end=958
+  _globals['_DECLARETABLEREQUEST']._serialized_start=961
+  _globals['_DECLARETABLEREQUEST']._serialized_end=1124
+  _globals['_DECLARETABLERESPONSE']._serialized_start=1126
+  _globals['_DECLARETABLERESPONSE']._serialized_end=1235
+  _globals['_INGESTSERVICE']._serialized_start=1238
+  _globals['_INGESTSERVICE']._serialized_end=1507
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -248,6 +249,7 @@ class DeclareTableRequest(_message.Message):
     TIME_FIELD_FIELD_NUMBER: _builtins.int
     KEY_FIELDS_FIELD_NUMBER: _builtins.int
     AVRO_SCHEMA_FIELD_NUMBER: _builtins.int
+    RETENTION_FIELD_NUMBER: _builtins.int
     dataset_id: _builtins.str
     table: _builtins.str
     time_field: _builtins.str
@@ -258,6 +260,13 @@ class DeclareTableRequest(_message.Message):
     def key_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Fields that identify a record for deduplication. Empty: the whole record."""
 
+    @_builtins.property
+    def retention(self) -> _duration_pb2.Duration:
+        """How long the table keeps rows, by their time: EnforceRetention runs delete the rows older
+        than now minus this. Unset: as it is (for ever for a new table); zero: for ever. The one
+        setting a redeclaration may change.
+        """
+
     def __init__(
         self,
         *,
@@ -266,10 +275,11 @@ class DeclareTableRequest(_message.Message):
         time_field: _builtins.str = ...,
         key_fields: _abc.Iterable[_builtins.str] | None = ...,
         avro_schema: _builtins.str = ...,
+        retention: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retention", b"retention"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avro_schema", b"avro_schema", "dataset_id", b"dataset_id", "key_fields", b"key_fields", "table", b"table", "time_field", b"time_field"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avro_schema", b"avro_schema", "dataset_id", b"dataset_id", "key_fields", b"key_fields", "retention", b"retention", "table", b"table", "time_field", b"time_field"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -281,18 +291,24 @@ class DeclareTableResponse(_message.Message):
 
     SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
+    RETENTION_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     created: _builtins.bool
     """False when the table already existed with the same definition."""
+    @_builtins.property
+    def retention(self) -> _duration_pb2.Duration:
+        """The table's retention now (unset: for ever)."""
+
     def __init__(
         self,
         *,
         schema_version: _builtins.int = ...,
         created: _builtins.bool = ...,
+        retention: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retention", b"retention"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "schema_version", b"schema_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "retention", b"retention", "schema_version", b"schema_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
