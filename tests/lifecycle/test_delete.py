@@ -4,6 +4,7 @@ forgets it; bad requests change nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,10 +17,12 @@ from fusou.api.archiver.v1 import archiver_pb2
 from fusou.api.ingest.v1 import ingest_pb2
 from fusou.api.reader.v1 import reader_pb2
 from fusou.api.timestamps import timestamp_of_ms
+from fusou.catalog.fence import refused_tables
 from fusou.compact.compactor import CompactOptions, Compactor
 from tests.archive.oracle import Crash, CrashAt, exactly_once
 from tests.compact.oracle import compact_until_done, every_seq
 from tests.lake.helpers import lake_agrees
+from tests.lifecycle.footprint import table_ids
 from tests.read.conftest import Stubs
 from tests.read.oracle import Oracle, archive, ingest
 from tests.read.test_equivalence import READS, battle, minute, read_all
@@ -241,3 +244,53 @@ async def test_bad_deletions_change_nothing(
         assert field in (refused.value.details() or "")
     assert await deletions(stubs.url) == 0
     await read_all(stubs, oracle, DS, "battle", READS)
+
+
+async def test_a_deletion_waits_for_writes_in_progress(stubs: Stubs) -> None:
+    """A write holding seqs but not yet committed when the deletion is asked for (taken as the
+    group commit takes them: the dataset's fence, then seqs, then rows): the deletion waits for
+    it, then hides its row; nothing it should hide is committed after it and comes back."""
+    oracle = Oracle()
+    await ingest(stubs.ingest, oracle, DS, "battle", [battle(i) for i in range(10)])
+    (table_id,) = await table_ids(stubs.url, DS)
+    writer = await asyncpg.connect(stubs.url)
+    try:
+        async with writer.transaction():
+            assert await refused_tables(writer, [DS], [table_id]) == {}
+            seq = await writer.fetchval("SELECT fusou_allocate_seq(1)")
+            # The same record again, under its new seq.
+            await writer.execute(
+                "INSERT INTO fusou_buffer (seq, table_id, event_time, ingested_at, "
+                "schema_version, dedup_key, record) SELECT $1, table_id, event_time, "
+                "ingested_at, schema_version, dedup_key, record FROM fusou_buffer "
+                "WHERE table_id = $2 ORDER BY seq LIMIT 1",
+                seq,
+                table_id,
+            )
+            deleting = asyncio.create_task(delete(stubs, oracle, "battle", minute(0), minute(100)))
+            done, _ = await asyncio.wait({deleting}, timeout=0.5)
+            assert not done, "the deletion did not wait for the write holding its seqs"
+        answer = await deleting
+    finally:
+        await writer.close()
+    assert answer.max_seq >= seq and answer.hot_rows_deleted == 11
+    await read_all(stubs, oracle, DS, "battle", READS)
+    await compact_until_done(stubs.compactor, DS)
+    assert await deletions(stubs.url) == 0
+    await read_all(stubs, oracle, DS, "battle", READS)
+
+
+async def test_conditions_stay_readable_whatever_the_schema_becomes(stubs: Stubs) -> None:
+    """Operands as jsonb hands them back (1e19 as an integer), and a condition on a column that
+    was null in every row when the deletion was made, which then takes a type: reads and
+    compaction go on, and such a condition meets no row."""
+    oracle = Oracle()
+    await ingest(stubs.ingest, oracle, DS, "battle", [battle(i) for i in range(30)])
+    await delete(stubs, oracle, "battle", minute(0), minute(30), [condition("api_no", "=", 1e19)])
+    await delete(stubs, oracle, "battle", minute(0), minute(30), [condition("hp", "=", "x")])
+    await ingest(stubs.ingest, oracle, DS, "battle", [battle(i, hp=40.5) for i in range(30, 40)])
+    await read_all(stubs, oracle, DS, "battle", READS)
+    await archive(stubs.archiver, stubs.services.clock, DS, "battle")
+    await compact_until_done(stubs.compactor, DS)
+    await read_all(stubs, oracle, DS, "battle", READS, compacted=True)
+    assert await deletions(stubs.url) == 0

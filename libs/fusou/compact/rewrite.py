@@ -145,7 +145,7 @@ def rewrite(
         else:
             blocks = [fetched.pop(b.span) for b in f.blocks]
             parts = decode_file_blocks(list(f.blocks), blocks, latest)
-        return drop_deleted(parts, deletions, latest.time_field)[0]
+        return drop_deleted(parts, deletions, latest)[0]
 
     ordered = in_time_order(inputs)
     duplicates = 0

@@ -7,9 +7,11 @@ Hot rows in the range go at once when there are no filters; everything else goes
 when compaction rewrites the files holding it (the dataset is flagged for compaction), after
 which the deletion row is forgotten.
 
-On a table with key fields, filters may only name key fields: a deletion removes versions of
-keys, and a condition on another column could remove a key's newest version while leaving an
-older one, which reads would then return in its place.
+A deletion removes stored versions. On a table with key fields, filters may only name key
+fields, so that a deletion takes every version of the keys it names within its range rather
+than, say, a key's newest version alone, after which reads would return the older one in its
+place. (A range holding a key's newest version but not an older one, at another time, has that
+effect still: the older version becomes the key's latest.)
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from fusou.catalog.fence import lock_dataset
+from fusou.catalog.fence import close_dataset
 from fusou.catalog.tables import TableInfo
-from fusou.errors import FieldViolation, InvalidArgument, NotFound
+from fusou.errors import DatasetPurging, FieldViolation, InvalidArgument, NotFound
 from fusou.jobs import StorageJob
 from fusou.names import name_problem
 from fusou.read.deletions import filters_json
@@ -111,14 +113,21 @@ class RowDeleter(StorageJob):
         requested_by: str,
         reason: str,
     ) -> DeleteResult:
-        # A write like any other: refused while the dataset is being purged.
-        await lock_dataset(conn, info.dataset_id)
-        if not await conn.fetchval(
-            "SELECT true FROM fusou_tables WHERE table_id = $1", info.table_id
-        ):
+        # The dataset's fence, exclusively: every write to it in progress (which took its seqs
+        # under the fence, shared) has committed, and the next ones wait for this one. So each
+        # row of the table is committed when its seq is at most max_seq, and the dataset's
+        # deletions commit in the order of their ids (compaction records the highest it
+        # applied, which must stand for all below it).
+        await close_dataset(conn, info.dataset_id)
+        purging = await conn.fetchval(
+            "SELECT d.purging FROM fusou_tables t JOIN fusou_datasets d USING (dataset_id) "
+            "WHERE t.table_id = $1",
+            info.table_id,
+        )
+        if purging is None:
             raise NotFound(f"no table {req.table!r} in dataset {req.dataset_id!r}")
-        # Every seq handed out so far: rows of writes still in flight are hidden too (they
-        # overlap the deletion, so either order is theirs).
+        if purging:
+            raise DatasetPurging(info.dataset_id)
         max_seq = int(
             await conn.fetchval(
                 "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM fusou_ingest_seq"

@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from fusou.formats.avro_container import SEQ_FIELD
-from fusou.read.filters import Filter, Op, filter_mask
+from fusou.read.filters import Filter, Op, filter_mask, filter_violations
+from fusou.schema.model import TableSchema
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,16 @@ def filters_json(filters: Sequence[Filter]) -> str:
     )
 
 
+def _number(value: Any) -> Any:
+    # Operands arrive as doubles (protobuf Values); jsonb writes 1e19 back as an integer.
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def filters_of(raw: Any) -> tuple[Filter, ...]:
     items = json.loads(raw) if isinstance(raw, str) else raw
-    return tuple(Filter(i["column"], Op[i["op"]], tuple(i["values"])) for i in items)
+    return tuple(
+        Filter(i["column"], Op[i["op"]], tuple(_number(v) for v in i["values"])) for i in items
+    )
 
 
 def deletions_of(raw: str | None) -> list[Deletion]:
@@ -69,11 +77,19 @@ def _numpy(column: pa.ChunkedArray) -> np.ndarray[Any, Any]:
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
+def in_force(deletions: Sequence[Deletion], latest: TableSchema) -> list[Deletion]:
+    """The deletions that can hide a row under the table's schema now. A condition valid when
+    its deletion was made becomes invalid only when its column, null in every row until then,
+    takes a type its operand does not fit: every row the deletion reaches is null there, so
+    the condition meets none of them, and the deletion hides nothing."""
+    return [d for d in deletions if not filter_violations(d.filters, latest)]
+
+
 def deleted_mask(
     part: pa.Table, deletions: Sequence[Deletion], time_field: str
 ) -> np.ndarray[Any, Any] | None:
     """Per row of ``part`` (conformed: it has the seq column and the time field), whether a
-    deletion hides it; None when none does."""
+    deletion (``in_force``) hides it; None when none does."""
     if not deletions or not part.num_rows:
         return None
     seqs = _numpy(part.column(SEQ_FIELD))
@@ -91,9 +107,12 @@ def deleted_mask(
 
 
 def drop_deleted(
-    parts: Sequence[pa.Table], deletions: Sequence[Deletion], time_field: str
+    parts: Sequence[pa.Table], deletions: Sequence[Deletion], latest: TableSchema
 ) -> tuple[list[pa.Table], int]:
-    """The parts without the rows the deletions hide, and how many those were."""
+    """The parts (conformed to ``latest``) without the rows the deletions hide, and how many
+    those were."""
+    deletions = in_force(deletions, latest)
+    time_field = latest.time_field
     if not deletions:
         return list(parts), 0
     out: list[pa.Table] = []

@@ -182,7 +182,7 @@ def _merge_and_project(
     """The answer, the duplicates the dedup rule removed, and the rows the filters left out
     (after it: a filter never changes which version of a key wins). Deleted rows go first:
     as if they had never been written."""
-    parts, _ = drop_deleted(parts, deletions, info.latest.time_field)
+    parts, _ = drop_deleted(parts, deletions, info.latest)
     merged, duplicates = merge(parts, info.latest, info.key_fields, req.start, req.end)
     kept = apply_filters(merged, req.filters)
     filtered = merged.num_rows - kept.num_rows
