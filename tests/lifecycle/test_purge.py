@@ -4,9 +4,10 @@ nothing of another dataset is touched."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -19,7 +20,8 @@ from fusou.api.structs import structs
 from fusou.api.timestamps import timestamp_of_ms
 from fusou.catalog.tables import TableRegistry
 from fusou.errors import Aborted
-from fusou.lifecycle.purge import Purger
+from fusou.jobs import Checkpoint
+from fusou.lifecycle.purge import Purger, PurgeReport
 from fusou.upload.uploader import Fragment, Manifest, RawUploader
 from tests.archive.oracle import Crash, CrashAt, Hold, parked
 from tests.compact.oracle import stored
@@ -113,6 +115,13 @@ async def purge(stubs: Stubs, name: str) -> archiver_pb2.PurgeDatasetResponse:
     return answer
 
 
+def purge_victim(stubs: Stubs, checkpoint: Checkpoint) -> Coroutine[Any, Any, PurgeReport]:
+    """A purge of VICTIM run in this process, stopping at ``checkpoint``'s points."""
+    rt = stubs.services.runtime
+    purger = Purger(rt.settings, rt.pool, rt.store, rt.registry, checkpoint=checkpoint)
+    return purger.purge(VICTIM, "tester")
+
+
 async def code_of_ingest(stubs: Stubs, name: str) -> grpc.StatusCode:
     try:
         await stubs.ingest.Ingest(
@@ -200,12 +209,9 @@ async def test_a_purge_killed_at_any_step_is_completed_by_calling_it_again(
     bystander = await fill(stubs, BYSTANDER)
     ids = await table_ids(stubs.url, VICTIM)
     others = await prints(stubs, BYSTANDER, await table_ids(stubs.url, BYSTANDER))
-    rt = stubs.services.runtime
     crash = CrashAt(point, occurrence)
     with pytest.raises(Crash):
-        await Purger(rt.settings, rt.pool, rt.store, rt.registry, checkpoint=crash).purge(
-            VICTIM, "tester"
-        )
+        await purge_victim(stubs, crash)
 
     if point != "purge-done":
         # Half purged: writes are refused, not lost in a table that is going away.
@@ -227,12 +233,8 @@ async def test_a_purge_killed_at_any_step_is_completed_by_calling_it_again(
 async def test_writes_during_a_purge_are_refused_and_leave_nothing(stubs: Stubs) -> None:
     await fill(stubs, VICTIM)
     ids = await table_ids(stubs.url, VICTIM)
-    rt = stubs.services.runtime
     hold = Hold("purge-table")
-    run = Purger(rt.settings, rt.pool, rt.store, rt.registry, checkpoint=hold).purge(
-        VICTIM, "tester"
-    )
-    async with parked(run, hold) as task:
+    async with parked(purge_victim(stubs, hold), hold) as task:
         # One table is gone, the other not yet: both refuse, and a new table is not created.
         assert await code_of_ingest(stubs, VICTIM) == grpc.StatusCode.FAILED_PRECONDITION
         with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -336,12 +338,8 @@ async def test_runs_during_a_purge_write_nothing_that_stays(stubs: Stubs) -> Non
     await fill(stubs, VICTIM)
     bystander = await fill(stubs, BYSTANDER)
     ids = await table_ids(stubs.url, VICTIM)
-    rt = stubs.services.runtime
     hold = Hold("purge-table")
-    run = Purger(rt.settings, rt.pool, rt.store, rt.registry, checkpoint=hold).purge(
-        VICTIM, "tester"
-    )
-    async with parked(run, hold) as task:
+    async with parked(purge_victim(stubs, hold), hold) as task:
         stubs.services.clock.advance(3600)
         archived = await stubs.archiver.Archive(
             archiver_pb2.ArchiveRequest(dataset_id=VICTIM, min_age_seconds=0)
