@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from fusou.cli.admin_client import parse_retention
+from fusou.cli.input_error import InputError
 from fusou.config import Settings
 from fusou.testing import ServicesUnderTest, running_services
 from tests.support.grpcurl import FUSOU, agrpcurl, arun
@@ -100,12 +102,13 @@ async def test_delete_asks_for_confirmation_then_deletes_the_range(
 
 
 async def test_retention_prints_each_table_and_exits_0(system: ServicesUnderTest) -> None:
-    declared = await agrpcurl(
-        system.target,
-        "fusou.ingest.v1.IngestService/DeclareTable",
-        data={"dataset_id": "k", "table": "battle", "retention": "3600s"},
+    bad = await arun([FUSOU, "declare", "k", "battle", "--retention", "soon"])
+    assert bad.returncode == 2 and "30d" in bad.stderr
+    declared = await arun(
+        [FUSOU, "declare", "k", "battle", "--retention", "1h", "--target", system.target]
     )
     assert declared.returncode == 0, declared.explain()
+    assert declared.json() == {"schema_version": 0, "created": True, "retention": "3600s"}
     rows = [{"timestamp": T0 + i, "v": i} for i in range(5)]
     result = await agrpcurl(
         system.target,
@@ -119,3 +122,24 @@ async def test_retention_prints_each_table_and_exits_0(system: ServicesUnderTest
     assert table["retention"] == "3600s" and int(table["hot_rows_deleted"]) == 5
     missing = await arun([FUSOU, "retention", "--dataset", "nope", "--target", system.target])
     assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("30d", 30 * 86_400_000),
+        ("12h", 43_200_000),
+        ("90m", 5_400_000),
+        ("1.5s", 1500),
+        ("7", 7000),
+        ("0", 0),
+    ],
+)
+def test_retention_durations(text: str, ms: int) -> None:
+    assert parse_retention(text) == ms
+
+
+@pytest.mark.parametrize("text", ["", "d", "-1d", "inf", "nan", "3w"])
+def test_bad_retention_durations(text: str) -> None:
+    with pytest.raises(InputError):
+        parse_retention(text)

@@ -1,5 +1,6 @@
-"""``fusou archive``, ``compact``, ``purge``, ``delete``, ``retention`` and ``stats``: clients
-of Archive, Compact, PurgeDataset, DeleteRows, EnforceRetention and GetStats, for people and for the Kubernetes CronJobs (a JSON summary on stdout, one line on
+"""``fusou archive``, ``compact``, ``purge``, ``delete``, ``retention``, ``declare`` and
+``stats``: clients of Archive, Compact, PurgeDataset, DeleteRows, EnforceRetention,
+DeclareTable and GetStats, for people and for the Kubernetes CronJobs (a JSON summary on stdout, one line on
 stderr per table that failed, and a non-zero exit when the call or any table fails)."""
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from google.protobuf.message import Message
 
 from fusou.api.archiver.v1 import archiver_pb2, archiver_pb2_grpc
 from fusou.api.compactor.v1 import compactor_pb2, compactor_pb2_grpc
+from fusou.api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fusou.api.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.api.timestamps import timestamp_of_ms
 from fusou.cli.connection import Connection
+from fusou.cli.input_error import InputError
 
 
 def as_json(message: Message) -> str:
@@ -161,3 +164,49 @@ def run_retention(
         )
     failures = [f"{t.dataset_id}/{t.table}: {t.error}" for t in response.tables if t.error]
     return as_json(response), failures
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_retention(text: str) -> int:
+    """Milliseconds from ``30d``, ``12h``, ``90m``, ``3600s`` or a number of seconds."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:], 0)
+    number = value[:-1] if unit else value
+    try:
+        amount = float(number)
+    except ValueError:
+        raise InputError(
+            f"--retention {text!r}: expected a duration such as 30d, 12h, 90m or 3600s"
+        ) from None
+    if not amount >= 0 or amount == float("inf"):
+        raise InputError(f"--retention {text!r}: must be a finite duration, 0 or more")
+    return round(amount * (unit or 1) * 1000)
+
+
+def run_declare(
+    conn: Connection,
+    *,
+    dataset: str,
+    table: str,
+    time_field: str,
+    key_fields: Sequence[str],
+    avro_schema: str,
+    retention: str | None,
+    timeout: float,
+) -> str:
+    request = ingest_pb2.DeclareTableRequest(
+        dataset_id=dataset,
+        table=table,
+        time_field=time_field,
+        key_fields=list(key_fields),
+        avro_schema=avro_schema,
+    )
+    if retention is not None:
+        request.retention.FromMilliseconds(parse_retention(retention))
+    with conn.channel() as channel:
+        response = ingest_pb2_grpc.IngestServiceStub(channel).DeclareTable(
+            request, timeout=timeout, metadata=conn.metadata
+        )
+    return as_json(response)

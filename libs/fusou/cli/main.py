@@ -145,6 +145,28 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("--timeout", type=float, default=600.0, help="seconds")
     delete.add_argument("--target", default=None, help=_TARGET_HELP)
 
+    declare = sub.add_parser(
+        "declare",
+        help="declare a table before data arrives, or change its retention (DeclareTable)",
+    )
+    declare.add_argument("dataset")
+    declare.add_argument("table")
+    declare.add_argument("--time-field", default="", help="epoch-ms time field (timestamp)")
+    declare.add_argument(
+        "--key", action="append", default=[], metavar="FIELD", help="a key field (repeat)"
+    )
+    declare.add_argument(
+        "--schema", type=Path, default=None, help="an Avro record schema (JSON file)"
+    )
+    declare.add_argument(
+        "--retention",
+        default=None,
+        help="how long rows are kept, by their time: 30d, 12h, 90m, 3600s or seconds; "
+        "0 for ever (unset: as it is)",
+    )
+    declare.add_argument("--timeout", type=float, default=60.0, help="seconds")
+    declare.add_argument("--target", default=None, help=_TARGET_HELP)
+
     retention = sub.add_parser(
         "retention",
         help="delete the rows older than each table's retention (EnforceRetention, for CronJobs)",
@@ -349,6 +371,7 @@ def _client(args: argparse.Namespace, settings: Settings) -> int:
 
     commands = {
         "ingest": _ingest,
+        "declare": _declare,
         "archive": _admin,
         "stats": _admin,
         "compact": _admin,
@@ -478,6 +501,31 @@ def _upload(args: argparse.Namespace) -> int:
             args.dataset,
             args.fragments,
             request_id=args.request_id,
+            timeout=args.timeout,
+        )
+    )
+    return 0
+
+
+def _declare(args: argparse.Namespace) -> int:
+    from fusou.cli.admin_client import run_declare
+    from fusou.cli.input_error import InputError
+
+    schema = ""
+    if args.schema is not None:
+        try:
+            schema = args.schema.read_text()
+        except OSError as exc:
+            raise InputError(f"cannot read {args.schema}: {exc.strerror}") from None
+    print(
+        run_declare(
+            args.conn,
+            dataset=args.dataset,
+            table=args.table,
+            time_field=args.time_field,
+            key_fields=args.key,
+            avro_schema=schema,
+            retention=args.retention,
             timeout=args.timeout,
         )
     )
