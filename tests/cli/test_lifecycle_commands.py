@@ -64,10 +64,7 @@ async def test_purge_asks_for_confirmation_then_purges_and_reports(
     assert await _count(database_url, "gone") == 0
     assert await _count(database_url, "kept") == 25
 
-    again = await arun([FUSOU, "purge", "gone", "--yes", "--target", system.target])
-    assert again.returncode == 0, again.explain()
-    assert again.json()["already_purged"] is True
-
+    # A refused call (the RPC's own tests cover each refusal) exits 1 with its status.
     unknown = await arun([FUSOU, "purge", "never", "--yes", "--target", system.target])
     assert unknown.returncode == 1
     assert "NOT_FOUND" in unknown.stderr
@@ -96,14 +93,9 @@ async def test_delete_asks_for_confirmation_then_deletes_the_range(
     filtered = await arun([*whole, "--where", "v = 1", "--yes", "--target", system.target])
     assert filtered.returncode == 0, filtered.explain()
     assert int(filtered.json()["deletion_id"]) > int(done.json()["deletion_id"])
-    backwards = [FUSOU, "delete", "d", "battle", "--from", str(T0 + 5), "--to", str(T0)]
-    reversed_range = await arun([*backwards, "--yes", "--target", system.target])
-    assert reversed_range.returncode == 1 and "INVALID_ARGUMENT" in reversed_range.stderr
 
 
 async def test_retention_prints_each_table_and_exits_0(system: ServicesUnderTest) -> None:
-    bad = await arun([FUSOU, "declare", "k", "battle", "--retention", "soon"])
-    assert bad.returncode == 2 and "30d" in bad.stderr
     declared = await arun(
         [FUSOU, "declare", "k", "battle", "--retention", "1h", "--target", system.target]
     )
@@ -120,8 +112,6 @@ async def test_retention_prints_each_table_and_exits_0(system: ServicesUnderTest
     assert done.returncode == 0, done.explain()
     (table,) = done.json()["tables"]
     assert table["retention"] == "3600s" and int(table["hot_rows_deleted"]) == 5
-    missing = await arun([FUSOU, "retention", "--dataset", "nope", "--target", system.target])
-    assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
 
 
 @pytest.mark.parametrize(

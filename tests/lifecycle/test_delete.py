@@ -22,10 +22,11 @@ from fusou.compact.compactor import CompactOptions, Compactor
 from tests.archive.oracle import Crash, CrashAt, exactly_once
 from tests.compact.oracle import compact_until_done, every_seq
 from tests.lake.helpers import lake_agrees
+from tests.lifecycle.conftest import SOME_READS
 from tests.lifecycle.footprint import table_ids
 from tests.read.conftest import Stubs
 from tests.read.oracle import Oracle, archive, ingest
-from tests.read.test_equivalence import READS, battle, minute, read_all
+from tests.read.test_equivalence import battle, minute, read_all
 from tests.upload.helpers import upload
 
 pytestmark = pytest.mark.integration
@@ -118,7 +119,7 @@ async def test_deletions_interleaved_with_every_move_read_as_the_oracle(stubs: S
     # Hot rows of a range go at once.
     first = await delete(stubs, oracle, "battle", minute(10), minute(20))
     assert first.hot_rows_deleted == 10
-    await read_all(stubs, oracle, DS, "battle", READS)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS)
 
     await archive(stubs.archiver, clock, DS, "battle")
     # Cold rows by a condition; and a deletion for a range nothing holds.
@@ -126,7 +127,7 @@ async def test_deletions_interleaved_with_every_move_read_as_the_oracle(stubs: S
         stubs, oracle, "battle", minute(30), minute(60), [condition("ship", "=", "ship-3")]
     )
     await delete(stubs, oracle, "battle", minute(5000), minute(6000))
-    await read_all(stubs, oracle, DS, "battle", READS)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS)
 
     await upload(
         stubs.ingest,
@@ -142,23 +143,23 @@ async def test_deletions_interleaved_with_every_move_read_as_the_oracle(stubs: S
     )
     assert hot_and_raw.hot_rows_deleted == 0  # with conditions, hot rows go with compaction
     await ingest(stubs.ingest, oracle, DS, "battle", [battle(i) for i in range(62, 63)])
-    await read_all(stubs, oracle, DS, "battle", READS)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS)
     assert await deletions(stubs.url) == 4
 
     # Archive and compaction make the deletions physical, then forget them.
     await archive(stubs.archiver, clock, DS, "battle")
     await compact_until_done(stubs.compactor, DS)
-    await read_all(stubs, oracle, DS, "battle", READS, compacted=True)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS, compacted=True)
     assert await deletions(stubs.url) == 0
     await physically_gone(stubs, oracle)
 
     # A deletion reaching optimized files rewrites them.
     await delete(stubs, oracle, "battle", minute(0), minute(40))
-    await read_all(stubs, oracle, DS, "battle", READS, compacted=True)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS, compacted=True)
     await compact_until_done(stubs.compactor, DS)
     assert await deletions(stubs.url) == 0
     await physically_gone(stubs, oracle)
-    await read_all(stubs, oracle, DS, "battle", READS, compacted=True)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS, compacted=True)
     # The lake, published by compaction from the rewritten files, holds the same rows.
     assert await lake_agrees(stubs, DS, "battle") == len(oracle.winners(-(2**62), 2**62))
 
@@ -172,7 +173,7 @@ async def test_on_a_keyed_table_deletions_take_every_version_of_the_keys(stubs: 
     await archive(stubs.archiver, stubs.services.clock, DS, "ships")
     await ingest(stubs.ingest, oracle, DS, "ships", [battle(i) for i in range(40, 60)])
     await delete(stubs, oracle, "ships", minute(0), minute(100), [condition("ship", "=", "ship-4")])
-    await read_all(stubs, oracle, DS, "ships", READS)
+    await read_all(stubs, oracle, DS, "ships", SOME_READS)
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stubs.archiver.DeleteRows(
             archiver_pb2.DeleteRowsRequest(
@@ -186,7 +187,7 @@ async def test_on_a_keyed_table_deletions_take_every_version_of_the_keys(stubs: 
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "key field" in (refused.value.details() or "")
     await compact_until_done(stubs.compactor, DS)
-    await read_all(stubs, oracle, DS, "ships", READS, compacted=True)
+    await read_all(stubs, oracle, DS, "ships", SOME_READS, compacted=True)
 
 
 @pytest.mark.parametrize("point", ["read", "uploaded", "commit", "committed"])
@@ -201,49 +202,48 @@ async def test_a_compaction_killed_while_applying_a_deletion(stubs: Stubs, point
         await Compactor(rt.settings, rt.pool, rt.store, rt.registry, checkpoint=crash).compact(
             CompactOptions(dataset_id=DS)
         )
-    await read_all(stubs, oracle, DS, "battle", READS)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS)
     await compact_until_done(stubs.compactor, DS)
-    await read_all(stubs, oracle, DS, "battle", READS, compacted=True)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS, compacted=True)
     assert await deletions(stubs.url) == 0
     stored = await every_seq(stubs.url, rt.store)
     assert exactly_once(stored, {r.seq for r in oracle.rows}) == []
 
 
-@pytest.mark.parametrize(
-    ("changes", "code", "field"),
-    [
-        ({"table": "nope"}, grpc.StatusCode.NOT_FOUND, ""),
-        ({"dataset_id": "nope"}, grpc.StatusCode.NOT_FOUND, ""),
-        ({"dataset_id": "../x"}, grpc.StatusCode.INVALID_ARGUMENT, "dataset_id"),
-        ({"end": minute(10)}, grpc.StatusCode.INVALID_ARGUMENT, "end_time"),
-        ({"end": minute(20)}, grpc.StatusCode.INVALID_ARGUMENT, "end_time"),
-        ({"filters": [condition("nope", "=", 1)]}, grpc.StatusCode.INVALID_ARGUMENT, "filters[0]"),
-        (
-            {"filters": [condition("ship", "=", 1)]},
-            grpc.StatusCode.INVALID_ARGUMENT,
-            "filters[0].values[0]",
-        ),
-    ],
-)
-async def test_bad_deletions_change_nothing(
-    stubs: Stubs, changes: dict[str, Any], code: grpc.StatusCode, field: str
-) -> None:
+# Bad requests: what changes in a good one, the status, and the field named.
+BAD_DELETIONS: list[tuple[dict[str, Any], grpc.StatusCode, str]] = [
+    ({"table": "nope"}, grpc.StatusCode.NOT_FOUND, ""),
+    ({"dataset_id": "nope"}, grpc.StatusCode.NOT_FOUND, ""),
+    ({"dataset_id": "../x"}, grpc.StatusCode.INVALID_ARGUMENT, "dataset_id"),
+    ({"end": minute(10)}, grpc.StatusCode.INVALID_ARGUMENT, "end_time"),
+    ({"end": minute(20)}, grpc.StatusCode.INVALID_ARGUMENT, "end_time"),
+    ({"filters": [condition("nope", "=", 1)]}, grpc.StatusCode.INVALID_ARGUMENT, "filters[0]"),
+    (
+        {"filters": [condition("ship", "=", 1)]},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "filters[0].values[0]",
+    ),
+]
+
+
+async def test_bad_deletions_change_nothing(stubs: Stubs) -> None:
     oracle = Oracle()
     await ingest(stubs.ingest, oracle, DS, "battle", [battle(i) for i in range(40)])
-    request = archiver_pb2.DeleteRowsRequest(
-        dataset_id=changes.get("dataset_id", DS),
-        table=changes.get("table", "battle"),
-        start_time=timestamp_of_ms(minute(20)),
-        end_time=timestamp_of_ms(changes.get("end", minute(30))),
-        filters=changes.get("filters", []),
-    )
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await stubs.archiver.DeleteRows(request)
-    assert refused.value.code() == code
-    if field:
-        assert field in (refused.value.details() or "")
+    for changes, code, field in BAD_DELETIONS:
+        request = archiver_pb2.DeleteRowsRequest(
+            dataset_id=changes.get("dataset_id", DS),
+            table=changes.get("table", "battle"),
+            start_time=timestamp_of_ms(minute(20)),
+            end_time=timestamp_of_ms(changes.get("end", minute(30))),
+            filters=changes.get("filters", []),
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stubs.archiver.DeleteRows(request)
+        assert refused.value.code() == code, changes
+        if field:
+            assert field in (refused.value.details() or ""), changes
     assert await deletions(stubs.url) == 0
-    await read_all(stubs, oracle, DS, "battle", READS)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS)
 
 
 async def test_a_deletion_waits_for_writes_in_progress(stubs: Stubs) -> None:
@@ -274,10 +274,10 @@ async def test_a_deletion_waits_for_writes_in_progress(stubs: Stubs) -> None:
     finally:
         await writer.close()
     assert answer.max_seq >= seq and answer.hot_rows_deleted == 11
-    await read_all(stubs, oracle, DS, "battle", READS)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS)
     await compact_until_done(stubs.compactor, DS)
     assert await deletions(stubs.url) == 0
-    await read_all(stubs, oracle, DS, "battle", READS)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS)
 
 
 async def test_conditions_stay_readable_whatever_the_schema_becomes(stubs: Stubs) -> None:
@@ -289,8 +289,8 @@ async def test_conditions_stay_readable_whatever_the_schema_becomes(stubs: Stubs
     await delete(stubs, oracle, "battle", minute(0), minute(30), [condition("api_no", "=", 1e19)])
     await delete(stubs, oracle, "battle", minute(0), minute(30), [condition("hp", "=", "x")])
     await ingest(stubs.ingest, oracle, DS, "battle", [battle(i, hp=40.5) for i in range(30, 40)])
-    await read_all(stubs, oracle, DS, "battle", READS)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS)
     await archive(stubs.archiver, stubs.services.clock, DS, "battle")
     await compact_until_done(stubs.compactor, DS)
-    await read_all(stubs, oracle, DS, "battle", READS, compacted=True)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS, compacted=True)
     assert await deletions(stubs.url) == 0

@@ -44,9 +44,10 @@ class Dataset:
     ships: Oracle
 
 
-async def fill(stubs: Stubs, name: str) -> Dataset:
+async def fill(stubs: Stubs, name: str, *, light: bool = False) -> Dataset:
     """Rows of the dataset in every place they can be: cold, raw, optimized, in the lake, hot,
-    quarantined, with stored request answers."""
+    quarantined, with stored request answers; ``light``: only hot and cold rows (a bystander
+    whose every kind of place the main test covers)."""
     clock = stubs.services.clock
     ds = Dataset(name, Oracle(), Oracle())
     await ingest(
@@ -54,6 +55,8 @@ async def fill(stubs: Stubs, name: str) -> Dataset:
     )
     await ingest(stubs.ingest, ds.ships, name, "ships", [battle(i) for i in range(20)])
     await archive(stubs.archiver, clock, name, "battle")
+    if light:
+        return ds
     await upload(
         stubs.ingest,
         stubs.url,
@@ -94,8 +97,8 @@ async def fill(stubs: Stubs, name: str) -> Dataset:
 
 
 async def check_reads(stubs: Stubs, ds: Dataset) -> None:
-    await read_all(stubs, ds.battle, ds.name, "battle", READS[:3])
-    await read_all(stubs, ds.ships, ds.name, "ships", READS[:3])
+    await read_all(stubs, ds.battle, ds.name, "battle", READS[:1])
+    await read_all(stubs, ds.ships, ds.name, "ships", READS[:1])
 
 
 def _root(stubs: Stubs) -> Path:
@@ -206,7 +209,7 @@ async def test_a_purge_killed_at_any_step_is_completed_by_calling_it_again(
     stubs: Stubs, point: str, occurrence: int
 ) -> None:
     await fill(stubs, VICTIM)
-    bystander = await fill(stubs, BYSTANDER)
+    bystander = await fill(stubs, BYSTANDER, light=True)
     ids = await table_ids(stubs.url, VICTIM)
     others = await prints(stubs, BYSTANDER, await table_ids(stubs.url, BYSTANDER))
     crash = CrashAt(point, occurrence)
@@ -336,7 +339,7 @@ async def test_runs_during_a_purge_write_nothing_that_stays(stubs: Stubs) -> Non
     """Archive, compaction and lake publication of the dataset, while it is being purged,
     wait for the tables the purge holds or find nothing in those it deleted."""
     await fill(stubs, VICTIM)
-    bystander = await fill(stubs, BYSTANDER)
+    bystander = await fill(stubs, BYSTANDER, light=True)
     ids = await table_ids(stubs.url, VICTIM)
     hold = Hold("purge-table")
     async with parked(purge_victim(stubs, hold), hold) as task:
@@ -400,21 +403,16 @@ async def test_an_upload_reading_a_purged_tables_time_field_is_refused(stubs: St
     assert info is None
 
 
-@pytest.mark.parametrize(
-    ("dataset_id", "code"),
-    [
+async def test_bad_purges_change_nothing(stubs: Stubs) -> None:
+    await fill(stubs, BYSTANDER, light=True)
+    others = await prints(stubs, BYSTANDER, await table_ids(stubs.url, BYSTANDER))
+    for dataset_id, code in (
         ("never-existed", grpc.StatusCode.NOT_FOUND),
         ("", grpc.StatusCode.INVALID_ARGUMENT),
         ("../escape", grpc.StatusCode.INVALID_ARGUMENT),
-    ],
-)
-async def test_bad_purges_change_nothing(
-    stubs: Stubs, dataset_id: str, code: grpc.StatusCode
-) -> None:
-    await fill(stubs, BYSTANDER)
-    others = await prints(stubs, BYSTANDER, await table_ids(stubs.url, BYSTANDER))
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await purge(stubs, dataset_id)
-    assert refused.value.code() == code
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await purge(stubs, dataset_id)
+        assert refused.value.code() == code, dataset_id
     assert await audit(stubs.url) == []
     assert await prints(stubs, BYSTANDER, await table_ids(stubs.url, BYSTANDER)) == others

@@ -12,9 +12,10 @@ from google.protobuf import duration_pb2
 from fusou.api.archiver.v1 import archiver_pb2
 from fusou.api.ingest.v1 import ingest_pb2
 from tests.compact.oracle import compact_until_done
+from tests.lifecycle.conftest import SOME_READS
 from tests.read.conftest import Stubs
 from tests.read.oracle import Oracle, archive, ingest
-from tests.read.test_equivalence import READS, battle, minute, read_all
+from tests.read.test_equivalence import battle, minute, read_all
 from tests.upload.helpers import upload
 
 pytestmark = pytest.mark.integration
@@ -68,14 +69,14 @@ async def test_retention_deletes_what_is_older_and_follows_its_changes(stubs: St
         {"battle": oracle},
     )
     await ingest(stubs.ingest, oracle, DS, "battle", [battle(i) for i in range(50, 60)])
-    await read_all(stubs, oracle, DS, "battle", READS)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS)
 
     # archive() moved the clock a minute on: the cutoff is now near minute 31.
     first = await enforce(stubs, oracle)
     assert first.deletion_id and first.retention.ToMilliseconds() == keep_ms
     assert minute(30) < first.cutoff.ToMilliseconds() < minute(32)
     assert first.hot_rows_deleted == 0  # the old rows were archived
-    await read_all(stubs, oracle, DS, "battle", READS)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS)
     # Again at once: the deletion already reaches the cutoff.
     again = await enforce(stubs, oracle)
     assert again.deletion_id == 0
@@ -85,12 +86,12 @@ async def test_retention_deletes_what_is_older_and_follows_its_changes(stubs: St
     assert (await declare(stubs, "battle", shorter)).retention.ToMilliseconds() == shorter
     second = await enforce(stubs, oracle, dataset_id=DS, table="battle")
     assert second.deletion_id and second.hot_rows_deleted > 0
-    await read_all(stubs, oracle, DS, "battle", READS)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS)
 
     # Archive and compaction make it physical and forget the deletions.
     await archive(stubs.archiver, clock, DS, "battle")
     await compact_until_done(stubs.compactor, DS)
-    await read_all(stubs, oracle, DS, "battle", READS, compacted=True)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS, compacted=True)
     conn = await asyncpg.connect(stubs.url)
     try:
         assert await conn.fetchval("SELECT count(*) FROM fusou_deletions") == 0
@@ -102,7 +103,7 @@ async def test_retention_deletes_what_is_older_and_follows_its_changes(stubs: St
     # The archive moved the clock on a minute: a row more is old; then nothing is.
     await enforce(stubs, oracle)
     await compact_until_done(stubs.compactor, DS)
-    await read_all(stubs, oracle, DS, "battle", READS, compacted=True)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS, compacted=True)
     assert (await enforce(stubs, oracle)).deletion_id == 0
 
     # Zero keeps rows for ever; declaring without a retention leaves it as it is.
@@ -137,4 +138,4 @@ async def test_bad_retention_requests_change_nothing(stubs: Stubs) -> None:
     )
     (result,) = answer.tables
     assert not result.HasField("retention") and result.deletion_id == 0
-    await read_all(stubs, oracle, DS, "battle", READS)
+    await read_all(stubs, oracle, DS, "battle", SOME_READS)
