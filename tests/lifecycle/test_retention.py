@@ -127,11 +127,13 @@ async def test_bad_retention_requests_change_nothing(stubs: Stubs) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as missing:
             await stubs.archiver.EnforceRetention(request)
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
-    with pytest.raises(grpc.aio.AioRpcError) as bad:
-        await stubs.archiver.EnforceRetention(
-            archiver_pb2.EnforceRetentionRequest(dataset_id="../x")
-        )
-    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    for request in (
+        archiver_pb2.EnforceRetentionRequest(dataset_id="../x"),
+        archiver_pb2.EnforceRetentionRequest(table="battle"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await stubs.archiver.EnforceRetention(request)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     # A table without a retention, named: reported, nothing deleted.
     answer = await stubs.archiver.EnforceRetention(
         archiver_pb2.EnforceRetentionRequest(dataset_id=DS, table="battle")

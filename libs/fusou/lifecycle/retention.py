@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from fusou.errors import NotFound
+from fusou.errors import InvalidArgument, NotFound
 from fusou.jobs import StorageJob, describe_failure
 from fusou.lifecycle.delete import RETENTION, DeleteRequest, RowDeleter
 from fusou.names import check_name
@@ -66,6 +66,8 @@ class RetentionEnforcer(StorageJob):
             check_name("dataset_id", dataset_id)
         if table:
             check_name("table", table)
+            if not dataset_id:
+                raise InvalidArgument("table", "a table filter needs dataset_id")
         now = self._clock.now_ms()
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(_TABLES, dataset_id, table, now)
