@@ -27,6 +27,9 @@ class TableStats:
     optimized_files: int
     optimized_bytes: int
     quarantined_rows: int
+    raw_rows: int = 0
+    optimized_rows: int = 0
+    pending_deletions: int = 0
 
 
 async def table_stats(
@@ -68,6 +71,9 @@ async def table_stats(
             optimized_files=r["optimized_files"],
             optimized_bytes=r["optimized_bytes"],
             quarantined_rows=r["quarantined_rows"],
+            raw_rows=r["raw_rows"],
+            optimized_rows=r["optimized_rows"],
+            pending_deletions=r["pending_deletions"],
         )
         for r in rows
     ]

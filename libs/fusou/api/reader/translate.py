@@ -126,6 +126,9 @@ def get_stats_response(stats: Iterable[TableStats]) -> reader_pb2.GetStatsRespon
                 optimized_files=s.optimized_files,
                 optimized_bytes=s.optimized_bytes,
                 quarantined_rows=s.quarantined_rows,
+                raw_rows=s.raw_rows,
+                optimized_rows=s.optimized_rows,
+                pending_deletions=s.pending_deletions,
             )
             for s in stats
         ]

@@ -314,6 +314,9 @@ class TableStats(_message.Message):
     OPTIMIZED_FILES_FIELD_NUMBER: _builtins.int
     OPTIMIZED_BYTES_FIELD_NUMBER: _builtins.int
     QUARANTINED_ROWS_FIELD_NUMBER: _builtins.int
+    RAW_ROWS_FIELD_NUMBER: _builtins.int
+    OPTIMIZED_ROWS_FIELD_NUMBER: _builtins.int
+    PENDING_DELETIONS_FIELD_NUMBER: _builtins.int
     dataset_id: _builtins.str
     table: _builtins.str
     schema_version: _builtins.int
@@ -332,6 +335,12 @@ class TableStats(_message.Message):
     optimized_bytes: _builtins.int
     quarantined_rows: _builtins.int
     """Rows the archiver set aside in the quarantine (their time fits no cold file)."""
+    raw_rows: _builtins.int
+    """Rows of the raw fragments (uploads not compacted yet)."""
+    optimized_rows: _builtins.int
+    """Rows of the optimized (compacted) files."""
+    pending_deletions: _builtins.int
+    """Deletions (DeleteRows, retention) that compaction has not made physical yet."""
     def __init__(
         self,
         *,
@@ -350,10 +359,13 @@ class TableStats(_message.Message):
         optimized_files: _builtins.int = ...,
         optimized_bytes: _builtins.int = ...,
         quarantined_rows: _builtins.int = ...,
+        raw_rows: _builtins.int = ...,
+        optimized_rows: _builtins.int = ...,
+        pending_deletions: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cold_bytes", b"cold_bytes", "cold_files", b"cold_files", "cold_rows", b"cold_rows", "compression_ratio", b"compression_ratio", "dataset_id", b"dataset_id", "hot_bytes", b"hot_bytes", "hot_rows", b"hot_rows", "oldest_hot_row_age_seconds", b"oldest_hot_row_age_seconds", "optimized_bytes", b"optimized_bytes", "optimized_files", b"optimized_files", "quarantined_rows", b"quarantined_rows", "raw_bytes", b"raw_bytes", "raw_fragments", b"raw_fragments", "schema_version", b"schema_version", "table", b"table"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cold_bytes", b"cold_bytes", "cold_files", b"cold_files", "cold_rows", b"cold_rows", "compression_ratio", b"compression_ratio", "dataset_id", b"dataset_id", "hot_bytes", b"hot_bytes", "hot_rows", b"hot_rows", "oldest_hot_row_age_seconds", b"oldest_hot_row_age_seconds", "optimized_bytes", b"optimized_bytes", "optimized_files", b"optimized_files", "optimized_rows", b"optimized_rows", "pending_deletions", b"pending_deletions", "quarantined_rows", b"quarantined_rows", "raw_bytes", b"raw_bytes", "raw_fragments", b"raw_fragments", "raw_rows", b"raw_rows", "schema_version", b"schema_version", "table", b"table"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
