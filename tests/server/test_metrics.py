@@ -75,6 +75,10 @@ async def until(stubs: Stubs, name: str, wanted: float) -> Samples:
 
 async def test_metrics_after_real_calls(stubs: Stubs) -> None:
     before = await scrape(stubs)
+    # The process's own series, for memory and CPU panels and alerts.
+    assert value(before, "process_resident_memory_bytes") > 0
+    assert value(before, "process_start_time_seconds") > 0
+    assert "python_info" in {name for name, _ in before}
     answer = await stubs.ingest.Ingest(
         ingest_pb2.IngestRequest(dataset_id=DATASET, table=TABLE, rows=structs(ROWS))
     )
@@ -140,6 +144,23 @@ async def test_metrics_after_real_calls(stubs: Stubs) -> None:
     assert grew("fusou_compacted_rows_total") == sum(t.output_rows for t in result.tables) > 0
     assert grew("fusou_compacted_bytes_total") == sum(t.output_bytes for t in result.tables)
     assert grew("fusou_compaction_duration_seconds_count") == 1
+
+    # Deleting rows, then the dataset.
+    deleted = await stubs.archiver.DeleteRows(
+        archiver_pb2.DeleteRowsRequest(
+            dataset_id=DATASET, table=TABLE, start_time=ts(T0), end_time=ts(T0 + 1)
+        )
+    )
+    purged = await stubs.archiver.PurgeDataset(archiver_pb2.PurgeDatasetRequest(dataset_id=DATASET))
+    after = await scrape(stubs)
+
+    def grew_by(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew_by("fusou_deletions_total", reason="delete") == 1
+    assert grew("fusou_deleted_hot_rows_total") == deleted.hot_rows_deleted
+    assert grew_by("fusou_purges_total", outcome="complete") == 1
+    assert grew("fusou_purged_objects_total") == purged.deleted["store_objects"] > 0
 
 
 async def test_only_processes_hosting_the_archiver_read_the_buffer_gauges(
