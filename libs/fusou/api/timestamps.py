@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from fusou.errors import FieldViolation, InvalidArgument
 
@@ -40,9 +40,10 @@ def timestamp_violations(field: str, ts: timestamp_pb2.Timestamp) -> list[FieldV
     return violations
 
 
-def millis(ts: timestamp_pb2.Timestamp) -> int:
-    # Rounded up: for whole-millisecond times t, start <= t < end holds in nanoseconds exactly
-    # when ceil(start) <= t < ceil(end) holds in milliseconds.
+def millis(ts: timestamp_pb2.Timestamp | duration_pb2.Duration) -> int:
+    """Milliseconds, rounded up (a duration, then, is never shorter than asked)."""
+    # For whole-millisecond times t, start <= t < end holds in nanoseconds exactly when
+    # ceil(start) <= t < ceil(end) holds in milliseconds.
     return ts.seconds * 1000 + -(-ts.nanos // 1_000_000)
 
 

@@ -33,6 +33,7 @@ from fusou.archive.blocks import build_blocks
 from fusou.archive.quarantine import quarantine_message, quarantine_unplaceable
 from fusou.catalog.files import BlockEntry, FileEntry, register_file
 from fusou.cpu import run_cpu
+from fusou.db.status import rows_affected
 from fusou.errors import Aborted, InvalidArgument, NotFound
 from fusou.formats.avro_container import SEQ_FIELD, cold_schema, container_header
 from fusou.formats.file_metadata import FileDescription
@@ -156,7 +157,7 @@ async def _delete_rows(conn: asyncpg.Connection, table_id: int, seqs: np.ndarray
         table_id,
         seqs.tolist(),
     )
-    deleted = int(status.split()[-1])
+    deleted = rows_affected(status)
     if deleted != len(seqs):
         raise Aborted(f"expected to retire {len(seqs)} buffer rows, found {deleted}; retry")
     return deleted

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from fusou.db.status import rows_affected
 from fusou.schema.time_bounds import MAX_TIME_MS, MIN_TIME_MS, bounds_text
 
 QUARANTINE_TABLE = "fusou_quarantine"
@@ -49,7 +50,7 @@ async def quarantine_unplaceable(conn: asyncpg.Connection, table_id: int, cutoff
     status = await conn.execute(
         _MOVE, table_id, cutoff, MIN_TIME_MS, MAX_TIME_MS, BEFORE_YEAR_1, AFTER_YEAR_9999
     )
-    return int(status.split()[-1])
+    return rows_affected(status)
 
 
 def quarantine_message(rows: int) -> str:

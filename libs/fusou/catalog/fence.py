@@ -72,9 +72,12 @@ async def refused_tables(
     return refused
 
 
-async def lock_dataset(conn: asyncpg.Connection, dataset_id: str) -> None:
-    """Enter the dataset's fence for this transaction's writes (the dataset must exist); raise
-    DatasetPurging while it is being purged."""
+async def open_dataset(conn: asyncpg.Connection, dataset_id: str) -> None:
+    """Create the dataset if it is new and enter its fence for this transaction's writes;
+    raise DatasetPurging while it is being purged."""
+    await conn.execute(
+        "INSERT INTO fusou_datasets (dataset_id) VALUES ($1) ON CONFLICT DO NOTHING", dataset_id
+    )
     await enter_datasets(conn, [dataset_id])
     purging = await conn.fetchval(
         "SELECT purging FROM fusou_datasets WHERE dataset_id = $1", dataset_id

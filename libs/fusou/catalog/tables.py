@@ -18,7 +18,7 @@ from typing import Final
 
 import asyncpg
 
-from fusou.catalog.fence import lock_dataset
+from fusou.catalog.fence import open_dataset
 from fusou.errors import InvalidArgument
 from fusou.schema.evolve import merge_batch_schema
 from fusou.schema.model import FieldType, TableSchema, field_name_problem
@@ -120,11 +120,7 @@ class TableRegistry:
     ) -> TableInfo:
         """``evolve`` inside the caller's transaction; the caller calls ``remember`` once it
         committed (a rolled-back version must not be cached)."""
-        await conn.execute(
-            "INSERT INTO fusou_datasets (dataset_id) VALUES ($1) ON CONFLICT DO NOTHING",
-            dataset_id,
-        )
-        await lock_dataset(conn, dataset_id)
+        await open_dataset(conn, dataset_id)
         await conn.execute(
             "INSERT INTO fusou_tables (dataset_id, table_name) VALUES ($1, $2) "
             "ON CONFLICT DO NOTHING",
@@ -172,11 +168,7 @@ class TableRegistry:
             raise InvalidArgument("avro_schema", f"the schema's time field is not {time_field!r}")
         keys = tuple(key_fields)
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO fusou_datasets (dataset_id) VALUES ($1) ON CONFLICT DO NOTHING",
-                dataset_id,
-            )
-            await lock_dataset(conn, dataset_id)
+            await open_dataset(conn, dataset_id)
             inserted = await conn.fetchval(
                 "INSERT INTO fusou_tables (dataset_id, table_name, time_field, key_fields) "
                 "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING table_id",

@@ -92,8 +92,6 @@ class TableOutcome:
     output_rows: int = 0
     output_bytes: int = 0
     duplicates_removed: int = 0
-    # Deletions this run found applied to every file and hot row they reach, and forgot.
-    deletions_retired: int = 0
     more_remaining: bool = False
     skipped_busy: bool = False
     error: str = ""
@@ -301,7 +299,9 @@ class Compactor(StorageJob):
             if inputs:
                 await self._compact_inputs(info, inputs, deletions, result)
             async with self._pool.acquire() as conn:
-                result.deletions_retired = await retire_applied_deletions(conn, info.table_id)
+                retired = await retire_applied_deletions(conn, info.table_id)
+            if retired:
+                log.info("%s/%s: %d deletions made physical", info.dataset_id, info.name, retired)
 
     async def _plan(
         self, info: TableInfo, result: TableOutcome

@@ -14,8 +14,15 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from fusou.db.status import rows_affected
 from fusou.read.deletions import DELETIONS_JSON, Deletion, deletions_of
 from fusou.read.files import BlockRef, FileRef
+
+# Deletion d waits for file f: it reaches f's time range, and f was not written under it.
+_WAITS = (
+    "d.table_id = f.table_id AND d.deletion_id > f.deletions_applied "
+    "AND d.start_time <= f.max_time AND d.end_time > f.min_time"
+)
 
 _CANDIDATES = """
 SELECT * FROM (
@@ -27,9 +34,7 @@ SELECT * FROM (
          array_agg(b.first_row ORDER BY b.block_no) AS block_first_rows,
          -- A deletion reaches the file and it was not written under it: rewriting the file
          -- makes the deletion physical.
-         EXISTS (SELECT 1 FROM fusou_deletions d
-                 WHERE d.table_id = f.table_id AND d.deletion_id > f.deletions_applied
-                   AND d.start_time <= f.max_time AND d.end_time > f.min_time) AS deleting
+         EXISTS (SELECT 1 FROM fusou_deletions d WHERE {waits}) AS deleting
   FROM fusou_files f
   JOIN fusou_objects o USING (object_id)
   JOIN fusou_blocks b USING (file_id)
@@ -38,7 +43,7 @@ SELECT * FROM (
 ) c
 WHERE c.kind IN ('raw', 'cold') OR c.byte_length < $2 OR c.deleting
 ORDER BY c.min_time, c.file_id
-"""
+""".replace("{waits}", _WAITS)
 
 
 @dataclass(frozen=True)
@@ -109,9 +114,9 @@ class Selection:
 def select(found: Sequence[InputFile], max_files: int, max_bytes: int) -> Selection:
     """New data first (raw fragments, cold files and files a deletion waits for, oldest
     first): as many as the guardrails allow, and at least one, so that a file larger than the
-    byte guardrail is not stuck for ever. Then small optimized files, only where they fit: they are compacted already, and
-    forcing one in would rewrite it on every run (each run's output is itself a small
-    optimized file) and break the memory bound. With no new data, optimized files are merged
+    byte guardrail is not stuck for ever. Then small optimized files, only where they fit:
+    they are compacted already, and forcing one in would rewrite it on every run (each run's
+    output is itself a small optimized file) and break the memory bound. With no new data, optimized files are merged
     only when at least two fit together."""
     new = [f for f in found if f.kind != "optimized" or f.deleting]
     small = sorted(
@@ -161,12 +166,10 @@ async def retire_applied_deletions(conn: asyncpg.Connection, table_id: int) -> i
     ingested while one committed). Run under the table's compaction lock."""
     status = await conn.execute(
         "DELETE FROM fusou_deletions d WHERE d.table_id = $1 "
-        "AND NOT EXISTS (SELECT 1 FROM fusou_files f WHERE f.table_id = d.table_id "
-        "  AND f.state = 'active' AND f.deletions_applied < d.deletion_id "
-        "  AND f.min_time < d.end_time AND f.max_time >= d.start_time) "
+        f"AND NOT EXISTS (SELECT 1 FROM fusou_files f WHERE f.state = 'active' AND {_WAITS}) "
         "AND NOT EXISTS (SELECT 1 FROM fusou_buffer b WHERE b.table_id = d.table_id "
         "  AND b.seq <= d.max_seq AND b.event_time >= d.start_time "
         "  AND b.event_time < d.end_time)",
         table_id,
     )
-    return int(status.rsplit(" ", 1)[-1])
+    return rows_affected(status)

@@ -24,6 +24,7 @@ import asyncpg
 
 from fusou.catalog.fence import close_dataset
 from fusou.catalog.tables import TableInfo
+from fusou.db.status import rows_affected
 from fusou.errors import DatasetPurging, FieldViolation, InvalidArgument, NotFound
 from fusou.jobs import StorageJob
 from fusou.names import name_problem
@@ -157,7 +158,7 @@ class RowDeleter(StorageJob):
                 end,
                 max_seq,
             )
-            hot = int(status.rsplit(" ", 1)[-1])
+            hot = rows_affected(status)
         # Compaction rewrites the files the deletion reaches, and then forgets it.
         await conn.execute(
             "UPDATE fusou_datasets SET compaction_needed = true WHERE dataset_id = $1",

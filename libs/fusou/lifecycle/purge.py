@@ -33,6 +33,7 @@ from typing import Any
 import asyncpg
 
 from fusou.catalog.fence import close_dataset, dataset_key
+from fusou.db.status import rows_affected
 from fusou.errors import NotFound
 from fusou.jobs import StorageJob
 from fusou.names import check_name
@@ -131,11 +132,6 @@ class PurgeReport:
             remaining=dict(json.loads(row["remaining"])),
             already_purged=already_purged,
         )
-
-
-def _count(status: str) -> int:
-    """The row count of a command status ("DELETE 12")."""
-    return int(status.rsplit(" ", 1)[-1])
 
 
 def _added(counts: Mapping[str, int], more: Mapping[str, int]) -> dict[str, int]:
@@ -242,7 +238,7 @@ class Purger(StorageJob):
             await close_dataset(conn, dataset_id)
             counts: dict[str, int] = {}
             for kind, statement in _TABLE_STATEMENTS:
-                deleted = _count(await conn.execute(statement, table_id))
+                deleted = rows_affected(await conn.execute(statement, table_id))
                 if kind is not None:
                     counts[kind] = deleted
             await self._record(conn, purge_id, counts, table_id=table_id)
@@ -259,16 +255,16 @@ class Purger(StorageJob):
                 dataset_id,
             )
             assert objects is not None
-            requests = _count(
+            requests = rows_affected(
                 await conn.execute(
                     "DELETE FROM fusou_ingest_requests WHERE dataset_id = $1", dataset_id
                 )
-            ) + _count(
+            ) + rows_affected(
                 await conn.execute(
                     "DELETE FROM fusou_upload_requests WHERE dataset_id = $1", dataset_id
                 )
             )
-            iceberg = _count(
+            iceberg = rows_affected(
                 await conn.execute(
                     "DELETE FROM iceberg_tables WHERE catalog_name = $1 AND table_namespace = $2",
                     catalog,

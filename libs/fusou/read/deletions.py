@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from fusou.formats.avro_container import SEQ_FIELD
 from fusou.read.filters import Filter, Op, filter_mask, filter_violations
+from fusou.read.merge import column_numpy
 from fusou.schema.model import TableSchema
 
 
@@ -70,13 +71,6 @@ DELETIONS_JSON = (
 )
 
 
-def _numpy(column: pa.ChunkedArray) -> np.ndarray[Any, Any]:
-    chunks = [c.to_numpy(zero_copy_only=False) for c in column.chunks]
-    if not chunks:
-        return np.zeros(0, dtype=np.int64)
-    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-
-
 def in_force(deletions: Sequence[Deletion], latest: TableSchema) -> list[Deletion]:
     """The deletions that can hide a row under the table's schema now. A condition valid when
     its deletion was made becomes invalid only when its column, null in every row until then,
@@ -92,8 +86,8 @@ def deleted_mask(
     deletion (``in_force``) hides it; None when none does."""
     if not deletions or not part.num_rows:
         return None
-    seqs = _numpy(part.column(SEQ_FIELD))
-    times = _numpy(part.column(time_field))
+    seqs = column_numpy(part.column(SEQ_FIELD))
+    times = column_numpy(part.column(time_field))
     hidden = np.zeros(part.num_rows, dtype=bool)
     for d in deletions:
         hit = (seqs <= d.max_seq) & (times >= d.start) & (times < d.end)
@@ -101,7 +95,7 @@ def deleted_mask(
             continue
         if d.filters:
             meets = filter_mask(part, d.filters).fill_null(False)
-            hit &= _numpy(meets).astype(bool)
+            hit &= column_numpy(meets).astype(bool)
         hidden |= hit
     return hidden if hidden.any() else None
 

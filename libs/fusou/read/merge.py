@@ -59,7 +59,8 @@ def conform_to(table: pa.Table, latest: TableSchema) -> pa.Table:
     return pa.Table.from_arrays(columns, names=fields)
 
 
-def _numpy(column: pa.ChunkedArray) -> np.ndarray[Any, Any]:
+def column_numpy(column: pa.ChunkedArray) -> np.ndarray[Any, Any]:
+    """A non-empty column as one numpy array, on the column's own memory where it can be."""
     chunks = [c.to_numpy(zero_copy_only=False) for c in column.chunks]
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
@@ -88,7 +89,7 @@ def merge(
     kept_times: list[np.ndarray[Any, Any]] = []
     for p in parts:
         # numpy on the column's own memory: an Arrow kernel call per part costs more here.
-        t = _numpy(p.column(time))
+        t = column_numpy(p.column(time))
         if start is None or end is None or (t.min() >= start and t.max() < end):
             kept.append(p)
             kept_times.append(t)
@@ -108,7 +109,7 @@ def merge(
     if not n:
         return table, 0
     times = np.concatenate(kept_times)
-    seqs = _numpy(table.column(SEQ_FIELD))
+    seqs = column_numpy(table.column(SEQ_FIELD))
     if not in_time_seq_order(times, seqs, strict_seqs=True):
         order = np.lexsort((seqs, times))
         table = table.take(pa.array(order))

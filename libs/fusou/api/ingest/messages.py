@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from fusou.api.ingest.v1 import ingest_pb2
-from fusou.api.timestamps import timestamp_of_ms
+from fusou.api.timestamps import millis, timestamp_of_ms
 from fusou.buffer.writer import WriteResult
 from fusou.catalog.tables import UNCHANGED, DeclareResult, Unchanged
 from fusou.errors import InvalidArgument
@@ -76,9 +76,6 @@ def declared_retention(request: ingest_pb2.DeclareTableRequest) -> int | Unchang
     zero (for ever); INVALID_ARGUMENT for a negative one."""
     if not request.HasField("retention"):
         return UNCHANGED
-    d = request.retention
-    if d.seconds < 0 or d.nanos < 0:
+    if request.retention.seconds < 0 or request.retention.nanos < 0:
         raise InvalidArgument("retention", "must not be negative")
-    # Rounded up: a retention is never shorter than asked.
-    ms = d.seconds * 1000 + -(-d.nanos // 1_000_000)
-    return ms or None
+    return millis(request.retention) or None
