@@ -53,33 +53,19 @@ log = logging.getLogger(__name__)
 # upload whose object landed while the first one listed (its registration is refused).
 STORE_ROUNDS = 2
 
-# Per table, in an order that respects the foreign keys: what the purge deletes and counts.
-_TABLE_STATEMENTS: tuple[tuple[str | None, str], ...] = (
-    (
-        "blocks",
-        "DELETE FROM fusou_blocks b USING fusou_files f "
-        "WHERE b.file_id = f.file_id AND f.table_id = $1",
-    ),
-    ("lake_files", "DELETE FROM fusou_lake_files WHERE table_id = $1"),
-    (None, "DELETE FROM fusou_lake_tables WHERE table_id = $1"),
-    ("files", "DELETE FROM fusou_files WHERE table_id = $1"),
-    ("quarantined_rows", "DELETE FROM fusou_quarantine WHERE table_id = $1"),
-    ("hot_rows", "DELETE FROM fusou_buffer WHERE table_id = $1"),
-    (None, "DELETE FROM fusou_deletions WHERE table_id = $1"),
-    (None, "DELETE FROM fusou_table_schemas WHERE table_id = $1"),
-    ("tables", "DELETE FROM fusou_tables WHERE table_id = $1"),
-)
-
-# What the verification counts: rows of the dataset's tables (by id) and of the dataset.
-_TABLE_REMAINS = (
-    ("tables", "fusou_tables"),
-    ("schemas", "fusou_table_schemas"),
-    ("hot_rows", "fusou_buffer"),
-    ("quarantined_rows", "fusou_quarantine"),
-    ("files", "fusou_files"),
-    ("lake_files", "fusou_lake_files"),
-    ("lake_tables", "fusou_lake_tables"),
-    ("deletions", "fusou_deletions"),
+# The catalog tables whose rows name a table by its id, in an order that respects the foreign
+# keys: the purge deletes a table's rows from each, and the verification counts what is left,
+# under the kind named here; the audit counts what went of the kinds marked. (Blocks name a
+# file, not a table: they go first, by their files.)
+_TABLE_ROWS: tuple[tuple[str, str, bool], ...] = (
+    ("lake_files", "fusou_lake_files", True),
+    ("lake_tables", "fusou_lake_tables", False),
+    ("files", "fusou_files", True),
+    ("quarantined_rows", "fusou_quarantine", True),
+    ("hot_rows", "fusou_buffer", True),
+    ("deletions", "fusou_deletions", False),
+    ("schemas", "fusou_table_schemas", False),
+    ("tables", "fusou_tables", True),
 )
 _DATASET_REMAINS = (
     ("tables", "SELECT count(*) FROM fusou_tables WHERE dataset_id = $1"),
@@ -236,11 +222,16 @@ class Purger(StorageJob):
         ):
             # No write that passed the fence before the mark is still uncommitted.
             await close_dataset(conn, dataset_id)
-            counts: dict[str, int] = {}
-            for kind, statement in _TABLE_STATEMENTS:
-                deleted = rows_affected(await conn.execute(statement, table_id))
-                if kind is not None:
-                    counts[kind] = deleted
+            blocks = await conn.execute(
+                "DELETE FROM fusou_blocks b USING fusou_files f "
+                "WHERE b.file_id = f.file_id AND f.table_id = $1",
+                table_id,
+            )
+            counts = {"blocks": rows_affected(blocks)}
+            for kind, table, audited in _TABLE_ROWS:
+                status = await conn.execute(f"DELETE FROM {table} WHERE table_id = $1", table_id)
+                if audited:
+                    counts[kind] = rows_affected(status)
             await self._record(conn, purge_id, counts, table_id=table_id)
 
     async def _purge_dataset_rows(
@@ -320,7 +311,7 @@ class Purger(StorageJob):
             "SELECT table_ids FROM fusou_purges WHERE purge_id = $1", purge_id
         )
         found: dict[str, int] = {}
-        for kind, table in _TABLE_REMAINS:
+        for kind, table, _ in _TABLE_ROWS:
             n = await conn.fetchval(
                 f"SELECT count(*) FROM {table} WHERE table_id = ANY($1::integer[])",
                 table_ids,
