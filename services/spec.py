@@ -14,6 +14,7 @@ from grpc import aio
 
 from fusou.runtime import Runtime
 from fusou.server.app import HostedService
+from fusou.server.http import Pages
 
 if TYPE_CHECKING:
     from fusou.server.flight import FlightService
@@ -32,6 +33,8 @@ class Serving(Generic[S]):
     close: Hook | None = None
     # Served on the Flight port beside the servicer's gRPC one.
     flight: FlightService | None = None
+    # Served on the HTTP port beside /metrics (the dashboard).
+    pages: Pages | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class ServiceSpec(Generic[S]):
             start=self.start,
             close=serving.close,
             flight=serving.flight,
+            pages=serving.pages,
             # methods_by_name: a method the service does not have fails here, not silently.
             request_types={
                 f"/{self.full_name}/{self.descriptor.methods_by_name[method].name}": parser

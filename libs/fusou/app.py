@@ -53,9 +53,12 @@ def build_server(runtime: Runtime, names: Sequence[str]) -> FusouServer:
         readiness=dependency_check(
             runtime.pool, runtime.store, runtime.settings.server.readiness_timeout_s
         ),
-        # The buffer's gauges scan it: one exporter per deployment is enough, and the
-        # archiver (one replica, the buffer's consumer) is the natural one.
-        gauges=functools.partial(metrics.refresh_buffer, runtime.pool)
+        # The buffer's gauges and the per-table series scan the catalog: one exporter per
+        # deployment is enough, and the archiver (one replica, the buffer's consumer) is the
+        # natural one.
+        gauges=functools.partial(
+            metrics.refresh_catalog, runtime.pool, runtime.settings.server.metrics_table_series
+        )
         if "archiver" in names
         else None,
     )

@@ -5,11 +5,14 @@ which fail or hold a run at a named step)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import asyncpg
 
+from fusou.catalog.runs import RunKind, RunOutcome, RunTally, record_run
 from fusou.catalog.tables import TableRegistry
 from fusou.clock import SYSTEM_CLOCK, Clock
 from fusou.config import Settings
@@ -53,6 +56,21 @@ class StorageJob:
         return kind(
             self._settings, self._pool, self._store, self._registry, self._checkpoint, self._clock
         )
+
+    @contextlib.asynccontextmanager
+    async def recorded_run(self, kind: RunKind) -> AsyncIterator[RunTally]:
+        """Record the run of the body (``fusou.catalog.runs``): its tally when it returns,
+        ``failed`` with the error when it raises (raised on; cancellation is not recorded)."""
+        started = datetime.now(UTC)
+        tally = RunTally()
+        try:
+            yield tally
+        except Exception as exc:
+            tally.error = describe_failure(exc)
+            await record_run(self._pool, kind, started, RunOutcome.FAILED, tally)
+            raise
+        outcome = RunOutcome.PARTIAL if tally.failed_tables else RunOutcome.OK
+        await record_run(self._pool, kind, started, outcome, tally)
 
     async def sweep_incomplete_writes(self, dataset_id: str | None) -> int:
         """Delete what killed writes left in the store once older than the grace period

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fusou.api.reader.v1 import reader_pb2, reader_pb2_grpc
 from fusou.cpu import run_cpu
+from fusou.dashboard.web import dashboard_pages
 from fusou.formats import avro_decoder
 from fusou.read.reader import Reader
 from fusou.runtime import Runtime
@@ -14,7 +15,11 @@ from fusou.services.spec import ServiceSpec, Serving
 
 def _serving(runtime: Runtime) -> Serving[ReaderServicer]:
     reader = Reader(runtime.settings, runtime.read_pool, runtime.store, runtime.registry)
-    return Serving(ReaderServicer(runtime.pool, reader), flight=ReaderFlight(reader))
+    return Serving(
+        ReaderServicer(runtime.pool, reader),
+        flight=ReaderFlight(reader),
+        pages=dashboard_pages(runtime.pool, runtime.settings),
+    )
 
 
 async def _warm_up() -> None:

@@ -63,12 +63,12 @@ async def read_stats(stubs: Stubs, read: reader_pb2.ReadRangeRequest) -> reader_
     return stats
 
 
-async def until(stubs: Stubs, name: str, wanted: float) -> Samples:
+async def until(stubs: Stubs, name: str, wanted: float, **labels: str) -> Samples:
     """Scrape until the gauge ``name`` reads ``wanted`` (gauges refresh every interval)."""
     async with asyncio.timeout(BOUND_S):
         while True:
             samples = await scrape(stubs)
-            if value(samples, name) == wanted:
+            if value(samples, name, **labels) == wanted:
                 return samples
             await asyncio.sleep(0.05)
 
@@ -89,6 +89,12 @@ async def test_metrics_after_real_calls(stubs: Stubs) -> None:
 
     after = await until(stubs, "fusou_buffer_rows", len(ROWS))
     assert value(after, "fusou_buffer_oldest_row_age_seconds") >= 0
+    assert value(after, "fusou_ready") == 1
+    # The table's own series (their number is bounded: tests/server/test_table_series.py).
+    table = {"dataset": DATASET, "table": TABLE}
+    after = await until(stubs, "fusou_table_rows", len(ROWS), tier="hot", **table)
+    assert value(after, "fusou_table_bytes", tier="hot", **table) > 0
+    assert value(after, "fusou_table_rows", tier="cold", **table) == 0
     assert value(after, "fusou_ingested_rows_total") - value(
         before, "fusou_ingested_rows_total"
     ) == len(ROWS)
@@ -111,6 +117,12 @@ async def test_metrics_after_real_calls(stubs: Stubs) -> None:
     )
     assert archived.total_rows == len(ROWS)
     after = await until(stubs, "fusou_buffer_rows", 0)
+    after = await until(stubs, "fusou_table_rows", len(ROWS), tier="cold", **table)
+    assert value(after, "fusou_table_compaction_backlog_files", **table) >= 1
+    async with asyncio.timeout(BOUND_S):
+        while not value(after, "fusou_last_successful_run_timestamp_seconds", kind="archive"):
+            await asyncio.sleep(0.05)
+            after = await scrape(stubs)
     assert value(after, "fusou_archived_rows_total") - value(
         before, "fusou_archived_rows_total"
     ) == len(ROWS)

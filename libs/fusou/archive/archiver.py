@@ -32,6 +32,7 @@ import numpy as np
 from fusou.archive.blocks import build_blocks
 from fusou.archive.quarantine import quarantine_message, quarantine_unplaceable
 from fusou.catalog.files import BlockEntry, FileEntry, register_file
+from fusou.catalog.runs import RunKind, RunTally
 from fusou.cpu import run_cpu
 from fusou.db.status import rows_affected
 from fusou.errors import Aborted, InvalidArgument, NotFound
@@ -163,6 +164,16 @@ async def _delete_rows(conn: asyncpg.Connection, table_id: int, seqs: np.ndarray
     return deleted
 
 
+def _tally(report: ArchiveReport, tally: RunTally) -> None:
+    tally.tables = sum(1 for t in report.tables if t.rows)
+    tally.failed_tables = report.failed_tables
+    tally.rows = sum(t.rows for t in report.tables)
+    tally.bytes = sum(t.bytes for t in report.tables)
+    tally.error = next(
+        (f"{t.dataset_id}/{t.table}: {t.error}" for t in report.tables if t.error), ""
+    )
+
+
 class Archiver(StorageJob):
     async def archive(self, options: ArchiveOptions) -> ArchiveReport:
         if options.dataset_id:
@@ -183,37 +194,43 @@ class Archiver(StorageJob):
         if options.max_tables < 0:
             raise InvalidArgument("max_tables", "must not be negative")
         await self._check_named_exist(options)
-        min_age = (
-            self._settings.archive.min_age_s if options.min_age_s is None else options.min_age_s
-        )
-        cutoff = self._clock.now_ms() - int(min_age * 1000)
-        tables = await self._candidates(options, cutoff)
-        if options.max_tables:
-            tables = tables[: options.max_tables]
-        report = ArchiveReport()
-        for table in tables:
-            outcome = TableOutcome(table.dataset_id, table.name)
+        async with self.recorded_run(RunKind.ARCHIVE) as tally:
+            min_age = (
+                self._settings.archive.min_age_s if options.min_age_s is None else options.min_age_s
+            )
+            cutoff = self._clock.now_ms() - int(min_age * 1000)
+            tables = await self._candidates(options, cutoff)
+            if options.max_tables:
+                tables = tables[: options.max_tables]
+            report = ArchiveReport()
+            for table in tables:
+                outcome = TableOutcome(table.dataset_id, table.name)
+                try:
+                    await self._archive_table(
+                        table,
+                        cutoff,
+                        options.max_rows_per_table,
+                        outcome,
+                        single=bool(options.table),
+                    )
+                except Exception as exc:
+                    # One table's failure is its own (cancellation is not caught). A call naming
+                    # the table gets the error itself, with its status code (UNAVAILABLE, ABORTED:
+                    # worth a retry); a call covering several tables reports it and goes on.
+                    if options.table:
+                        raise
+                    log.exception("archiving %s/%s failed", table.dataset_id, table.name)
+                    outcome.failed(describe_failure(exc))
+                report.tables.append(outcome)
+            _tally(report, tally)
+            report.lake = await publish(self, options.dataset_id, options.table)
             try:
-                await self._archive_table(
-                    table, cutoff, options.max_rows_per_table, outcome, single=bool(options.table)
-                )
+                report.orphans_deleted = await self.sweep_orphans(options.dataset_id or None)
             except Exception as exc:
-                # One table's failure is its own (cancellation is not caught). A call naming
-                # the table gets the error itself, with its status code (UNAVAILABLE, ABORTED:
-                # worth a retry); a call covering several tables reports it and goes on.
-                if options.table:
-                    raise
-                log.exception("archiving %s/%s failed", table.dataset_id, table.name)
-                outcome.failed(describe_failure(exc))
-            report.tables.append(outcome)
-        report.lake = await publish(self, options.dataset_id, options.table)
-        try:
-            report.orphans_deleted = await self.sweep_orphans(options.dataset_id or None)
-        except Exception as exc:
-            # The tables' work is committed; their results are worth more than this error.
-            log.exception("the orphan sweep after archiving failed")
-            report.sweep_error = describe_failure(exc)
-        await self.sweep_incomplete_writes(options.dataset_id or None)
+                # The tables' work is committed; their results are worth more than this error.
+                log.exception("the orphan sweep after archiving failed")
+                report.sweep_error = describe_failure(exc)
+            await self.sweep_incomplete_writes(options.dataset_id or None)
         return report
 
     async def _check_named_exist(self, options: ArchiveOptions) -> None:

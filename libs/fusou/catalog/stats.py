@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -74,6 +75,34 @@ async def table_stats(
             raw_rows=r["raw_rows"],
             optimized_rows=r["optimized_rows"],
             pending_deletions=r["pending_deletions"],
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True)
+class DatasetFlags:
+    """A dataset's compaction flags (the seed's) and whether a purge is under way."""
+
+    dataset_id: str
+    compaction_needed: bool
+    compaction_in_progress: bool
+    last_compacted_at: datetime | None
+    purging: bool
+
+
+async def dataset_flags(pool: asyncpg.Pool) -> list[DatasetFlags]:
+    rows = await pool.fetch(
+        "SELECT dataset_id, compaction_needed, compaction_in_progress, last_compacted_at, "
+        "purging FROM fusou_datasets ORDER BY dataset_id"
+    )
+    return [
+        DatasetFlags(
+            r["dataset_id"],
+            r["compaction_needed"],
+            r["compaction_in_progress"],
+            r["last_compacted_at"],
+            r["purging"],
         )
         for r in rows
     ]

@@ -101,6 +101,9 @@ def up(settings: Settings) -> int:
             f"FUSOU is up on {target}" + (" (TLS)" if tls else ""),
             "services:     " + ", ".join(names),
             f"arrow flight: localhost:{server.flight_port} (bulk reads; `fusou read` uses it)",
+            f"dashboard:    http://localhost:{server.metrics_port}/dashboard"
+            + ("" if tokens is None else " (sign in with an admin token)"),
+            f"metrics:      http://localhost:{server.metrics_port}/metrics",
             *notes,
             "",
             "try:",

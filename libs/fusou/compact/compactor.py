@@ -48,6 +48,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from fusou.catalog.runs import RunKind, RunTally
 from fusou.catalog.tables import TableInfo
 from fusou.compact.claim import DatasetLease
 from fusou.compact.cleanup import delete_retired, sweep_dataset_orphans
@@ -123,6 +124,19 @@ class CompactOptions:
     table: str = ""
 
 
+def _tally(outcomes: list[DatasetOutcome], tally: RunTally) -> None:
+    tables = [t for d in outcomes for t in d.tables]
+    tally.tables = sum(1 for t in tables if t.output_files)
+    # A dataset that failed before its tables (its claim, say) counts as one failed table.
+    tally.failed_tables = sum(1 for t in tables if t.error) + sum(
+        1 for d in outcomes if d.error and not any(t.error for t in d.tables)
+    )
+    tally.rows = sum(t.output_rows for t in tables)
+    tally.bytes = sum(t.output_bytes for t in tables)
+    # A dataset's error names its failed tables.
+    tally.error = next((f"{d.dataset_id}: {d.error}" for d in outcomes if d.error), "")
+
+
 class Compactor(StorageJob):
     @functools.cached_property
     def runner_id(self) -> str:
@@ -137,18 +151,20 @@ class Compactor(StorageJob):
             check_name("dataset_id", options.dataset_id)
             if options.table:
                 check_name("table", options.table)
-            outcome = await self._dataset(options.dataset_id, options.table, deadline, True)
-            await self.sweep_incomplete_writes(options.dataset_id)
-            return [outcome]
-        chosen = await self._scheduled()
-        limit = asyncio.Semaphore(self._settings.compact.concurrency)
+        async with self.recorded_run(RunKind.COMPACT) as tally:
+            if options.dataset_id:
+                outcomes = [await self._dataset(options.dataset_id, options.table, deadline, True)]
+            else:
+                chosen = await self._scheduled()
+                limit = asyncio.Semaphore(self._settings.compact.concurrency)
 
-        async def one(dataset_id: str) -> DatasetOutcome:
-            async with limit:
-                return await self._dataset(dataset_id, "", deadline, False)
+                async def one(dataset_id: str) -> DatasetOutcome:
+                    async with limit:
+                        return await self._dataset(dataset_id, "", deadline, False)
 
-        outcomes = list(await asyncio.gather(*(one(d) for d in chosen)))
-        await self.sweep_incomplete_writes(None)
+                outcomes = list(await asyncio.gather(*(one(d) for d in chosen)))
+            _tally(outcomes, tally)
+            await self.sweep_incomplete_writes(options.dataset_id or None)
         return outcomes
 
     async def _scheduled(self) -> list[str]:

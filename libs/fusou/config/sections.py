@@ -157,14 +157,22 @@ class ServerSettings:
         "FUSOU_METRICS_PORT",
         9464,
         integer(0, 65535),
-        "Port of the Prometheus endpoint (/metrics, HTTP) on FUSOU_GRPC_HOST (0 picks a free "
-        "port).",
+        "Port of the HTTP endpoint on FUSOU_GRPC_HOST: Prometheus's /metrics, and the "
+        "dashboard (/dashboard) where the reader is hosted (0 picks a free port).",
     )
     metrics_interval_s: float = setting(
         "FUSOU_METRICS_INTERVAL_S",
         15.0,
         number(0.1),
-        "How often the buffer's depth and oldest row age are read for the metrics.",
+        "How often the buffer's depth and oldest row age are read for the metrics (and the "
+        "per-table series, the last runs, and the dashboard's rates).",
+    )
+    metrics_table_series: int = setting(
+        "FUSOU_METRICS_TABLE_SERIES",
+        50,
+        integer(0),
+        "Most tables with their own fusou_table_* series; the rest are summed under "
+        'dataset="_other", table="_other" (0: that series alone), which bounds the cardinality.',
     )
     readiness_interval_s: float = setting(
         "FUSOU_READINESS_INTERVAL_S",

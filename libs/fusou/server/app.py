@@ -22,7 +22,7 @@ from grpc_health.v1._async import HealthServicer
 from fusou.api.access import AccessControl
 from fusou.auth.tokens import configured_tokens
 from fusou.config import ConfigError, Settings
-from fusou.server import metrics
+from fusou.server import http, metrics
 from fusou.server.interceptor import ErrorMappingInterceptor
 from fusou.server.observing import ObservingInterceptor
 from fusou.server.readiness import READINESS, Check, watch
@@ -51,6 +51,8 @@ class HostedService:
     request_types: Mapping[str, Any] = field(default_factory=dict)
     # Served on FUSOU_FLIGHT_PORT beside the gRPC port (one per server).
     flight: FlightService | None = None
+    # Served on the HTTP port (FUSOU_METRICS_PORT) beside /metrics.
+    pages: http.Pages | None = None
 
 
 @dataclass
@@ -68,7 +70,7 @@ class FusouServer:
     flight_port: int = 0
     _flight: FlightHost | None = None
     _health_server: aio.Server | None = None
-    _metrics_http: metrics.MetricsHttp | None = None
+    _http: http.HttpPort | None = None
     _gauges: asyncio.Task[None] | None = None
     health: HealthServicer = field(default_factory=HealthServicer)
     port: int = 0
@@ -140,10 +142,13 @@ class FusouServer:
                 await self._flight.stop(0)
             raise
         self._server = server
-        self._metrics_http = metrics.serve(
-            self.settings.server.grpc_host, self.settings.server.metrics_port
+        self._http = await http.serve(
+            self.settings.server.grpc_host,
+            self.settings.server.metrics_port,
+            [s.pages for s in self.services if s.pages is not None],
+            access,
         )
-        self.metrics_port = self._metrics_http.port
+        self.metrics_port = self._http.port
         if self.gauges is not None:
             self._gauges = asyncio.create_task(
                 metrics.every(self.settings.server.metrics_interval_s, self.gauges)
@@ -181,6 +186,7 @@ class FusouServer:
         return self.port
 
     async def _set_ready(self, ready: bool) -> None:
+        metrics.READY.set(1 if ready else 0)
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if ready
@@ -244,8 +250,8 @@ class FusouServer:
                     await service.close()
                 except Exception:
                     log.exception("error while closing %s", service.full_name)
-        if self._metrics_http is not None:
-            self._metrics_http.close()
+        if self._http is not None:
+            await self._http.close()
 
     async def wait(self) -> None:
         await self._stopped.wait()

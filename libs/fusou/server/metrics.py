@@ -1,10 +1,11 @@
-"""Prometheus metrics of a service process, served over HTTP on FUSOU_METRICS_PORT.
+"""Prometheus metrics of a service process, served over HTTP on FUSOU_METRICS_PORT
+(``fusou.server.http``).
 
 One registry per process, shared by every service it hosts. RPC counts, latencies and status
 codes are recorded by the server's outermost interceptor (``fusou.server.observing``); the servicers record what their calls did (rows
 ingested, archived, quarantined and compacted, tables that failed, reader cache hits and GETs);
-the buffer's depth, the age of its oldest row and the quarantine's size are refreshed from
-PostgreSQL every FUSOU_METRICS_INTERVAL_S.
+the buffer's depth, the age of its oldest row, the quarantine's size, the per-table series
+and the last successful runs are refreshed from PostgreSQL every FUSOU_METRICS_INTERVAL_S.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 from prometheus_client import (
@@ -26,10 +26,12 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
-    start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
-from fusou.config import ConfigError
+from fusou.catalog.runs import last_successful
+from fusou.catalog.stats import TableStats, table_stats
 from fusou.errors import FusouError
 
 log = logging.getLogger(__name__)
@@ -158,29 +160,129 @@ READER_CACHE_MISSES = Counter(
 READER_GETS = Counter(
     "fusou_reader_get_requests", "Ranged GETs issued by reads.", registry=REGISTRY
 )
+READY = Gauge(
+    "fusou_ready",
+    "1 while the process's dependencies (PostgreSQL, the object store) answer its readiness "
+    "check, 0 while they do not.",
+    registry=REGISTRY,
+)
+LAST_SUCCESSFUL_RUN = Gauge(
+    "fusou_last_successful_run_timestamp_seconds",
+    "When an Archive or Compact run last ended without failing (a failed table makes it "
+    "partial, not failed), by kind; absent until one has.",
+    ["kind"],
+    registry=REGISTRY,
+)
+
+# The per-table series: one label set per table up to FUSOU_METRICS_TABLE_SERIES, ranked by
+# rows stored; the rest are summed into one label set, so the series grow with that setting,
+# not with the tables.
+OTHER = "_other"
+TIERS = ("hot", "cold", "raw", "optimized", "quarantined")
 
 
-@dataclass
-class MetricsHttp:
-    server: Any
-    thread: threading.Thread
-
-    @property
-    def port(self) -> int:
-        return int(self.server.server_port)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def _rows(t: TableStats) -> dict[str, int]:
+    return {
+        "hot": t.hot_rows,
+        "cold": t.cold_rows,
+        "raw": t.raw_rows,
+        "optimized": t.optimized_rows,
+        "quarantined": t.quarantined_rows,
+    }
 
 
-def serve(host: str, port: int) -> MetricsHttp:
-    """Serve the registry over HTTP (``/metrics``, any path in fact) on a daemon thread."""
-    try:
-        server, thread = start_http_server(port, addr=host.strip("[]"), registry=REGISTRY)
-    except OSError as exc:
-        raise ConfigError(f"FUSOU_METRICS_PORT: cannot listen on {host}:{port} ({exc})") from None
-    return MetricsHttp(server, thread)
+def _bytes(t: TableStats) -> dict[str, int]:
+    return {
+        "hot": t.hot_bytes,
+        "cold": t.cold_bytes,
+        "raw": t.raw_bytes,
+        "optimized": t.optimized_bytes,
+    }
+
+
+@dataclass(frozen=True)
+class _TableFigures:
+    rows: dict[str, int]
+    bytes: dict[str, int]
+    oldest_hot_age_s: float
+    backlog_files: int
+    pending_deletions: int
+
+
+class TableSeries(Collector):
+    """``fusou_table_*`` gauges from the last refresh (``update``); a table gone since then
+    is gone from the next scrape."""
+
+    def __init__(self) -> None:
+        self._figures: dict[tuple[str, str], _TableFigures] = {}
+        self._lock = threading.Lock()
+
+    def update(self, stats: list[TableStats], limit: int) -> None:
+        ranked = sorted(stats, key=lambda t: (-sum(_rows(t).values()), t.dataset_id, t.table))
+        figures: dict[tuple[str, str], _TableFigures] = {}
+        for t in ranked[:limit]:
+            figures[t.dataset_id, t.table] = _TableFigures(
+                _rows(t),
+                _bytes(t),
+                t.oldest_hot_row_age_s,
+                t.cold_files + t.raw_fragments,
+                t.pending_deletions,
+            )
+        rest = ranked[limit:]
+        if rest:
+            figures[OTHER, OTHER] = _TableFigures(
+                {k: sum(_rows(t)[k] for t in rest) for k in TIERS},
+                {k: sum(_bytes(t)[k] for t in rest) for k in _bytes(rest[0])},
+                max(t.oldest_hot_row_age_s for t in rest),
+                sum(t.cold_files + t.raw_fragments for t in rest),
+                sum(t.pending_deletions for t in rest),
+            )
+        with self._lock:
+            self._figures = figures
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        with self._lock:
+            figures = self._figures
+        labels = ["dataset", "table"]
+        rows = GaugeMetricFamily(
+            "fusou_table_rows", "Rows of a table by tier.", labels=[*labels, "tier"]
+        )
+        stored = GaugeMetricFamily(
+            "fusou_table_bytes",
+            "Bytes a table's rows take by tier (hot: the buffer's Avro datums).",
+            labels=[*labels, "tier"],
+        )
+        age = GaugeMetricFamily(
+            "fusou_table_oldest_hot_row_age_seconds",
+            "Age of a table's oldest hot row (0 when none).",
+            labels=labels,
+        )
+        backlog = GaugeMetricFamily(
+            "fusou_table_compaction_backlog_files",
+            "A table's cold files and raw fragments, waiting to be compacted.",
+            labels=labels,
+        )
+        deletions = GaugeMetricFamily(
+            "fusou_table_pending_deletions",
+            "A table's deletions waiting for compaction to rewrite their files.",
+            labels=labels,
+        )
+        for (dataset, table), f in figures.items():
+            for tier, value in f.rows.items():
+                rows.add_metric([dataset, table, tier], value)
+            for tier, value in f.bytes.items():
+                stored.add_metric([dataset, table, tier], value)
+            age.add_metric([dataset, table], f.oldest_hot_age_s)
+            backlog.add_metric([dataset, table], f.backlog_files)
+            deletions.add_metric([dataset, table], f.pending_deletions)
+        return [rows, stored, age, backlog, deletions]
+
+
+TABLES = TableSeries()
+REGISTRY.register(TABLES)
 
 
 async def every(interval: float, refresh: Callable[[], Awaitable[None]]) -> None:
@@ -204,3 +306,12 @@ async def refresh_buffer(pool: asyncpg.Pool) -> None:
     oldest = row["oldest"]
     BUFFER_OLDEST_AGE.set(0.0 if oldest is None else max(0.0, time.time() - oldest / 1000))
     QUARANTINE_ROWS.set(row["quarantined"])
+
+
+async def refresh_catalog(pool: asyncpg.Pool, table_series: int) -> None:
+    """The buffer's gauges, the per-table series and the last successful runs: what one
+    process per deployment exports (they scan the catalog)."""
+    await refresh_buffer(pool)
+    TABLES.update(await table_stats(pool), table_series)
+    for kind, at in (await last_successful(pool)).items():
+        LAST_SUCCESSFUL_RUN.labels(kind.value).set(at.timestamp())

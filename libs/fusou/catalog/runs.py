@@ -1,0 +1,119 @@
+"""The record of Archive and Compact runs: what each did and how it ended, newest kept
+(``fusou.jobs.StorageJob.recorded_run`` writes them).
+
+Recording is best effort: a run's result stands whether or not its record could be written
+(the database may be what failed), so a failure to record is logged, never raised."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import asyncpg
+
+# The newest runs of each kind kept; older ones are deleted as new ones are recorded.
+KEPT_PER_KIND = 500
+
+log = logging.getLogger(__name__)
+
+
+class RunKind(StrEnum):
+    ARCHIVE = "archive"
+    COMPACT = "compact"
+
+
+class RunOutcome(StrEnum):
+    OK = "ok"
+    PARTIAL = "partial"  # some tables failed, the others were done
+    FAILED = "failed"  # the call raised
+
+
+@dataclass
+class RunTally:
+    """What a run did, filled in by the run as it goes."""
+
+    tables: int = 0
+    failed_tables: int = 0
+    rows: int = 0
+    bytes: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: int
+    kind: RunKind
+    started_at: datetime
+    finished_at: datetime
+    outcome: RunOutcome
+    tables: int
+    failed_tables: int
+    rows: int
+    bytes: int
+    error: str
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+async def record_run(
+    pool: asyncpg.Pool, kind: RunKind, started: datetime, outcome: RunOutcome, tally: RunTally
+) -> None:
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO fusou_runs (kind, started_at, outcome, tables, failed_tables, "
+                "rows, bytes, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                kind.value,
+                started,
+                outcome.value,
+                tally.tables,
+                tally.failed_tables,
+                tally.rows,
+                tally.bytes,
+                tally.error,
+            )
+            await conn.execute(
+                "DELETE FROM fusou_runs WHERE kind = $1 AND run_id < ("
+                "  SELECT run_id FROM fusou_runs WHERE kind = $1"
+                "  ORDER BY run_id DESC OFFSET $2 LIMIT 1)",
+                kind.value,
+                KEPT_PER_KIND - 1,
+            )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("the %s run was not recorded: %s", kind.value, exc)
+
+
+async def recent_runs(pool: asyncpg.Pool, kind: RunKind, limit: int) -> list[RunRecord]:
+    rows = await pool.fetch(
+        "SELECT * FROM fusou_runs WHERE kind = $1 ORDER BY run_id DESC LIMIT $2",
+        kind.value,
+        limit,
+    )
+    return [
+        RunRecord(
+            run_id=r["run_id"],
+            kind=RunKind(r["kind"]),
+            started_at=r["started_at"],
+            finished_at=r["finished_at"],
+            outcome=RunOutcome(r["outcome"]),
+            tables=r["tables"],
+            failed_tables=r["failed_tables"],
+            rows=r["rows"],
+            bytes=r["bytes"],
+            error=r["error"],
+        )
+        for r in rows
+    ]
+
+
+async def last_successful(pool: asyncpg.Pool) -> dict[RunKind, datetime]:
+    """When each kind last finished without failing (ok or partial), for the metrics."""
+    rows = await pool.fetch(
+        "SELECT kind, max(finished_at) AS at FROM fusou_runs WHERE outcome <> 'failed' "
+        "GROUP BY kind"
+    )
+    return {RunKind(r["kind"]): r["at"] for r in rows}
