@@ -26,9 +26,12 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from fusou.db.migrate import available_migrations
 from fusou.testing import PostgresForTests, database_url_with_name
+from tests.support.browser import artifact, chromium
 from tests.support.grpcurl import (
     BIN_DIR,
     BUF,
@@ -41,9 +44,12 @@ from tests.support.grpcurl import (
     grpcurl,
     run,
 )
+from tests.support.stats import AGE, TableKey, assert_age_between, figures_of_json, without_age
 
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
+# A time in the rows the dashboard test sends.
+T = 1_700_000_000_000
 
 # The embedded PostgreSQL (the `embedded` extra) is what `fusou up` runs without
 # FUSOU_DATABASE_URL. scripts/test installs it only without FUSOU_TEST_DATABASE_URL (it has no
@@ -121,6 +127,7 @@ class UpProcess:
     stdout: LineReader
     stderr_path: Path
     flight_port: int = 0
+    dashboard_url: str = ""
 
     @property
     def target(self) -> str:
@@ -196,6 +203,9 @@ def started_up(
         flight = reader.wait_for(r"^arrow flight: localhost:(\d+) ", 1)
         assert flight is not None, up.output()
         up.flight_port = int(flight.group(1))
+        dashboard = reader.wait_for(r"^dashboard: +(http://\S+)", 1)
+        assert dashboard is not None, up.output()
+        up.dashboard_url = dashboard.group(1)
         yield up
     finally:
         if proc.poll() is None:
@@ -332,6 +342,84 @@ def test_the_compaction_example_works(fusou_up: UpProcess, tmp_path: Path) -> No
     assert lake.returncode == 0, lake.stderr
     (table,) = json.loads(lake.stdout)["tables"]
     assert table["identifier"] == "readme.battle" and table["rows"] == 5
+
+
+def _fusou(up: UpProcess, *args: str) -> Any:
+    result = run(
+        [FUSOU, *args],
+        env=clean_env(FUSOU_TARGET=up.target, FUSOU_FLIGHT_TARGET=up.flight_target),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.explain()
+    return result.json() if result.stdout.strip().startswith("{") else result.stdout
+
+
+def _shown_tables(driver: Any) -> dict[TableKey, dict[str, str]]:
+    """The cells of the dashboard's table of tables: text as shown, and exact data-value."""
+    shown = {}
+    for row in driver.find_elements(By.CSS_SELECTOR, "#tables tbody tr"):
+        key = (row.get_attribute("data-dataset"), row.get_attribute("data-table"))
+        shown[key] = {
+            cell.get_attribute("data-field"): cell.text
+            for cell in row.find_elements(By.CSS_SELECTOR, "td[data-field]")
+        }
+        shown[key][AGE] = row.find_element(
+            By.CSS_SELECTOR, f'td[data-field="{AGE}"]'
+        ).get_attribute("data-value")
+    return shown
+
+
+def test_the_dashboard_in_chromium_shows_what_get_stats_answers(
+    fusou_up: UpProcess, tmp_path: Path
+) -> None:
+    """Ingest, archive, compact, ingest again (hot rows), then open the dashboard in headless
+    Chromium: every figure of every table is GetStats's, and the charts hold them too."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"timestamp": T + i, "hp": i}) + "\n" for i in range(300)))
+    more = tmp_path / "more.jsonl"
+    more.write_text("".join(json.dumps({"timestamp": T + i, "hp": -i}) + "\n" for i in range(40)))
+    _fusou(fusou_up, "ingest", "--quiet", "dash", "battle", str(rows))
+    _fusou(fusou_up, "archive", "--dataset", "dash", "--min-age-seconds", "0")
+    _fusou(fusou_up, "compact", "--dataset", "dash")
+    _fusou(fusou_up, "ingest", "--quiet", "dash", "battle", str(more))
+
+    with chromium() as driver:
+        before = figures_of_json(_fusou(fusou_up, "stats"))
+        driver.get(f"{fusou_up.dashboard_url}?refresh=0")
+        WebDriverWait(driver, 60).until(
+            lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-plotted")
+        )
+        after = figures_of_json(_fusou(fusou_up, "stats"))
+        driver.save_screenshot(str(artifact("dashboard.png")))
+        shown = _shown_tables(driver)
+        charts = driver.execute_script(
+            "return Object.fromEntries(['chart-rows', 'chart-bytes'].map(id => "
+            "[id, document.getElementById(id).data.map(t => [t.name, t.x, t.y])]))"
+        )
+        errors = [
+            e
+            for e in driver.get_log("browser")  # type: ignore[no-untyped-call]
+            if e["level"] == "SEVERE"
+        ]
+
+    assert errors == []
+    assert before["dash", "battle"]["optimized_rows"] == 300
+    assert before["dash", "battle"]["hot_rows"] == 40
+    assert without_age(before) == without_age(after)
+    assert set(shown) == set(before)
+    for key, cells in shown.items():
+        for name, number in without_age(before)[key].items():
+            if name == "compression_ratio":
+                assert cells[name] == f"{number:,.2f}", (key, name)
+            else:
+                assert cells[name] == f"{int(number):,}", (key, name)
+    assert_age_between({k: {AGE: float(v[AGE])} for k, v in shown.items()}, before, after)
+    # The charts: per table, one trace per tier, the same figures.
+    for chart, unit in (("chart-rows", "rows"), ("chart-bytes", "bytes")):
+        for tier, labels, values in charts[chart]:
+            for label, value in zip(labels, values, strict=True):
+                dataset, table = label.split("/", 1)
+                assert value == before[dataset, table][f"{tier}_{unit}"], (chart, tier, label)
 
 
 def test_printed_grpcurl_example_works(fusou_up: UpProcess) -> None:

@@ -127,7 +127,9 @@ def backlog(datasets: list[DatasetState]) -> go.Figure:
 
 
 def runs(title: str, records: list[RunRecord]) -> go.Figure:
-    figure = go.Figure(layout=_layout(title, yaxis={"title": {"text": "rows"}}))
+    figure = go.Figure(
+        layout=_layout(title, yaxis={"title": {"text": "rows"}, "rangemode": "tozero"})
+    )
     for outcome, colour in OUTCOME_COLOURS.items():
         mine = [r for r in records if r.outcome is outcome]
         figure.add_trace(
@@ -147,6 +149,15 @@ def rates(points: list[RatePoint]) -> go.Figure:
     figure = go.Figure(
         layout=_layout("Rates in this process", yaxis={"title": {"text": "per second"}})
     )
+    if not points:
+        figure.add_annotation(
+            text="Rates appear once two samples are taken (every FUSOU_METRICS_INTERVAL_S).",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+        )
     at = [datetime.fromtimestamp(p.at, UTC) for p in points]
     for name in SERIES:
         figure.add_trace(

@@ -28,7 +28,7 @@ def _total(counter: Counter, label_filter: Callable[[dict[str, str]], bool] | No
 
 
 def _is_read(labels: dict[str, str]) -> bool:
-    return labels.get("method", "").endswith("/ReadRange")
+    return labels.get("method", "").endswith(("/ReadRange", "/DoGet"))
 
 
 # What the chart shows, by its legend: how the counter's total is read.
@@ -37,7 +37,7 @@ SERIES: dict[str, Callable[[], float]] = {
     "uploaded rows/s": lambda: _total(metrics.UPLOADED_ROWS),
     "archived rows/s": lambda: _total(metrics.ARCHIVED_ROWS),
     "compacted rows/s": lambda: _total(metrics.COMPACTED_ROWS),
-    "ReadRange calls/s": lambda: _total(metrics.RPCS, _is_read),
+    "reads/s (ReadRange, Flight DoGet)": lambda: _total(metrics.RPCS, _is_read),
 }
 
 
