@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from typing import TypeVar
 
 import asyncpg
 
-from fusou.catalog.runs import RunKind, RunOutcome, RunTally, record_run
+from fusou.catalog.runs import RunKind, RunOutcome, RunTally, outcome_of, record_run
 from fusou.catalog.tables import TableRegistry
 from fusou.clock import SYSTEM_CLOCK, Clock
 from fusou.config import Settings
@@ -61,16 +60,15 @@ class StorageJob:
     async def recorded_run(self, kind: RunKind) -> AsyncIterator[RunTally]:
         """Record the run of the body (``fusou.catalog.runs``): its tally when it returns,
         ``failed`` with the error when it raises (raised on; cancellation is not recorded)."""
-        started = datetime.now(UTC)
+        started = self._clock.now()
         tally = RunTally()
         try:
             yield tally
         except Exception as exc:
             tally.error = describe_failure(exc)
-            await record_run(self._pool, kind, started, RunOutcome.FAILED, tally)
+            await record_run(self._pool, kind, started, self._clock.now(), RunOutcome.FAILED, tally)
             raise
-        outcome = RunOutcome.PARTIAL if tally.failed_tables else RunOutcome.OK
-        await record_run(self._pool, kind, started, outcome, tally)
+        await record_run(self._pool, kind, started, self._clock.now(), outcome_of(tally), tally)
 
     async def sweep_incomplete_writes(self, dataset_id: str | None) -> int:
         """Delete what killed writes left in the store once older than the grace period

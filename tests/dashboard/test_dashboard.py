@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from fusou.api.reader.v1 import reader_pb2
 from fusou.archive.archiver import Archiver
 from fusou.catalog import runs
-from fusou.catalog.runs import RunKind, RunOutcome, recent_runs
+from fusou.catalog.runs import RunKind, RunOutcome, last_successful, recent_runs
 from fusou.config import Settings
 from fusou.dashboard.rates import RateSampler
 from fusou.dashboard.snapshot import take_snapshot
@@ -129,8 +130,26 @@ async def test_a_failed_run_is_recorded_with_its_error_and_old_runs_go(
     assert run.outcome is RunOutcome.FAILED
     assert run.error == "RuntimeError: the store went away"
     assert run.rows == 3
+    # Every table it tried failed: failed, not a success; some did: partial.
+    for done, outcome in ((0, RunOutcome.FAILED), (1, RunOutcome.PARTIAL), (2, RunOutcome.OK)):
+        async with job.recorded_run(RunKind.ARCHIVE) as tally:
+            tally.tables, tally.failed_tables = done, 2 - done
+            tally.datasets.add("d9")
+        latest = (await recent_runs(pool, RunKind.ARCHIVE, 1))[0]
+        assert (latest.outcome, latest.datasets) == (outcome, ("d9",))
+    assert RunKind.ARCHIVE in await last_successful(pool)
     monkeypatch.setattr(runs, "KEPT_PER_KIND", 2)
     for rows in (1, 2):
         async with job.recorded_run(RunKind.ARCHIVE) as tally:
             tally.rows = rows
     assert [r.rows for r in await recent_runs(pool, RunKind.ARCHIVE, 5)] == [2, 1]
+
+
+async def test_recording_a_run_never_fails_the_run(stubs: Stubs) -> None:
+    runtime = stubs.services.runtime
+    closed = await asyncpg.create_pool(stubs.url, min_size=1, max_size=1)
+    await closed.close()
+    job = Archiver(runtime.settings, closed, runtime.store, runtime.registry)
+    async with job.recorded_run(RunKind.COMPACT) as tally:
+        tally.rows = 1
+    assert await recent_runs(runtime.pool, RunKind.COMPACT, 5) == []

@@ -152,6 +152,7 @@ async def test_a_purge_leaves_nothing_of_the_dataset_and_touches_no_other(stubs:
     assert {"fusou_buffer", "fusou_quarantine", "fusou_files", "fusou_blocks"} <= set(before.rows)
     assert {"fusou_lake_files", "iceberg_tables", "fusou_ingest_requests"} <= set(before.rows)
     assert "fusou_deletions" in before.rows
+    assert "fusou_runs" in before.rows  # the archive and compaction runs that touched it
     kinds = {key.split("/", 1)[0] for key in before.objects}
     assert kinds >= {"raw", "optimized", "lake"}, kinds
     await check_reads(stubs, victim)

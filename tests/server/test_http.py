@@ -4,15 +4,21 @@ they mirror and limited to the token's datasets."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from fusou.api.access import AccessControl
 from fusou.auth.tokens import Role, TokenEntry, hash_token, new_token
+from fusou.catalog.stats import TableStats
+from fusou.server import http
 from fusou.server.http import COOKIE, Asset, HttpPort, Pages, Viewer, serve
+from fusou.server.metrics import OTHER, TableSeries
 
 RULE = "/fusou.reader.v1.ReaderService/GetStats"  # admins of the datasets
 ADMIN_A, ADMIN_ALL, READER = new_token(), new_token(), new_token()
@@ -177,3 +183,109 @@ async def test_a_port_in_use_is_a_configuration_error() -> None:
             await serve("127.0.0.1", first.port)
     finally:
         await first.close()
+
+
+def _table(dataset: str, rows: int) -> TableStats:
+    return TableStats(
+        dataset_id=dataset,
+        table="battle",
+        schema_version=1,
+        hot_rows=rows,
+        hot_bytes=rows,
+        oldest_hot_row_age_s=0.0,
+        cold_files=0,
+        cold_rows=0,
+        cold_bytes=0,
+        compression_ratio=0.0,
+        raw_fragments=0,
+        raw_bytes=0,
+        optimized_files=0,
+        optimized_bytes=0,
+        quarantined_rows=0,
+    )
+
+
+def _datasets_in(text: str) -> set[str]:
+    return {
+        s.labels["dataset"]
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if family.name == "fusou_table_rows"
+    }
+
+
+async def test_per_table_series_need_a_token_when_tokens_are_configured(
+    client: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    series = TableSeries()
+    series.update([_table("a1", 3), _table("b1", 2), _table("c1", 1)], 2)
+    monkeypatch.setattr(http, "TABLES", series)
+    async with client.get("/metrics") as r:
+        assert r.status == 200
+        assert "fusou_table_rows" not in await r.text()  # no dataset names on the open port
+    async with client.get("/metrics/tables") as r:
+        assert r.status == 401
+    async with client.get("/metrics/tables", headers=bearer(READER)) as r:
+        assert r.status == 403
+    async with client.get("/metrics/tables", headers=bearer(ADMIN_A)) as r:
+        assert r.status == 200
+        assert _datasets_in(await r.text()) == {"a1"}  # the rest's sum mixes datasets
+    async with client.get("/metrics/tables", headers=bearer(ADMIN_ALL)) as r:
+        assert _datasets_in(await r.text()) == {"a1", "b1", OTHER}
+
+
+async def test_without_tokens_metrics_hold_the_per_table_series(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    series = TableSeries()
+    series.update([_table("a1", 3)], 5)
+    monkeypatch.setattr(http, "TABLES", series)
+    served = await serve("127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{served.port}") as session:
+            async with session.get("/metrics", headers={"Accept-Encoding": "gzip"}) as r:
+                assert r.headers["Content-Encoding"] == "gzip"
+                assert _datasets_in(await r.text()) == {"a1"}
+            openmetrics = {"Accept": "application/openmetrics-text; version=1.0.0"}
+            async with session.get("/metrics", headers=openmetrics) as r:
+                assert r.headers["Content-Type"].startswith("application/openmetrics-text")
+                assert (await r.text()).endswith("# EOF\n")
+    finally:
+        await served.close()
+
+
+async def test_a_form_posted_from_elsewhere_is_refused(
+    client: aiohttp.ClientSession, port: HttpPort
+) -> None:
+    elsewhere = {"Origin": "https://attacker.example"}
+    async with client.post(
+        "/board/login", data={"token": ADMIN_A}, headers=elsewhere, allow_redirects=False
+    ) as r:
+        assert r.status == 403
+        assert COOKIE not in r.cookies
+    async with client.post("/board/logout", headers=elsewhere, allow_redirects=False) as r:
+        assert r.status == 403
+    own = {"Origin": f"http://127.0.0.1:{port.port}"}
+    async with client.post(
+        "/board/login", data={"token": ADMIN_A}, headers=own, allow_redirects=False
+    ) as r:
+        assert r.status == 303
+
+
+async def test_errors_carry_the_security_headers_too(client: aiohttp.ClientSession) -> None:
+    async with client.get("/board/nothing-here") as r:
+        assert r.status == 404
+        assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+
+
+async def test_closing_survives_a_failed_background_task(recorder: Recorder) -> None:
+    async def broken() -> None:
+        raise RuntimeError("sampling broke")
+
+    board = dataclasses.replace(pages(recorder), background=broken)
+    served = await serve("127.0.0.1", 0, [board], None)
+    await asyncio.sleep(0)  # the task runs and fails
+    await served.close()
+    # The port is closed: binding it again works.
+    again = await serve("127.0.0.1", served.port)
+    await again.close()

@@ -172,6 +172,7 @@ def _tally(report: ArchiveReport, tally: RunTally) -> None:
     tally.error = next(
         (f"{t.dataset_id}/{t.table}: {t.error}" for t in report.tables if t.error), ""
     )
+    tally.datasets |= {t.dataset_id for t in report.tables if t.rows or t.error}
 
 
 class Archiver(StorageJob):
@@ -195,6 +196,8 @@ class Archiver(StorageJob):
             raise InvalidArgument("max_tables", "must not be negative")
         await self._check_named_exist(options)
         async with self.recorded_run(RunKind.ARCHIVE) as tally:
+            if options.dataset_id:
+                tally.datasets.add(options.dataset_id)
             min_age = (
                 self._settings.archive.min_age_s if options.min_age_s is None else options.min_age_s
             )

@@ -6,8 +6,9 @@ Recording is best effort: a run's result stands whether or not its record could 
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -26,8 +27,8 @@ class RunKind(StrEnum):
 
 class RunOutcome(StrEnum):
     OK = "ok"
-    PARTIAL = "partial"  # some tables failed, the others were done
-    FAILED = "failed"  # the call raised
+    PARTIAL = "partial"  # some tables failed, others were done
+    FAILED = "failed"  # the call raised, or every table it tried failed
 
 
 @dataclass
@@ -39,6 +40,7 @@ class RunTally:
     rows: int = 0
     bytes: int = 0
     error: str = ""
+    datasets: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -53,38 +55,70 @@ class RunRecord:
     rows: int
     bytes: int
     error: str
+    datasets: tuple[str, ...] = ()
 
     @property
     def seconds(self) -> float:
         return (self.finished_at - self.started_at).total_seconds()
 
 
+# A run's record waits at most this long for the database: the run's own result matters more.
+RECORD_TIMEOUT_S = 5.0
+
+
+def outcome_of(tally: RunTally) -> RunOutcome:
+    if not tally.failed_tables:
+        return RunOutcome.OK
+    return RunOutcome.PARTIAL if tally.tables else RunOutcome.FAILED
+
+
 async def record_run(
-    pool: asyncpg.Pool, kind: RunKind, started: datetime, outcome: RunOutcome, tally: RunTally
+    pool: asyncpg.Pool,
+    kind: RunKind,
+    started: datetime,
+    finished: datetime,
+    outcome: RunOutcome,
+    tally: RunTally,
 ) -> None:
     try:
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO fusou_runs (kind, started_at, outcome, tables, failed_tables, "
-                "rows, bytes, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                kind.value,
-                started,
-                outcome.value,
-                tally.tables,
-                tally.failed_tables,
-                tally.rows,
-                tally.bytes,
-                tally.error,
-            )
-            await conn.execute(
-                "DELETE FROM fusou_runs WHERE kind = $1 AND run_id < ("
-                "  SELECT run_id FROM fusou_runs WHERE kind = $1"
-                "  ORDER BY run_id DESC OFFSET $2 LIMIT 1)",
-                kind.value,
-                KEPT_PER_KIND - 1,
-            )
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        await asyncio.wait_for(
+            _insert(pool, kind, started, finished, outcome, tally), RECORD_TIMEOUT_S
+        )
+    except Exception as exc:  # noqa: BLE001 - whatever fails here, the run's result stands
         log.warning("the %s run was not recorded: %s", kind.value, exc)
+
+
+async def _insert(
+    pool: asyncpg.Pool,
+    kind: RunKind,
+    started: datetime,
+    finished: datetime,
+    outcome: RunOutcome,
+    tally: RunTally,
+) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO fusou_runs (kind, started_at, finished_at, outcome, tables, "
+            "failed_tables, rows, bytes, error, datasets) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            kind.value,
+            started,
+            finished,
+            outcome.value,
+            tally.tables,
+            tally.failed_tables,
+            tally.rows,
+            tally.bytes,
+            tally.error,
+            sorted(tally.datasets),
+        )
+        await conn.execute(
+            "DELETE FROM fusou_runs WHERE kind = $1 AND run_id < ("
+            "  SELECT run_id FROM fusou_runs WHERE kind = $1"
+            "  ORDER BY run_id DESC OFFSET $2 LIMIT 1)",
+            kind.value,
+            KEPT_PER_KIND - 1,
+        )
 
 
 async def recent_runs(pool: asyncpg.Pool, kind: RunKind, limit: int) -> list[RunRecord]:
@@ -105,6 +139,7 @@ async def recent_runs(pool: asyncpg.Pool, kind: RunKind, limit: int) -> list[Run
             rows=r["rows"],
             bytes=r["bytes"],
             error=r["error"],
+            datasets=tuple(r["datasets"]),
         )
         for r in rows
     ]

@@ -135,6 +135,9 @@ def _tally(outcomes: list[DatasetOutcome], tally: RunTally) -> None:
     tally.bytes = sum(t.output_bytes for t in tables)
     # A dataset's error names its failed tables.
     tally.error = next((f"{d.dataset_id}: {d.error}" for d in outcomes if d.error), "")
+    tally.datasets |= {
+        d.dataset_id for d in outcomes if d.error or any(t.output_files for t in d.tables)
+    }
 
 
 class Compactor(StorageJob):
@@ -153,6 +156,7 @@ class Compactor(StorageJob):
                 check_name("table", options.table)
         async with self.recorded_run(RunKind.COMPACT) as tally:
             if options.dataset_id:
+                tally.datasets.add(options.dataset_id)
                 outcomes = [await self._dataset(options.dataset_id, options.table, deadline, True)]
             else:
                 chosen = await self._scheduled()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from prometheus_client import Counter
 
 from fusou.server import metrics
+
+log = logging.getLogger(__name__)
 
 # Samples kept: at FUSOU_METRICS_INTERVAL_S (15 s by default), an hour.
 KEPT_SAMPLES = 240
@@ -67,5 +70,9 @@ class RateSampler:
 
     async def run(self) -> None:
         while True:
-            self.sample()
+            try:
+                self.sample()
+            except Exception:
+                # The chart misses a point; the port and the process go on.
+                log.exception("sampling the dashboard's rates failed")
             await asyncio.sleep(self.interval_s)

@@ -8,7 +8,6 @@ import asyncio
 import dataclasses
 import functools
 from importlib import resources
-from typing import Any
 
 import asyncpg
 import orjson
@@ -53,8 +52,8 @@ def _refresh(request: web.Request) -> int:
     return value
 
 
-def _plain(snapshot: Snapshot) -> dict[str, Any]:
-    return dataclasses.asdict(snapshot)
+def _json(snapshot: Snapshot) -> bytes:
+    return orjson.dumps(dataclasses.asdict(snapshot), option=orjson.OPT_NON_STR_KEYS)
 
 
 def dashboard_pages(pool: asyncpg.Pool, settings: Settings) -> Pages:
@@ -74,7 +73,7 @@ def dashboard_pages(pool: asyncpg.Pool, settings: Settings) -> Pages:
 
     async def stats(_request: web.Request, viewer: Viewer) -> web.StreamResponse:
         snapshot = await snapshot_for(viewer)
-        body = orjson.dumps(_plain(snapshot), option=orjson.OPT_NON_STR_KEYS)
+        body = await asyncio.to_thread(_json, snapshot)
         return web.Response(body=body, content_type="application/json")
 
     return Pages(

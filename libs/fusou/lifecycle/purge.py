@@ -72,6 +72,7 @@ _DATASET_REMAINS = (
     ("objects", "SELECT count(*) FROM fusou_objects WHERE dataset_id = $1"),
     ("request_ids", "SELECT count(*) FROM fusou_ingest_requests WHERE dataset_id = $1"),
     ("upload_request_ids", "SELECT count(*) FROM fusou_upload_requests WHERE dataset_id = $1"),
+    ("runs", "SELECT count(*) FROM fusou_runs WHERE $1 = ANY(datasets)"),
 )
 _ICEBERG_REMAINS = (
     (
@@ -268,6 +269,16 @@ class Purger(StorageJob):
                 catalog,
                 dataset_id,
             )
+            # The recorded runs keep their counts; their error text may name the dataset.
+            runs = rows_affected(
+                await conn.execute(
+                    "UPDATE fusou_runs SET datasets = array_remove(datasets, $1), "
+                    "error = CASE WHEN error = '' THEN '' "
+                    "ELSE '(removed: it may name a purged dataset)' END "
+                    "WHERE $1 = ANY(datasets)",
+                    dataset_id,
+                )
+            )
             await self._record(
                 conn,
                 purge_id,
@@ -276,6 +287,7 @@ class Purger(StorageJob):
                     "object_bytes": int(objects["b"]),
                     "request_ids": requests,
                     "iceberg_tables": iceberg,
+                    "runs": runs,
                 },
             )
 

@@ -128,27 +128,27 @@ class FusouServer:
         flights = [s.flight for s in self.services if s.flight is not None]
         if len(flights) > 1:
             raise ConfigError("only one hosted service may serve Arrow Flight")
+        pages = [s.pages for s in self.services if s.pages is not None]
         try:
             if flights:
                 from fusou.server.flight import FlightHost
 
                 self._flight = FlightHost(self.settings, flights[0], access)
                 self.flight_port = self._flight.start()
+            self._http = await http.serve(
+                self.settings.server.grpc_host, self.settings.server.metrics_port, pages, access
+            )
+            self.metrics_port = self._http.port
             await server.start()
         except BaseException:
             if self._health_server is not None:
                 await self._health_server.stop(0)
             if self._flight is not None:
                 await self._flight.stop(0)
+            if self._http is not None:
+                await self._http.close()
             raise
         self._server = server
-        self._http = await http.serve(
-            self.settings.server.grpc_host,
-            self.settings.server.metrics_port,
-            [s.pages for s in self.services if s.pages is not None],
-            access,
-        )
-        self.metrics_port = self._http.port
         if self.gauges is not None:
             self._gauges = asyncio.create_task(
                 metrics.every(self.settings.server.metrics_interval_s, self.gauges)
@@ -183,6 +183,12 @@ class FusouServer:
             log.info("authentication is on: %d bearer token(s) configured", len(tokens))
             if credentials is None:
                 log.warning("bearer tokens travel in clear text: FUSOU_TLS_CERT_FILE is not set")
+            if pages:
+                log.warning(
+                    "the dashboard on HTTP port %d takes bearer tokens over plaintext HTTP: "
+                    "reach it through TLS (an ingress, or kubectl port-forward)",
+                    self.metrics_port,
+                )
         return self.port
 
     async def _set_ready(self, ready: bool) -> None:

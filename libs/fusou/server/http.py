@@ -11,21 +11,21 @@ token may touch."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import html
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
 
 from fusou.auth.tokens import TokenEntry
 from fusou.config import ConfigError
 from fusou.errors import PermissionDenied, Unauthenticated
-from fusou.server.metrics import REGISTRY
+from fusou.server.metrics import REGISTRY, TABLES, TABLES_RULE
 
 
 class _Granted(Protocol):
@@ -97,10 +97,33 @@ class Pages:
     background: Callable[[], Coroutine[Any, Any, None]] | None = None
 
 
-def _secured(response: web.StreamResponse) -> web.StreamResponse:
+@web.middleware
+async def _security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        for key, value in _SECURITY_HEADERS.items():
+            exc.headers.setdefault(key, value)
+        raise
     for key, value in _SECURITY_HEADERS.items():
         response.headers.setdefault(key, value)
     return response
+
+
+def _same_origin(request: web.Request) -> bool:
+    """A form posted from this port's own page (browsers send Origin with every POST): a
+    page elsewhere must not sign a browser in with its token, nor out."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser: curl and scripts
+    return origin == f"{request.scheme}://{request.host}" or origin == (
+        f"https://{request.host}" if _behind_tls(request) else ""
+    )
+
+
+def _behind_tls(request: web.Request) -> bool:
+    # A TLS-terminating ingress or proxy in front of this plaintext port says so.
+    return request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
 
 
 def _login_page(pages: Pages, status: int, message: str) -> web.Response:
@@ -120,38 +143,40 @@ def _login_page(pages: Pages, status: int, message: str) -> web.Response:
     return response
 
 
-def _token_of(request: web.Request) -> str | None:
+def _token_of(request: web.Request) -> tuple[str | None, bool]:
+    """The request's token, and whether it came from the cookie."""
     header = request.headers.get("Authorization")
     if header is not None:
         scheme, _, token = header.strip().partition(" ")
-        return token.strip() if scheme.lower() == "bearer" and token.strip() else ""
-    return request.cookies.get(COOKIE)
+        return (token.strip() if scheme.lower() == "bearer" and token.strip() else ""), False
+    cookie = request.cookies.get(COOKIE)
+    return cookie, cookie is not None
 
 
-def _admit(access: AccessControl | None, pages: Pages, token: str | None) -> Viewer:
+def _admit(access: AccessControl | None, rule_method: str, token: str | None) -> Viewer:
     """The viewer a token is; Unauthenticated or PermissionDenied as for the RPC."""
     if access is None:
         return EVERYONE
-    grant = access.admit(
-        pages.rule_method, [] if token is None else [("authorization", f"Bearer {token}")]
-    )
-    entry = grant.token
-    assert entry is not None
+    entry = access.admit(
+        rule_method, [] if token is None else [("authorization", f"Bearer {token}")]
+    ).token
+    assert entry is not None  # a call admitted with a token
     return Viewer(entry.name, entry.may_touch, entry.all_datasets)
 
 
 def _guarded(pages: Pages, handler: PageHandler, access: AccessControl | None) -> Handler:
     async def serve(request: web.Request) -> web.StreamResponse:
+        token, from_cookie = _token_of(request)
         try:
-            viewer = _admit(access, pages, _token_of(request))
+            viewer = _admit(access, pages.rule_method, token)
         except Unauthenticated as exc:
             response = _login_page(pages, 401, str(exc))
-            if COOKIE in request.cookies:
+            if from_cookie:
                 response.del_cookie(COOKIE, path=pages.prefix)
-            return _secured(response)
+            return response
         except PermissionDenied as exc:
-            return _secured(_login_page(pages, 403, str(exc)))
-        return _secured(await handler(request, viewer))
+            return _login_page(pages, 403, str(exc))
+        return await handler(request, viewer)
 
     return serve
 
@@ -162,16 +187,18 @@ def _see_other(location: str) -> web.Response:
 
 def _login(pages: Pages, access: AccessControl | None) -> Handler:
     async def login(request: web.Request) -> web.StreamResponse:
+        if not _same_origin(request):
+            return _login_page(pages, 403, "sign in from this dashboard's own page")
         form = await request.post()
         token = form.get(_LOGIN_FIELD)
         if not isinstance(token, str) or not token.strip():
-            return _secured(_login_page(pages, 400, "enter a bearer token"))
+            return _login_page(pages, 400, "enter a bearer token")
         try:
-            _admit(access, pages, token.strip())
+            _admit(access, pages.rule_method, token.strip())
         except Unauthenticated as exc:
-            return _secured(_login_page(pages, 401, str(exc)))
+            return _login_page(pages, 401, str(exc))
         except PermissionDenied as exc:
-            return _secured(_login_page(pages, 403, str(exc)))
+            return _login_page(pages, 403, str(exc))
         response = _see_other(pages.prefix)
         response.set_cookie(
             COOKIE,
@@ -180,25 +207,27 @@ def _login(pages: Pages, access: AccessControl | None) -> Handler:
             max_age=COOKIE_MAX_AGE_S,
             httponly=True,
             samesite="Strict",
-            secure=request.secure,
+            secure=_behind_tls(request),
         )
-        return _secured(response)
+        return response
 
     return login
 
 
 def _logout(pages: Pages) -> Handler:
-    async def logout(_request: web.Request) -> web.StreamResponse:
+    async def logout(request: web.Request) -> web.StreamResponse:
+        if not _same_origin(request):
+            return _login_page(pages, 403, "sign out from this dashboard's own page")
         response = _see_other(pages.prefix)
         response.del_cookie(COOKIE, path=pages.prefix)
-        return _secured(response)
+        return response
 
     return logout
 
 
 def _asset(make: Callable[[], Asset]) -> Handler:
     async def serve(_request: web.Request) -> web.StreamResponse:
-        asset = make()
+        asset = await asyncio.to_thread(make)  # the first call reads (and encodes) a file
         response = web.Response(body=asset.body, content_type=asset.content_type)
         response.headers["Cache-Control"] = "public, max-age=86400"
         return response
@@ -206,15 +235,62 @@ def _asset(make: Callable[[], Asset]) -> Handler:
     return serve
 
 
-async def _metrics(_request: web.Request) -> web.StreamResponse:
-    # Collecting reads /proc and every series: off the loop that answers health checks.
-    body = await asyncio.to_thread(generate_latest, REGISTRY)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+@dataclass(frozen=True)
+class _Collected:
+    """What one scrape answers: some collectors' series (for prometheus_client's encoders)."""
+
+    collect: Callable[[], Iterable[Metric]]
+
+
+async def _exposition(request: web.Request, collected: _Collected) -> web.Response:
+    # The text format, or OpenMetrics when the scraper asks for it (as prometheus_client's own
+    # server does). Collecting reads /proc and every series: off the loop.
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = await asyncio.to_thread(encoder, collected)
+    response = web.Response(body=body, headers={"Content-Type": content_type})
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        response.enable_compression(web.ContentCoding.gzip)
+    return response
+
+
+def _metrics(access: AccessControl | None) -> Handler:
+    """``/metrics``, open to scrapers. Without tokens configured it holds the per-table series
+    too; with them, those (which name datasets) are on ``/metrics/tables``, behind a token."""
+    collect: Callable[[], Iterable[Metric]] = REGISTRY.collect
+    if access is None:
+        collect = lambda: [*REGISTRY.collect(), *TABLES.collect()]  # noqa: E731
+
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        return await _exposition(request, _Collected(collect))
+
+    return metrics
+
+
+def _table_metrics(access: AccessControl | None) -> Handler:
+    """``/metrics/tables``: the per-table series of the datasets the bearer token may see,
+    admitted by the rule of GetStats (Prometheus sends the token: ``authorization`` in the
+    scrape job)."""
+
+    async def tables(request: web.Request) -> web.StreamResponse:
+        token, _ = _token_of(request)
+        try:
+            viewer = _admit(access, TABLES_RULE, token)
+        except Unauthenticated as exc:
+            return web.Response(status=401, text=f"{exc}\n", headers={"WWW-Authenticate": "Bearer"})
+        except PermissionDenied as exc:
+            return web.Response(status=403, text=f"{exc}\n")
+        return await _exposition(
+            request,
+            _Collected(lambda: TABLES.collect_for(viewer.may_see, sees_all=viewer.sees_all)),
+        )
+
+    return tables
 
 
 def application(pages: Sequence[Pages], access: AccessControl | None) -> web.Application:
-    app = web.Application()
-    app.router.add_get("/metrics", _metrics)
+    app = web.Application(middlewares=[_security_headers])
+    app.router.add_get("/metrics", _metrics(access))
+    app.router.add_get("/metrics/tables", _table_metrics(access))
     for page in pages:
         for path, handler in page.handlers.items():
             app.router.add_get(page.prefix + path, _guarded(page, handler, access))
@@ -239,11 +315,17 @@ class HttpPort:
     tasks: list[asyncio.Task[None]]
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.runner.cleanup()
+        try:
+            for task in self.tasks:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+                except Exception:
+                    log.exception("a background task of the HTTP port failed")
+        finally:
+            await self.runner.cleanup()
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -269,9 +351,10 @@ async def serve(
 ) -> HttpPort:
     """Serve ``/metrics`` and ``pages`` on ``host:port`` (0 picks a free port)."""
     sock = _bind(host, port)
-    runner = web.AppRunner(application(pages, access), access_log=None)
-    await runner.setup()
+    # Open page requests get this long once the server stops (the pods' grace is short).
+    runner = web.AppRunner(application(pages, access), access_log=None, shutdown_timeout=2.0)
     try:
+        await runner.setup()
         await web.SockSite(runner, sock).start()
     except BaseException:
         await runner.cleanup()

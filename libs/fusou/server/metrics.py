@@ -177,7 +177,8 @@ LAST_SUCCESSFUL_RUN = Gauge(
 # The per-table series: one label set per table up to FUSOU_METRICS_TABLE_SERIES, ranked by
 # rows stored; the rest are summed into one label set, so the series grow with that setting,
 # not with the tables.
-OTHER = "_other"
+# Not a valid name (fusou.names), so no table can be mistaken for the rest.
+OTHER = "(other)"
 TIERS = ("hot", "cold", "raw", "optimized", "quarantined")
 
 
@@ -244,8 +245,19 @@ class TableSeries(Collector):
         return []
 
     def collect(self) -> list[GaugeMetricFamily]:
+        return self.collect_for(lambda _dataset: True, sees_all=True)
+
+    def collect_for(
+        self, may_see: Callable[[str], bool], *, sees_all: bool
+    ) -> list[GaugeMetricFamily]:
+        """The series of the datasets ``may_see`` admits; the rest's sum only with
+        ``sees_all`` (it mixes every dataset)."""
         with self._lock:
-            figures = self._figures
+            figures = {
+                key: f
+                for key, f in self._figures.items()
+                if (sees_all if key == (OTHER, OTHER) else may_see(key[0]))
+            }
         labels = ["dataset", "table"]
         rows = GaugeMetricFamily(
             "fusou_table_rows", "Rows of a table by tier.", labels=[*labels, "tier"]
@@ -281,8 +293,11 @@ class TableSeries(Collector):
         return [rows, stored, age, backlog, deletions]
 
 
+# Not on REGISTRY: they name datasets, so when tokens are configured they are served behind
+# them, on /metrics/tables (fusou.server.http).
 TABLES = TableSeries()
-REGISTRY.register(TABLES)
+# Who may read them: who may call GetStats, which answers the same figures.
+TABLES_RULE = "/fusou.reader.v1.ReaderService/GetStats"
 
 
 async def every(interval: float, refresh: Callable[[], Awaitable[None]]) -> None:
