@@ -172,8 +172,8 @@ class ServerSettings:
         50,
         integer(0),
         "Most tables with their own fusou_table_* series; the rest are summed under "
-        'dataset="(other)", table="(other)", which bounds the cardinality. 0: that series '
-        "alone, which keeps dataset and table names off the open /metrics.",
+        'dataset="(other)", table="(other)", which bounds the cardinality (0: that series '
+        "alone).",
     )
     readiness_interval_s: float = setting(
         "FUSOU_READINESS_INTERVAL_S",
