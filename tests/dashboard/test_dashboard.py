@@ -131,9 +131,10 @@ async def test_a_failed_run_is_recorded_with_its_error_and_old_runs_go(
     assert run.error == "RuntimeError: the store went away"
     assert run.rows == 3
     # Every table it tried failed: failed, not a success; some did: partial.
+    await pool.execute("INSERT INTO fusou_datasets (dataset_id) VALUES ('d9')")
     for done, outcome in ((0, RunOutcome.FAILED), (1, RunOutcome.PARTIAL), (2, RunOutcome.OK)):
         async with job.recorded_run(RunKind.ARCHIVE) as tally:
-            tally.tables, tally.failed_tables = done, 2 - done
+            tally.attempted_tables, tally.tables, tally.failed_tables = 2, done, 2 - done
             tally.datasets.add("d9")
         latest = (await recent_runs(pool, RunKind.ARCHIVE, 1))[0]
         assert (latest.outcome, latest.datasets) == (outcome, ("d9",))
@@ -153,3 +154,20 @@ async def test_recording_a_run_never_fails_the_run(stubs: Stubs) -> None:
     async with job.recorded_run(RunKind.COMPACT) as tally:
         tally.rows = 1
     assert await recent_runs(runtime.pool, RunKind.COMPACT, 5) == []
+
+
+async def test_a_run_names_no_dataset_being_purged_or_gone(stubs: Stubs) -> None:
+    runtime = stubs.services.runtime
+    pool = runtime.pool
+    await pool.execute(
+        "INSERT INTO fusou_datasets (dataset_id, purging) VALUES ('alive', false), "
+        "('going', true)"
+    )
+    job = Archiver(runtime.settings, pool, runtime.store, runtime.registry)
+    async with job.recorded_run(RunKind.ARCHIVE) as tally:
+        tally.datasets |= {"alive", "going", "gone"}
+        tally.attempted_tables = tally.failed_tables = 1
+        tally.error = "going/battle: it broke"
+    (run,) = await recent_runs(pool, RunKind.ARCHIVE, 1)
+    assert run.datasets == ("alive",)
+    assert run.error == runs.SCRUBBED_ERROR

@@ -19,6 +19,7 @@ from fusou.catalog.stats import TableStats
 from fusou.server import http
 from fusou.server.http import COOKIE, Asset, HttpPort, Pages, Viewer, serve
 from fusou.server.metrics import OTHER, TableSeries
+from tests.support.stats import table_stats
 
 RULE = "/fusou.reader.v1.ReaderService/GetStats"  # admins of the datasets
 ADMIN_A, ADMIN_ALL, READER = new_token(), new_token(), new_token()
@@ -186,23 +187,7 @@ async def test_a_port_in_use_is_a_configuration_error() -> None:
 
 
 def _table(dataset: str, rows: int) -> TableStats:
-    return TableStats(
-        dataset_id=dataset,
-        table="battle",
-        schema_version=1,
-        hot_rows=rows,
-        hot_bytes=rows,
-        oldest_hot_row_age_s=0.0,
-        cold_files=0,
-        cold_rows=0,
-        cold_bytes=0,
-        compression_ratio=0.0,
-        raw_fragments=0,
-        raw_bytes=0,
-        optimized_files=0,
-        optimized_bytes=0,
-        quarantined_rows=0,
-    )
+    return table_stats(dataset, hot_rows=rows, hot_bytes=rows)
 
 
 def _datasets_in(text: str) -> set[str]:

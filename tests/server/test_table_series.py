@@ -8,25 +8,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fusou.catalog.stats import TableStats
 from fusou.server.metrics import OTHER, TableSeries
+from tests.support.stats import table_stats
 
 
 def stats(dataset: str, table: str, hot: int, age: float = 0.0, cold_files: int = 0) -> TableStats:
-    return TableStats(
-        dataset_id=dataset,
-        table=table,
-        schema_version=1,
+    return table_stats(
+        dataset,
+        table,
         hot_rows=hot,
         hot_bytes=hot * 10,
         oldest_hot_row_age_s=age,
         cold_files=cold_files,
-        cold_rows=0,
-        cold_bytes=0,
-        compression_ratio=0.0,
-        raw_fragments=0,
-        raw_bytes=0,
-        optimized_files=0,
-        optimized_bytes=0,
-        quarantined_rows=0,
     )
 
 

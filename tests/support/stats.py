@@ -8,6 +8,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from fusou.api.reader.v1 import reader_pb2
+from fusou.catalog.stats import TableStats
 
 # GetStats's field names where the dashboard's differ.
 RENAMED = {"oldest_hot_row_age_seconds": "oldest_hot_row_age_s"}
@@ -48,3 +49,11 @@ def assert_age_between(
     the answers before and after it was read."""
     for key, figures in shown.items():
         assert before[key][AGE] <= figures[AGE] <= after[key][AGE], key
+
+
+def table_stats(dataset: str, table: str = "battle", **figures: Any) -> TableStats:
+    """A table's statistics, zero but for ``figures``."""
+    zero: dict[str, Any] = {
+        f: 0 for f in TableStats.__dataclass_fields__ if f not in ("dataset_id", "table")
+    }
+    return TableStats(**{**zero, "dataset_id": dataset, "table": table, **figures})

@@ -166,13 +166,13 @@ async def _delete_rows(conn: asyncpg.Connection, table_id: int, seqs: np.ndarray
 
 def _tally(report: ArchiveReport, tally: RunTally) -> None:
     tally.tables = sum(1 for t in report.tables if t.rows)
+    tally.attempted_tables = len(report.tables)
     tally.failed_tables = report.failed_tables
     tally.rows = sum(t.rows for t in report.tables)
     tally.bytes = sum(t.bytes for t in report.tables)
     tally.error = next(
         (f"{t.dataset_id}/{t.table}: {t.error}" for t in report.tables if t.error), ""
     )
-    tally.datasets |= {t.dataset_id for t in report.tables if t.rows or t.error}
 
 
 class Archiver(StorageJob):
@@ -207,6 +207,7 @@ class Archiver(StorageJob):
                 tables = tables[: options.max_tables]
             report = ArchiveReport()
             for table in tables:
+                tally.datasets.add(table.dataset_id)
                 outcome = TableOutcome(table.dataset_id, table.name)
                 try:
                     await self._archive_table(

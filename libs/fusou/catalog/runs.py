@@ -14,6 +14,8 @@ from enum import StrEnum
 
 import asyncpg
 
+from fusou.catalog.fence import enter_datasets
+
 # The newest runs of each kind kept; older ones are deleted as new ones are recorded.
 KEPT_PER_KIND = 500
 
@@ -35,11 +37,13 @@ class RunOutcome(StrEnum):
 class RunTally:
     """What a run did, filled in by the run as it goes."""
 
-    tables: int = 0
+    tables: int = 0  # tables it moved rows of
+    attempted_tables: int = 0  # tables it tried (done, with nothing to do, or failed)
     failed_tables: int = 0
     rows: int = 0
     bytes: int = 0
     error: str = ""
+    # Every dataset it worked on, added as work on each starts (purges scrub by them).
     datasets: set[str] = field(default_factory=set)
 
 
@@ -66,10 +70,16 @@ class RunRecord:
 RECORD_TIMEOUT_S = 5.0
 
 
+# What replaces a run's error text when it may name a purged dataset.
+SCRUBBED_ERROR = "(removed: it may name a purged dataset)"
+
+
 def outcome_of(tally: RunTally) -> RunOutcome:
     if not tally.failed_tables:
         return RunOutcome.OK
-    return RunOutcome.PARTIAL if tally.tables else RunOutcome.FAILED
+    if tally.failed_tables >= tally.attempted_tables:
+        return RunOutcome.FAILED
+    return RunOutcome.PARTIAL
 
 
 async def record_run(
@@ -80,45 +90,46 @@ async def record_run(
     outcome: RunOutcome,
     tally: RunTally,
 ) -> None:
+    async def insert() -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            # Behind the fence of its datasets: a purge that marked one (or finished) before
+            # is not named here, and one marking it later waits for this row, then scrubs it.
+            await enter_datasets(conn, sorted(tally.datasets))
+            kept: list[str] = await conn.fetchval(
+                "SELECT coalesce(array_agg(dataset_id ORDER BY dataset_id), '{}') "
+                "FROM fusou_datasets WHERE dataset_id = ANY($1::text[]) AND NOT purging",
+                sorted(tally.datasets),
+            )
+            error = tally.error
+            if error and len(kept) < len(tally.datasets):
+                error = SCRUBBED_ERROR
+            await conn.execute(
+                "INSERT INTO fusou_runs (kind, started_at, finished_at, outcome, tables, "
+                "failed_tables, rows, bytes, error, datasets) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                kind.value,
+                started,
+                finished,
+                outcome.value,
+                tally.tables,
+                tally.failed_tables,
+                tally.rows,
+                tally.bytes,
+                error,
+                kept,
+            )
+            await conn.execute(
+                "DELETE FROM fusou_runs WHERE kind = $1 AND run_id < ("
+                "  SELECT run_id FROM fusou_runs WHERE kind = $1"
+                "  ORDER BY run_id DESC OFFSET $2 LIMIT 1)",
+                kind.value,
+                KEPT_PER_KIND - 1,
+            )
+
     try:
-        await asyncio.wait_for(
-            _insert(pool, kind, started, finished, outcome, tally), RECORD_TIMEOUT_S
-        )
+        await asyncio.wait_for(insert(), RECORD_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 - whatever fails here, the run's result stands
         log.warning("the %s run was not recorded: %s", kind.value, exc)
-
-
-async def _insert(
-    pool: asyncpg.Pool,
-    kind: RunKind,
-    started: datetime,
-    finished: datetime,
-    outcome: RunOutcome,
-    tally: RunTally,
-) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "INSERT INTO fusou_runs (kind, started_at, finished_at, outcome, tables, "
-            "failed_tables, rows, bytes, error, datasets) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            kind.value,
-            started,
-            finished,
-            outcome.value,
-            tally.tables,
-            tally.failed_tables,
-            tally.rows,
-            tally.bytes,
-            tally.error,
-            sorted(tally.datasets),
-        )
-        await conn.execute(
-            "DELETE FROM fusou_runs WHERE kind = $1 AND run_id < ("
-            "  SELECT run_id FROM fusou_runs WHERE kind = $1"
-            "  ORDER BY run_id DESC OFFSET $2 LIMIT 1)",
-            kind.value,
-            KEPT_PER_KIND - 1,
-        )
 
 
 async def recent_runs(pool: asyncpg.Pool, kind: RunKind, limit: int) -> list[RunRecord]:

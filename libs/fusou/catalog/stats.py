@@ -32,6 +32,23 @@ class TableStats:
     optimized_rows: int = 0
     pending_deletions: int = 0
 
+    def rows_by_tier(self) -> dict[str, int]:
+        return {
+            "hot": self.hot_rows,
+            "cold": self.cold_rows,
+            "raw": self.raw_rows,
+            "optimized": self.optimized_rows,
+        }
+
+    def bytes_by_tier(self) -> dict[str, int]:
+        """Hot: the buffer's Avro datums; the others: the files' stored bytes."""
+        return {
+            "hot": self.hot_bytes,
+            "cold": self.cold_bytes,
+            "raw": self.raw_bytes,
+            "optimized": self.optimized_bytes,
+        }
+
 
 async def table_stats(
     pool: asyncpg.Pool, dataset_id: str = "", table: str = "", clock: Clock = SYSTEM_CLOCK

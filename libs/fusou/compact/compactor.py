@@ -127,6 +127,7 @@ class CompactOptions:
 def _tally(outcomes: list[DatasetOutcome], tally: RunTally) -> None:
     tables = [t for d in outcomes for t in d.tables]
     tally.tables = sum(1 for t in tables if t.output_files)
+    tally.attempted_tables = len(tables) + sum(1 for d in outcomes if d.error and not d.tables)
     # A dataset that failed before its tables (its claim, say) counts as one failed table.
     tally.failed_tables = sum(1 for t in tables if t.error) + sum(
         1 for d in outcomes if d.error and not any(t.error for t in d.tables)
@@ -135,9 +136,6 @@ def _tally(outcomes: list[DatasetOutcome], tally: RunTally) -> None:
     tally.bytes = sum(t.output_bytes for t in tables)
     # A dataset's error names its failed tables.
     tally.error = next((f"{d.dataset_id}: {d.error}" for d in outcomes if d.error), "")
-    tally.datasets |= {
-        d.dataset_id for d in outcomes if d.error or any(t.output_files for t in d.tables)
-    }
 
 
 class Compactor(StorageJob):
@@ -163,6 +161,7 @@ class Compactor(StorageJob):
                 limit = asyncio.Semaphore(self._settings.compact.concurrency)
 
                 async def one(dataset_id: str) -> DatasetOutcome:
+                    tally.datasets.add(dataset_id)
                     async with limit:
                         return await self._dataset(dataset_id, "", deadline, False)
 

@@ -39,42 +39,23 @@ def _layout(title: str, **more: object) -> go.Layout:
     )
 
 
-def _tiers(
-    tables: list[TableStats], title: str, values: dict[str, list[int]], unit: str
-) -> go.Figure:
+def _tiers(tables: list[TableStats], title: str, unit: str) -> go.Figure:
     labels = [table_label(t) for t in tables]
+    by_tier = [t.rows_by_tier() if unit == "rows" else t.bytes_by_tier() for t in tables]
     figure = go.Figure(layout=_layout(title, barmode="stack", yaxis={"title": {"text": unit}}))
-    for tier, ys in values.items():
-        figure.add_trace(go.Bar(name=tier, x=labels, y=ys, marker_color=TIER_COLOURS[tier]))
+    for tier, colour in TIER_COLOURS.items():
+        figure.add_trace(
+            go.Bar(name=tier, x=labels, y=[b[tier] for b in by_tier], marker_color=colour)
+        )
     return figure
 
 
 def rows_by_tier(tables: list[TableStats]) -> go.Figure:
-    return _tiers(
-        tables,
-        "Rows by tier",
-        {
-            "hot": [t.hot_rows for t in tables],
-            "cold": [t.cold_rows for t in tables],
-            "raw": [t.raw_rows for t in tables],
-            "optimized": [t.optimized_rows for t in tables],
-        },
-        "rows",
-    )
+    return _tiers(tables, "Rows by tier", "rows")
 
 
 def bytes_by_tier(tables: list[TableStats]) -> go.Figure:
-    return _tiers(
-        tables,
-        "Bytes by tier",
-        {
-            "hot": [t.hot_bytes for t in tables],
-            "cold": [t.cold_bytes for t in tables],
-            "raw": [t.raw_bytes for t in tables],
-            "optimized": [t.optimized_bytes for t in tables],
-        },
-        "bytes",
-    )
+    return _tiers(tables, "Bytes by tier", "bytes")
 
 
 def hot_age(tables: list[TableStats]) -> go.Figure:

@@ -33,6 +33,7 @@ from typing import Any
 import asyncpg
 
 from fusou.catalog.fence import close_dataset, dataset_key
+from fusou.catalog.runs import SCRUBBED_ERROR
 from fusou.db.status import rows_affected
 from fusou.errors import NotFound
 from fusou.jobs import StorageJob
@@ -273,10 +274,10 @@ class Purger(StorageJob):
             runs = rows_affected(
                 await conn.execute(
                     "UPDATE fusou_runs SET datasets = array_remove(datasets, $1), "
-                    "error = CASE WHEN error = '' THEN '' "
-                    "ELSE '(removed: it may name a purged dataset)' END "
+                    "error = CASE WHEN error = '' THEN '' ELSE $2 END "
                     "WHERE $1 = ANY(datasets)",
                     dataset_id,
+                    SCRUBBED_ERROR,
                 )
             )
             await self._record(

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
+from yarl import URL
 
 from fusou.auth.tokens import TokenEntry
 from fusou.config import ConfigError
@@ -97,33 +98,46 @@ class Pages:
     background: Callable[[], Coroutine[Any, Any, None]] | None = None
 
 
-@web.middleware
-async def _security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        for key, value in _SECURITY_HEADERS.items():
-            exc.headers.setdefault(key, value)
-        raise
+async def _security_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    # On every response as it is sent: errors and aiohttp's own 404s and 500s included.
     for key, value in _SECURITY_HEADERS.items():
         response.headers.setdefault(key, value)
-    return response
 
 
-def _same_origin(request: web.Request) -> bool:
-    """A form posted from this port's own page (browsers send Origin with every POST): a
-    page elsewhere must not sign a browser in with its token, nor out."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True  # not a browser: curl and scripts
-    return origin == f"{request.scheme}://{request.host}" or origin == (
-        f"https://{request.host}" if _behind_tls(request) else ""
-    )
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_of(scheme: str, host: str) -> tuple[str, str, int | None]:
+    url = URL(f"{scheme.lower()}://{host}")
+    port = url.port if url.port is not None else _DEFAULT_PORTS.get(url.scheme)
+    return url.scheme, (url.host or "").lower(), port
+
+
+def _forwarded(request: web.Request, header: str) -> str | None:
+    # A proxy may list several hops: the first is the client's.
+    value = request.headers.get(header)
+    return value.split(",")[0].strip() if value else None
 
 
 def _behind_tls(request: web.Request) -> bool:
     # A TLS-terminating ingress or proxy in front of this plaintext port says so.
-    return request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+    return request.secure or (_forwarded(request, "X-Forwarded-Proto") or "").lower() == "https"
+
+
+def _same_origin(request: web.Request) -> bool:
+    """A form posted from this port's own pages: a page elsewhere must not sign a browser in
+    with its token, nor out. Browsers send Origin with every POST (or at least
+    Sec-Fetch-Site); a request with neither is not from a browser (curl, scripts)."""
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
+    try:
+        claimed = _origin_of(*origin.split("://", 1))
+    except (TypeError, ValueError):
+        return False
+    host = _forwarded(request, "X-Forwarded-Host") or request.host
+    schemes = {request.scheme, "https" if _behind_tls(request) else request.scheme}
+    return any(claimed == _origin_of(scheme, host) for scheme in schemes)
 
 
 def _login_page(pages: Pages, status: int, message: str) -> web.Response:
@@ -288,7 +302,8 @@ def _table_metrics(access: AccessControl | None) -> Handler:
 
 
 def application(pages: Sequence[Pages], access: AccessControl | None) -> web.Application:
-    app = web.Application(middlewares=[_security_headers])
+    app = web.Application()
+    app.on_response_prepare.append(_security_headers)
     app.router.add_get("/metrics", _metrics(access))
     app.router.add_get("/metrics/tables", _table_metrics(access))
     for page in pages:
@@ -318,12 +333,11 @@ class HttpPort:
         try:
             for task in self.tasks:
                 task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
-                except Exception:
-                    log.exception("a background task of the HTTP port failed")
+            # A cancellation of this call still propagates (gather is cancelled with it).
+            results = await asyncio.gather(*self.tasks, return_exceptions=True)
+            for result in results:
+                if isinstance(result, Exception):
+                    log.error("a background task of the HTTP port failed: %r", result)
         finally:
             await self.runner.cleanup()
 
@@ -351,13 +365,15 @@ async def serve(
 ) -> HttpPort:
     """Serve ``/metrics`` and ``pages`` on ``host:port`` (0 picks a free port)."""
     sock = _bind(host, port)
-    # Open page requests get this long once the server stops (the pods' grace is short).
-    runner = web.AppRunner(application(pages, access), access_log=None, shutdown_timeout=2.0)
+    runner: web.AppRunner | None = None
     try:
+        # Open page requests get this long once the server stops (the pods' grace is short).
+        runner = web.AppRunner(application(pages, access), access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         await web.SockSite(runner, sock).start()
     except BaseException:
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
         sock.close()
         raise
     tasks = [asyncio.create_task(p.background()) for p in pages if p.background is not None]

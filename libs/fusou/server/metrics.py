@@ -30,11 +30,13 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from fusou.catalog.runs import last_successful
+from fusou.catalog.runs import RunKind, last_successful
 from fusou.catalog.stats import TableStats, table_stats
 from fusou.errors import FusouError
 
 log = logging.getLogger(__name__)
+
+_STARTED = time.time()
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 # The process's own series: CPU seconds, resident and virtual memory, open files, start time
@@ -168,8 +170,9 @@ READY = Gauge(
 )
 LAST_SUCCESSFUL_RUN = Gauge(
     "fusou_last_successful_run_timestamp_seconds",
-    "When an Archive or Compact run last ended without failing (a failed table makes it "
-    "partial, not failed), by kind; absent until one has.",
+    "When an Archive or Compact run last ended without failing (some failed tables make it "
+    "partial, not failed), by kind; until one has, when this process started, so that "
+    "'too long ago' also covers runs that never succeeded.",
     ["kind"],
     registry=REGISTRY,
 )
@@ -183,22 +186,7 @@ TIERS = ("hot", "cold", "raw", "optimized", "quarantined")
 
 
 def _rows(t: TableStats) -> dict[str, int]:
-    return {
-        "hot": t.hot_rows,
-        "cold": t.cold_rows,
-        "raw": t.raw_rows,
-        "optimized": t.optimized_rows,
-        "quarantined": t.quarantined_rows,
-    }
-
-
-def _bytes(t: TableStats) -> dict[str, int]:
-    return {
-        "hot": t.hot_bytes,
-        "cold": t.cold_bytes,
-        "raw": t.raw_bytes,
-        "optimized": t.optimized_bytes,
-    }
+    return {**t.rows_by_tier(), "quarantined": t.quarantined_rows}
 
 
 @dataclass(frozen=True)
@@ -224,7 +212,7 @@ class TableSeries(Collector):
         for t in ranked[:limit]:
             figures[t.dataset_id, t.table] = _TableFigures(
                 _rows(t),
-                _bytes(t),
+                t.bytes_by_tier(),
                 t.oldest_hot_row_age_s,
                 t.cold_files + t.raw_fragments,
                 t.pending_deletions,
@@ -233,7 +221,7 @@ class TableSeries(Collector):
         if rest:
             figures[OTHER, OTHER] = _TableFigures(
                 {k: sum(_rows(t)[k] for t in rest) for k in TIERS},
-                {k: sum(_bytes(t)[k] for t in rest) for k in _bytes(rest[0])},
+                {k: sum(t.bytes_by_tier()[k] for t in rest) for k in rest[0].bytes_by_tier()},
                 max(t.oldest_hot_row_age_s for t in rest),
                 sum(t.cold_files + t.raw_fragments for t in rest),
                 sum(t.pending_deletions for t in rest),
@@ -328,5 +316,7 @@ async def refresh_catalog(pool: asyncpg.Pool, table_series: int) -> None:
     process per deployment exports (they scan the catalog)."""
     await refresh_buffer(pool)
     TABLES.update(await table_stats(pool), table_series)
-    for kind, at in (await last_successful(pool)).items():
-        LAST_SUCCESSFUL_RUN.labels(kind.value).set(at.timestamp())
+    last = await last_successful(pool)
+    for kind in RunKind:
+        at = last.get(kind)
+        LAST_SUCCESSFUL_RUN.labels(kind.value).set(_STARTED if at is None else at.timestamp())
