@@ -160,8 +160,7 @@ async def test_a_run_names_no_dataset_being_purged_or_gone(stubs: Stubs) -> None
     runtime = stubs.services.runtime
     pool = runtime.pool
     await pool.execute(
-        "INSERT INTO fusou_datasets (dataset_id, purging) VALUES ('alive', false), "
-        "('going', true)"
+        "INSERT INTO fusou_datasets (dataset_id, purging) VALUES ('alive', false), ('going', true)"
     )
     job = Archiver(runtime.settings, pool, runtime.store, runtime.registry)
     async with job.recorded_run(RunKind.ARCHIVE) as tally:
