@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 from prometheus_client.parser import text_string_to_metric_families
 
 from fusou.api.access import AccessControl
@@ -274,3 +275,33 @@ async def test_closing_survives_a_failed_background_task(recorder: Recorder) -> 
     # The port is closed: binding it again works.
     again = await serve("127.0.0.1", served.port)
     await again.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "same"),
+    [
+        ({"Host": "dash.example:80", "Origin": "http://dash.example"}, True),
+        ({"Host": "DASH.example", "Origin": "http://dash.example:80"}, True),
+        ({"Host": "dash.example:9464", "Origin": "http://dash.example:9464"}, True),
+        ({"Host": "dash.example:9464", "Origin": "http://dash.example:9465"}, False),
+        ({"Host": "[::1]:9464", "Origin": "http://[::1]:9464"}, True),
+        # Behind a TLS-terminating proxy that forwards its own host and scheme.
+        (
+            {
+                "Host": "fusou-reader:9464",
+                "X-Forwarded-Host": "dash.example",
+                "X-Forwarded-Proto": "https, http",
+                "Origin": "https://dash.example",
+            },
+            True,
+        ),
+        ({"Host": "dash.example", "Origin": "https://evil.example"}, False),
+        ({"Host": "dash.example", "Origin": "garbage"}, False),
+        ({"Host": "dash.example", "Sec-Fetch-Site": "cross-site"}, False),
+        ({"Host": "dash.example", "Sec-Fetch-Site": "same-origin"}, True),
+        ({"Host": "dash.example"}, True),  # curl
+    ],
+)
+def test_the_origin_check(headers: dict[str, str], same: bool) -> None:
+    request = make_mocked_request("POST", "/board/login", headers=headers)
+    assert http._same_origin(request) is same  # noqa: SLF001 - the check itself
