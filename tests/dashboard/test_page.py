@@ -64,18 +64,18 @@ def snapshot(*, sees_all: bool) -> Snapshot:
     )
 
 
+def page_of(shown: Snapshot, viewer: str, refresh_s: int) -> str:
+    return render(
+        shown, prefix="/dashboard", viewer=viewer, refresh_s=refresh_s, title="FUSOU dashboard"
+    )
+
+
 def cells(page: str) -> dict[str, str]:
     return dict(re.findall(r'data-field="(\w+)" data-value="([^"]*)"', page))
 
 
 def test_cells_carry_the_exact_figures() -> None:
-    page = render(
-        snapshot(sees_all=True),
-        prefix="/dashboard",
-        viewer="root",
-        refresh_s=30,
-        title="FUSOU dashboard",
-    )
+    page = page_of(snapshot(sees_all=True), "root", 30)
     values = cells(page)
     assert values["hot_rows"] == "1234567"
     assert ">1,234,567<" in page
@@ -86,13 +86,7 @@ def test_cells_carry_the_exact_figures() -> None:
 
 
 def test_stored_strings_stay_text() -> None:
-    page = render(
-        snapshot(sees_all=True),
-        prefix="/dashboard",
-        viewer='<b>"me"</b>',
-        refresh_s=0,
-        title="FUSOU dashboard",
-    )
+    page = page_of(snapshot(sees_all=True), '<b>"me"</b>', 0)
     assert HOSTILE not in page
     assert "&lt;/script&gt;&lt;script&gt;alert" in page  # the runs table shows it as text
     assert "&lt;b&gt;&quot;me&quot;&lt;/b&gt;" in page
@@ -108,13 +102,7 @@ def test_stored_strings_stay_text() -> None:
 
 
 def test_a_viewer_of_some_datasets_gets_no_runs_nor_rates() -> None:
-    page = render(
-        snapshot(sees_all=False),
-        prefix="/dashboard",
-        viewer="team",
-        refresh_s=0,
-        title="FUSOU dashboard",
-    )
+    page = page_of(snapshot(sees_all=False), "team", 0)
     assert 'id="runs-hidden"' in page
     assert "chart-archive-runs" not in page and "chart-rates" not in page
     assert 'data-dataset="kancolle" data-table="battle"' in page

@@ -58,32 +58,23 @@ def bytes_by_tier(tables: list[TableStats]) -> go.Figure:
     return _tiers(tables, "Bytes by tier", "bytes")
 
 
-def hot_age(tables: list[TableStats]) -> go.Figure:
-    figure = go.Figure(layout=_layout("Oldest hot row", yaxis={"title": {"text": "seconds"}}))
-    figure.add_trace(
-        go.Bar(
-            x=[table_label(t) for t in tables],
-            y=[t.oldest_hot_row_age_s for t in tables],
-            marker_color=TIER_COLOURS["hot"],
-        )
-    )
+def _per_table(
+    tables: list[TableStats], title: str, unit: str, values: list[float], colour: str
+) -> go.Figure:
+    figure = go.Figure(layout=_layout(title, yaxis={"title": {"text": unit}}))
+    figure.add_trace(go.Bar(x=[table_label(t) for t in tables], y=values, marker_color=colour))
     return figure
+
+
+def hot_age(tables: list[TableStats]) -> go.Figure:
+    ages = [t.oldest_hot_row_age_s for t in tables]
+    return _per_table(tables, "Oldest hot row", "seconds", ages, TIER_COLOURS["hot"])
 
 
 def compression(tables: list[TableStats]) -> go.Figure:
-    figure = go.Figure(
-        layout=_layout(
-            "Cold compression (uncompressed ÷ stored)", yaxis={"title": {"text": "ratio"}}
-        )
-    )
-    figure.add_trace(
-        go.Bar(
-            x=[table_label(t) for t in tables],
-            y=[t.compression_ratio for t in tables],
-            marker_color=TIER_COLOURS["cold"],
-        )
-    )
-    return figure
+    ratios = [t.compression_ratio for t in tables]
+    title = "Cold compression (uncompressed ÷ stored)"
+    return _per_table(tables, title, "ratio", ratios, TIER_COLOURS["cold"])
 
 
 def backlog(datasets: list[DatasetState]) -> go.Figure:
