@@ -32,6 +32,15 @@ class TableStats:
     optimized_rows: int = 0
     pending_deletions: int = 0
 
+    @property
+    def backlog_files(self) -> int:
+        """Cold files and raw fragments: what the next compactions read."""
+        return self.cold_files + self.raw_fragments
+
+    @property
+    def backlog_bytes(self) -> int:
+        return self.cold_bytes + self.raw_bytes
+
     def rows_by_tier(self) -> dict[str, int]:
         return {
             "hot": self.hot_rows,

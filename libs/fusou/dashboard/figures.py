@@ -3,6 +3,7 @@ plotly package bundles)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import plotly.graph_objects as go
@@ -39,9 +40,14 @@ def _layout(title: str, **more: object) -> go.Layout:
     )
 
 
-def _tiers(tables: list[TableStats], title: str, unit: str) -> go.Figure:
+def _tiers(
+    tables: list[TableStats],
+    title: str,
+    unit: str,
+    of: Callable[[TableStats], dict[str, int]],
+) -> go.Figure:
     labels = [table_label(t) for t in tables]
-    by_tier = [t.rows_by_tier() if unit == "rows" else t.bytes_by_tier() for t in tables]
+    by_tier = [of(t) for t in tables]
     figure = go.Figure(layout=_layout(title, barmode="stack", yaxis={"title": {"text": unit}}))
     for tier, colour in TIER_COLOURS.items():
         figure.add_trace(
@@ -51,11 +57,11 @@ def _tiers(tables: list[TableStats], title: str, unit: str) -> go.Figure:
 
 
 def rows_by_tier(tables: list[TableStats]) -> go.Figure:
-    return _tiers(tables, "Rows by tier", "rows")
+    return _tiers(tables, "Rows by tier", "rows", TableStats.rows_by_tier)
 
 
 def bytes_by_tier(tables: list[TableStats]) -> go.Figure:
-    return _tiers(tables, "Bytes by tier", "bytes")
+    return _tiers(tables, "Bytes by tier", "bytes", TableStats.bytes_by_tier)
 
 
 def _per_table(

@@ -50,8 +50,8 @@ async def take_snapshot(
             DatasetState(
                 flags,
                 len(own),
-                sum(t.cold_files + t.raw_fragments for t in own),
-                sum(t.cold_bytes + t.raw_bytes for t in own),
+                sum(t.backlog_files for t in own),
+                sum(t.backlog_bytes for t in own),
             )
         )
     if not sees_all:

@@ -61,7 +61,7 @@ class FusouServer:
     services: Sequence[HostedService]
     # What the process depends on (fusou.server.readiness); None: always ready.
     readiness: Check | None = None
-    # Refreshes gauges read from the database (fusou.server.metrics.refresh_buffer).
+    # Refreshes gauges read from the database (fusou.server.metrics.refresh_catalog).
     gauges: Callable[[], Awaitable[None]] | None = None
     metrics_port: int = 0
     # The plaintext health-only port (FUSOU_HEALTH_PORT), 0 when there is none.

@@ -37,9 +37,7 @@ class AccessControl(Protocol):
     """What admits a call (``fusou.api.access.AccessControl``): UNAUTHENTICATED or
     PERMISSION_DENIED errors, or the grant with the caller's token."""
 
-    def admit(
-        self, method: str, metadata: Sequence[tuple[str, str | bytes]] | None
-    ) -> _Granted: ...
+    def admit(self, method: str, metadata: Sequence[tuple[str, str | bytes]]) -> _Granted: ...
 
 
 log = logging.getLogger(__name__)
@@ -157,32 +155,35 @@ def _login_page(pages: Pages, status: int, message: str) -> web.Response:
     return response
 
 
-def _token_of(request: web.Request) -> tuple[str | None, bool]:
-    """The request's token, and whether it came from the cookie."""
+Metadata = list[tuple[str, str | bytes]]
+
+
+def _credentials(request: web.Request) -> tuple[Metadata, bool]:
+    """The request's credentials as a gRPC call's metadata (``fusou.api.access`` reads the
+    bearer token from it), and whether they came from the cookie."""
     header = request.headers.get("Authorization")
     if header is not None:
-        scheme, _, token = header.strip().partition(" ")
-        return (token.strip() if scheme.lower() == "bearer" and token.strip() else ""), False
+        return [("authorization", header)], False
     cookie = request.cookies.get(COOKIE)
-    return cookie, cookie is not None
+    if cookie is None:
+        return [], False
+    return [("authorization", f"Bearer {cookie}")], True
 
 
-def _admit(access: AccessControl | None, rule_method: str, token: str | None) -> Viewer:
-    """The viewer a token is; Unauthenticated or PermissionDenied as for the RPC."""
+def _admit(access: AccessControl | None, rule_method: str, metadata: Metadata) -> Viewer:
+    """The viewer the credentials are; Unauthenticated or PermissionDenied as for the RPC."""
     if access is None:
         return EVERYONE
-    entry = access.admit(
-        rule_method, [] if token is None else [("authorization", f"Bearer {token}")]
-    ).token
+    entry = access.admit(rule_method, metadata).token
     assert entry is not None  # a call admitted with a token
     return Viewer(entry.name, entry.may_touch, entry.all_datasets)
 
 
 def _guarded(pages: Pages, handler: PageHandler, access: AccessControl | None) -> Handler:
     async def serve(request: web.Request) -> web.StreamResponse:
-        token, from_cookie = _token_of(request)
+        metadata, from_cookie = _credentials(request)
         try:
-            viewer = _admit(access, pages.rule_method, token)
+            viewer = _admit(access, pages.rule_method, metadata)
         except Unauthenticated as exc:
             response = _login_page(pages, 401, str(exc))
             if from_cookie:
@@ -208,7 +209,7 @@ def _login(pages: Pages, access: AccessControl | None) -> Handler:
         if not isinstance(token, str) or not token.strip():
             return _login_page(pages, 400, "enter a bearer token")
         try:
-            _admit(access, pages.rule_method, token.strip())
+            _admit(access, pages.rule_method, [("authorization", f"Bearer {token.strip()}")])
         except Unauthenticated as exc:
             return _login_page(pages, 401, str(exc))
         except PermissionDenied as exc:
@@ -286,9 +287,9 @@ def _table_metrics(access: AccessControl | None) -> Handler:
     scrape job)."""
 
     async def tables(request: web.Request) -> web.StreamResponse:
-        token, _ = _token_of(request)
+        metadata, _ = _credentials(request)
         try:
-            viewer = _admit(access, TABLES_RULE, token)
+            viewer = _admit(access, TABLES_RULE, metadata)
         except Unauthenticated as exc:
             return web.Response(status=401, text=f"{exc}\n", headers={"WWW-Authenticate": "Bearer"})
         except PermissionDenied as exc:

@@ -214,7 +214,7 @@ class TableSeries(Collector):
                 _rows(t),
                 t.bytes_by_tier(),
                 t.oldest_hot_row_age_s,
-                t.cold_files + t.raw_fragments,
+                t.backlog_files,
                 t.pending_deletions,
             )
         rest = ranked[limit:]
@@ -223,7 +223,7 @@ class TableSeries(Collector):
                 {k: sum(_rows(t)[k] for t in rest) for k in TIERS},
                 {k: sum(t.bytes_by_tier()[k] for t in rest) for k in rest[0].bytes_by_tier()},
                 max(t.oldest_hot_row_age_s for t in rest),
-                sum(t.cold_files + t.raw_fragments for t in rest),
+                sum(t.backlog_files for t in rest),
                 sum(t.pending_deletions for t in rest),
             )
         with self._lock:
@@ -299,23 +299,15 @@ async def every(interval: float, refresh: Callable[[], Awaitable[None]]) -> None
         await asyncio.sleep(interval)
 
 
-async def refresh_buffer(pool: asyncpg.Pool) -> None:
-    row = await pool.fetchrow(
-        "SELECT b.rows, b.oldest, (SELECT count(*) FROM fusou_quarantine) AS quarantined "
-        "FROM (SELECT count(*) AS rows, min(ingested_at) AS oldest FROM fusou_buffer) b"
-    )
-    assert row is not None
-    BUFFER_ROWS.set(row["rows"])
-    oldest = row["oldest"]
-    BUFFER_OLDEST_AGE.set(0.0 if oldest is None else max(0.0, time.time() - oldest / 1000))
-    QUARANTINE_ROWS.set(row["quarantined"])
-
-
 async def refresh_catalog(pool: asyncpg.Pool, table_series: int) -> None:
     """The buffer's gauges, the per-table series and the last successful runs: what one
-    process per deployment exports (they scan the catalog)."""
-    await refresh_buffer(pool)
-    TABLES.update(await table_stats(pool), table_series)
+    process per deployment exports (they scan the catalog). The buffer's gauges are the
+    tables' figures summed: one scan of the buffer serves both."""
+    stats = await table_stats(pool)
+    BUFFER_ROWS.set(sum(t.hot_rows for t in stats))
+    BUFFER_OLDEST_AGE.set(max((t.oldest_hot_row_age_s for t in stats), default=0.0))
+    QUARANTINE_ROWS.set(sum(t.quarantined_rows for t in stats))
+    TABLES.update(stats, table_series)
     last = await last_successful(pool)
     for kind in RunKind:
         at = last.get(kind)
